@@ -1,0 +1,1 @@
+"""The engine: events, the call tree, the RLM loop. Imports no Textual."""

@@ -1,0 +1,160 @@
+"""The recursion tree as a fold over events.
+
+The UI, the headless printer, replay and the usage totals all use this one
+model, so what the tree shows and what the run reports cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from . import events as ev
+
+
+@dataclass(slots=True)
+class Usage:
+    """Tokens and dollars; adds up over a subtree."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    lm_calls: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+    def add(self, other: "Usage") -> None:
+        self.tokens_in += other.tokens_in
+        self.tokens_out += other.tokens_out
+        self.cost_usd += other.cost_usd
+        self.lm_calls += other.lm_calls
+
+
+@dataclass(slots=True)
+class CallNode:
+    """One call in the tree: the root RLM, a child RLM, an llm call, or a batch."""
+
+    id: str
+    parent: str | None
+    kind: str
+    depth: int = 0
+    model: str = ""
+    label: str = ""
+    prompt: str = ""
+    status: str = "running"
+    started_t: float = 0.0
+    finished_t: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    children: list[str] = field(default_factory=list)
+    result: str = ""
+    error: str = ""
+    turns: int = 0
+    size: int = 0  # prompts in a batch
+
+    def elapsed(self, now: float) -> float:
+        end = self.finished_t if self.finished_t is not None else now
+        return max(0.0, end - self.started_t)
+
+
+def one_line(text: str, width: int = 60) -> str:
+    """A node label: the first non-empty line of a prompt, shortened."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line if len(line) <= width else line[: width - 1] + "…"
+    return ""
+
+
+class CallTree:
+    """Folds events into nodes; ``apply`` is cheap enough for every event."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, CallNode] = {}
+        self.root: str | None = None
+        self.now: float = 0.0
+        self.answer: str | None = None
+        self.stopped_by: str | None = None
+        self.finished: bool = False
+
+    def apply(self, event: ev.Event) -> CallNode | None:
+        """Update the tree; returns the node that changed, if any."""
+        self.now = max(self.now, event.t)
+        kind = event.kind
+        if kind in (ev.NODE_STARTED, ev.SPAWN_REQUESTED):
+            node = self.nodes.get(event.node or "")
+            if node is None:
+                node = CallNode(id=event.node or "", parent=event.parent, kind=event.get("kind", "llm"),
+                                started_t=event.t)
+                self.nodes[node.id] = node
+                if event.parent in self.nodes:
+                    self.nodes[event.parent].children.append(node.id)
+                elif self.root is None:
+                    self.root = node.id
+            node.depth = event.get("depth", node.depth)
+            node.model = event.get("model", node.model)
+            node.prompt = event.get("prompt", node.prompt)
+            node.label = event.get("label") or one_line(node.prompt)
+            node.size = event.get("n", node.size)
+            node.status = "waiting" if kind == ev.SPAWN_REQUESTED else "running"
+            if kind == ev.NODE_STARTED:
+                node.started_t = event.t
+            return node
+        node = self.nodes.get(event.node or "")
+        if kind == ev.RUN_FINISHED:
+            self.finished = True
+            self.answer = event.get("answer")
+            self.stopped_by = event.get("stopped_by")
+            return None
+        if kind == ev.FINAL_ANSWER and node is not None and node.id == self.root:
+            self.answer = event.get("answer")
+        if node is None:
+            return None
+        if kind == ev.LM_FINISHED:
+            node.usage.add(Usage(event.get("tokens_in", 0), event.get("tokens_out", 0),
+                                 event.get("cost_usd", 0.0), 1))
+        elif kind == ev.TURN_STARTED:
+            node.turns = event.get("turn", node.turns)
+        elif kind == ev.SPAWN_DECIDED:
+            node.prompt = event.get("prompt", node.prompt)
+            node.status = "denied" if event.get("decision") == "deny" else "queued"
+        elif kind == ev.NODE_FINISHED:
+            node.status = event.get("status", "done")
+            node.finished_t = event.t
+            node.result = event.get("result", "") or ""
+            node.error = event.get("error", "") or ""
+        else:
+            return None
+        return node
+
+    def extend(self, events: Iterable[ev.Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def subtree_usage(self, node_id: str) -> Usage:
+        """A node's own usage plus all its descendants'."""
+        total = Usage()
+        stack = [node_id]
+        while stack:
+            node = self.nodes[stack.pop()]
+            total.add(node.usage)
+            stack.extend(node.children)
+        return total
+
+    def subtree_calls(self, node_id: str) -> int:
+        """How many sub-calls (llm and rlm nodes) lie below a node."""
+        count = 0
+        stack = list(self.nodes[node_id].children)
+        while stack:
+            node = self.nodes[stack.pop()]
+            if node.kind != "batch":
+                count += 1
+            stack.extend(node.children)
+        return count
+
+    def total_usage(self) -> Usage:
+        total = Usage()
+        for node in self.nodes.values():
+            total.add(node.usage)
+        return total
