@@ -125,7 +125,7 @@ def __rlm_load_context(spec):
                        key=lambda item: -item[1])
         info.update(files=len(value), chars=sum(s for _, s in sizes), largest=sizes[:10])
     elif isinstance(value, str):
-        info.update(chars=len(value), lines=value.count("\n") + (1 if value else 0))
+        info.update(chars=len(value), lines=value.count("\n") + (1 if value and not value.endswith("\n") else 0))
     elif isinstance(value, (list, tuple)):
         info.update(items=len(value), chars=sum(len(str(v)) for v in value))
     else:
