@@ -20,6 +20,8 @@ class Limits:
     timeout: float | None = 3600.0  # wall seconds for the whole run
     cell_timeout: float | None = 300.0  # seconds one code cell may run
     output_chars: int = 20_000  # a cell's output fed back to the model is cut to this
+    max_file_bytes: int = 10_000_000  # larger files in a directory are skipped (and reported)
+    max_context_bytes: int = 512_000_000  # the input is cut here (and the cut reported)
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Settings:
     approve: str = "auto"  # spawn policy: auto | ask | rlm | deny
     lm_timeout: float = 600.0  # seconds for one LM request
     lm_retries: int = 4  # retries on rate limits, 5xx, timeouts and broken streams
+    lm_backoff: float = 1.0  # seconds before the first retry; doubles each time
 
     @property
     def effective_sub_model(self) -> str:

@@ -18,7 +18,7 @@ FORMAT_VERSION = 1
 # Kinds of event, with the fields each carries (besides seq, t, kind, node, parent).
 SESSION = "session"  # format, version, created, rlm_tui_version (always the first line)
 RUN_STARTED = "run_started"  # question, path, settings{...}
-NODE_STARTED = "node_started"  # kind(root|rlm|llm|batch), depth, model, label, prompt, n?, context?
+NODE_STARTED = "node_started"  # node_kind(root|rlm|llm|batch), depth, model, label, prompt, n?, context?
 CONTEXT_LOADED = "context_loaded"  # info{type, chars, files, largest, skipped, description}
 KERNEL = "kernel"  # state(starting|idle|busy|restarting|dead), detail?
 TURN_STARTED = "turn_started"  # turn
@@ -30,7 +30,7 @@ CELL_STARTED = "cell_started"  # cell, code
 CELL_OUTPUT = "cell_output"  # cell, stream(stdout|stderr|error|result), text
 CELL_FINISHED = "cell_finished"  # cell, status(ok|error|interrupted|timeout|died), duration_s, output_chars, truncated_chars
 TURN_FINISHED = "turn_finished"  # turn, duration_s
-SPAWN_REQUESTED = "spawn_requested"  # kind, prompt, model, context?
+SPAWN_REQUESTED = "spawn_requested"  # node_kind, prompt, model, context?
 SPAWN_DECIDED = "spawn_decided"  # decision(approve|edit|deny), by(user|policy), prompt, original_prompt?, reason?
 NODE_FINISHED = "node_finished"  # status(done|failed|killed|denied|limit), result, error?
 LIMIT_REACHED = "limit_reached"  # limit, detail

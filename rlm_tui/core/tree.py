@@ -85,7 +85,7 @@ class CallTree:
         if kind in (ev.NODE_STARTED, ev.SPAWN_REQUESTED):
             node = self.nodes.get(event.node or "")
             if node is None:
-                node = CallNode(id=event.node or "", parent=event.parent, kind=event.get("kind", "llm"),
+                node = CallNode(id=event.node or "", parent=event.parent, kind=event.get("node_kind", "llm"),
                                 started_t=event.t)
                 self.nodes[node.id] = node
                 if event.parent in self.nodes:

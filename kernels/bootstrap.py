@@ -1,0 +1,176 @@
+"""Runs inside the kernel: the RLM helpers the model's code calls.
+
+``llm_query`` and friends send requests over one persistent loopback socket to
+the host, authenticated with the session secret. A reader thread matches
+replies to requests by id, so many requests can be in flight (from a batch, or
+from the model's own threads) and an interrupted call is cancelled on the host.
+Executed once per kernel with ``__rlm_cfg`` defined by the host.
+"""
+
+
+def __rlm_install(cfg):
+    import itertools
+    import json
+    import os
+    import pickle
+    import socket
+    import tempfile
+    import threading
+
+    shell = get_ipython()  # noqa: F821 - defined in every IPython kernel
+    ns = shell.user_ns
+
+    class Bridge:
+        def __init__(self, port, secret, kernel_id):
+            self.sock = socket.create_connection(("127.0.0.1", port))
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.reader = self.sock.makefile("rb")
+            self.send_lock = threading.Lock()
+            self.pending = {}
+            self.ids = itertools.count(1)
+            self._send({"op": "hello", "secret": secret, "kernel": kernel_id})
+            reply = json.loads(self.reader.readline() or b"{}")
+            if not reply.get("ok"):
+                raise RuntimeError("rlm-tui host refused the kernel's connection")
+            threading.Thread(target=self._read, name="rlm-bridge", daemon=True).start()
+
+        def _send(self, obj):
+            data = (json.dumps(obj) + "\n").encode("utf-8", "surrogatepass")
+            with self.send_lock:
+                self.sock.sendall(data)
+
+        def _read(self):
+            try:
+                for line in self.reader:
+                    msg = json.loads(line)
+                    waiter = self.pending.pop(msg.get("id"), None)
+                    if waiter is not None:
+                        waiter[1].append(msg.get("result"))
+                        waiter[0].set()
+            except (OSError, ValueError):
+                pass
+            for done, slot in list(self.pending.values()):
+                slot.append("Error: the connection to the rlm-tui host was lost")
+                done.set()
+
+        def request(self, op, **fields):
+            rid = next(self.ids)
+            done, slot = threading.Event(), []
+            self.pending[rid] = (done, slot)
+            self._send(dict(fields, op=op, id=rid))
+            try:
+                done.wait()
+            except BaseException:
+                self.pending.pop(rid, None)
+                try:
+                    self._send({"op": "cancel", "id": rid})
+                except OSError:
+                    pass
+                raise
+            return slot[0]
+
+    bridge = Bridge(cfg["port"], cfg["secret"], cfg["kernel"])
+    state = {"final": None, "source": None}
+    stash_dir = tempfile.mkdtemp(prefix="rlm-ctx-")
+
+    def _model(model):
+        return None if model is None else str(model)
+
+    def llm_query(prompt, model=None):
+        """Ask a language model one question; returns its reply as a str."""
+        return bridge.request("llm", prompt=str(prompt), model=_model(model))
+
+    def llm_query_batched(prompts, model=None):
+        """Ask many prompts concurrently; returns replies in order (errors as strings in their slot)."""
+        return bridge.request("llm_batch", prompts=[str(p) for p in prompts], model=_model(model))
+
+    def _stash(context):
+        if context is None:
+            return None
+        if isinstance(context, str):
+            return {"type": "text", "text": context}
+        fd, path = tempfile.mkstemp(dir=stash_dir, suffix=".pkl")
+        with os.fdopen(fd, "wb") as handle:
+            pickle.dump(context, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        return {"type": "pickle", "path": path}
+
+    def rlm_query(prompt, context=None, model=None):
+        """Start a child RLM (own REPL) on a sub-task; returns its final answer as a str."""
+        return bridge.request("rlm", prompt=str(prompt), context=_stash(context), model=_model(model))
+
+    def rlm_query_batched(prompts, contexts=None, model=None):
+        """Start several child RLMs concurrently; returns their answers in order."""
+        prompts = [str(p) for p in prompts]
+        contexts = list(contexts) if contexts is not None else [None] * len(prompts)
+        if len(contexts) != len(prompts):
+            raise ValueError("rlm_query_batched: prompts and contexts differ in length")
+        return bridge.request("rlm_batch", prompts=prompts, contexts=[_stash(c) for c in contexts],
+                              model=_model(model))
+
+    def FINAL_VAR(name):
+        """Answer with the value of a REPL variable (give its name as a string)."""
+        key = name if isinstance(name, str) else None
+        if key is not None and key.strip().strip("'\"") in ns:
+            value = ns[key.strip().strip("'\"")]
+        elif key is None:
+            value = name
+        else:
+            msg = f"FINAL_VAR: no variable named {key!r}; define it first (SHOW_VARS() lists them)"
+            print(msg)
+            return msg
+        state["final"], state["source"] = str(value), "FINAL_VAR"
+        return state["final"]
+
+    def FINAL(text):
+        """Answer with this text."""
+        state["final"], state["source"] = str(text), "FINAL"
+        return state["final"]
+
+    def SHOW_VARS():
+        """List the variables you have defined, with their types."""
+        found = {k: type(v).__name__ for k, v in ns.items() if _user_var(k, v)}
+        print(found if found else "no variables defined yet")
+        return found
+
+    reserved = {"llm_query": llm_query, "llm_query_batched": llm_query_batched, "rlm_query": rlm_query,
+                "rlm_query_batched": rlm_query_batched, "FINAL_VAR": FINAL_VAR, "FINAL": FINAL,
+                "SHOW_VARS": SHOW_VARS}
+    import types as _types
+
+    def _user_var(name, value):
+        return (not name.startswith("_") and name not in reserved and name not in ("context", "answer")
+                and name not in ("In", "Out", "exit", "quit", "get_ipython")
+                and not isinstance(value, (_types.ModuleType, _types.FunctionType, type)))
+
+    def restore(*_args):
+        for name, value in reserved.items():
+            if ns.get(name) is not value:
+                ns[name] = value
+                print(f"[rlm-tui] `{name}` is reserved and was restored")
+        if "context" in state and ns.get("context") is not state["context"]:
+            ns["context"] = state["context"]
+            print("[rlm-tui] `context` is reserved and was restored (copy it to a new name to change it)")
+        answer = ns.get("answer")
+        if not isinstance(answer, dict):
+            ns["answer"] = answer = {"content": "", "ready": False}
+        if answer.get("ready") and state["final"] is None:
+            state["final"], state["source"] = str(answer.get("content", "")), "answer"
+
+    def load(spec):
+        value, info = __rlm_load_context(spec)  # noqa: F821 - defined by loader.py
+        state["context"] = value
+        ns["context"] = value
+        return json.dumps(info)
+
+    def take_state():
+        restore()
+        out = {"final": state["final"], "source": state["source"],
+               "vars": [f"{k}: {type(v).__name__}" for k, v in ns.items() if _user_var(k, v)][:50]}
+        state["final"] = state["source"] = None
+        return json.dumps(out)
+
+    ns.update(reserved)
+    ns["answer"] = {"content": "", "ready": False}
+    ns["__rlm_load"] = load
+    ns["__rlm_state"] = take_state
+    shell.events.register("post_run_cell", restore)

@@ -1,0 +1,7 @@
+"""``python -m rlm_tui`` is the ``rlm-tui`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

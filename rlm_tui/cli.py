@@ -1,0 +1,177 @@
+"""The ``rlm-tui`` command: run a question over a file or directory, with or without the UI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import __version__
+from .core.config import Limits, Settings
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_LIMIT = 0, 1, 2, 3
+
+DESCRIPTION = """\
+Run a Recursive Language Model over PATH to answer QUESTION. The input is
+loaded as `context` in a Jupyter kernel; the root model writes code to explore
+it and calls models from that code (llm_query, rlm_query). Every run is saved
+as a session file (JSONL).
+
+examples:
+  rlm-tui ./repo "Where is the retry logic?" --model openai/gpt-5-mini
+  rlm-tui notes.txt "Summarise" --headless --json --model ollama_chat/qwen3
+  cat log.txt | rlm-tui - "What failed?" --headless
+"""
+
+EPILOG = """\
+exit codes: 0 answered, 1 error, 2 usage error (bad path, bad flag),
+3 a limit stopped the run without an answer.
+API keys come from --api-key or the provider's usual variable
+(OPENAI_API_KEY, ANTHROPIC_API_KEY, ...)."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = Limits()
+    p = argparse.ArgumentParser(prog="rlm-tui", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", metavar="PATH", help="a directory, a file, or - for standard input")
+    p.add_argument("question", metavar="QUESTION", help="what to answer about PATH")
+    p.add_argument("--version", action="version", version=f"rlm-tui {__version__}")
+    m = p.add_argument_group("models")
+    m.add_argument("--model", default=os.environ.get("RLM_TUI_MODEL", "openai/gpt-5-mini"),
+                   help="root model, any litellm model string (default: %(default)s; env RLM_TUI_MODEL)")
+    m.add_argument("--sub-model", help="model for llm_query and child RLMs (default: the root model)")
+    m.add_argument("--api-base", help="base URL of an OpenAI-compatible or provider endpoint")
+    m.add_argument("--api-key", help="API key (default: the provider's environment variable)")
+    lim = p.add_argument_group("limits (shared by the whole recursion tree)")
+    lim.add_argument("--max-depth", type=_positive_int, default=d.max_depth,
+                     help="RLM levels; 1 = only the root is an RLM (default: %(default)s)")
+    lim.add_argument("--max-iterations", type=_positive_int, default=d.max_iterations,
+                     help="model turns per RLM (default: %(default)s)")
+    lim.add_argument("--max-subcalls", type=_positive_int, default=d.max_subcalls,
+                     help="sub-calls over the whole run (default: %(default)s)")
+    lim.add_argument("--concurrency", type=_positive_int, default=d.concurrency,
+                     help="sub-calls in flight at once (default: %(default)s)")
+    lim.add_argument("--max-tokens", type=_positive_int, default=d.max_tokens,
+                     help="tokens in+out over the whole run (default: %(default)s)")
+    lim.add_argument("--budget", type=_positive_float, default=d.budget,
+                     help="US dollars over the whole run (default: %(default)s)")
+    lim.add_argument("--timeout", type=_positive_float, default=d.timeout,
+                     help="wall seconds for the whole run (default: %(default)s)")
+    lim.add_argument("--cell-timeout", type=_positive_float, default=d.cell_timeout,
+                     help="seconds one code cell may run (default: %(default)s)")
+    lim.add_argument("--output-chars", type=_positive_int, default=d.output_chars,
+                     help="a cell's output shown to the model is cut to this (default: %(default)s)")
+    o = p.add_argument_group("output")
+    o.add_argument("--headless", action="store_true", help="no UI: answer on stdout, progress on stderr")
+    o.add_argument("--json", action="store_true", help="with --headless: one JSON object on stdout")
+    o.add_argument("--session", type=Path, help="session file to write (default: a new file in "
+                   "~/.local/share/rlm-tui/sessions/)")
+    o.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    limits = Limits(max_depth=args.max_depth, max_iterations=args.max_iterations,
+                    max_subcalls=args.max_subcalls, concurrency=args.concurrency, max_tokens=args.max_tokens,
+                    budget=args.budget, timeout=args.timeout, cell_timeout=args.cell_timeout,
+                    output_chars=args.output_chars)
+    return Settings(model=args.model, sub_model=args.sub_model, api_base=args.api_base, api_key=args.api_key,
+                    limits=limits, session_path=args.session)
+
+
+def fail(message: str, code: int) -> int:
+    print(f"rlm-tui: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.json and not args.headless:
+        return fail("--json needs --headless", EXIT_USAGE)
+    stdin_file: str | None = None
+    try:
+        if args.path == "-":
+            stdin_file = _stdin_to_file()
+            path = Path(stdin_file)
+        else:
+            path = Path(args.path).expanduser()
+            if not path.exists():
+                return fail(f"no such file or directory: {args.path}", EXIT_USAGE)
+            if not os.access(path, os.R_OK):
+                return fail(f"cannot read {args.path}: permission denied", EXIT_USAGE)
+        settings = settings_from(args)
+        if not args.headless:
+            from .ui import launch  # the UI is imported only when it is used
+
+            return launch(settings, args.question, path)
+        return run_headless(settings, args.question, path, as_json=args.json, debug=args.debug)
+    finally:
+        if stdin_file:
+            os.unlink(stdin_file)
+
+
+#: Commands other than a run (``rlm-tui demo``, ``rlm-tui replay`` ...): name -> handler(argv).
+#: A path with one of these names is given as ``./name``.
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
+
+
+def _stdin_to_file() -> str:
+    """Standard input goes to a private temporary file the kernel then loads."""
+    fd, name = tempfile.mkstemp(prefix="rlm-tui-stdin-", suffix=".txt")
+    with os.fdopen(fd, "wb") as handle:
+        while chunk := sys.stdin.buffer.read(1 << 20):
+            handle.write(chunk)
+    return name
+
+
+def run_headless(settings: Settings, question: str, path: Path, as_json: bool, debug: bool) -> int:
+    from .core.engine import Engine, SetupError
+    from .headless import ProgressPrinter
+
+    engine = Engine(settings, question, path, sink=ProgressPrinter())
+    try:
+        engine.open_session()
+        result = asyncio.run(engine.run())
+    except SetupError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return fail(f"interrupted; session saved to {engine.session_path}", 130)
+    except Exception as exc:  # noqa: BLE001 - one line unless --debug
+        if debug:
+            raise
+        return fail(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+    if as_json:
+        print(json.dumps({"answer": result.answer, "usage": result.usage, "calls": result.calls,
+                          "stopped_by": result.stopped_by, "session": str(result.session),
+                          "duration_s": round(result.duration_s, 3), "error": result.error}, ensure_ascii=False))
+    elif result.answer is not None:
+        print(result.answer)
+    print(f"session: {result.session}", file=sys.stderr)
+    if result.error:
+        return fail(result.error, EXIT_ERROR)
+    if result.answer is None:
+        return fail(f"stopped by {result.stopped_by or 'an unknown cause'} without an answer", EXIT_LIMIT)
+    return EXIT_OK

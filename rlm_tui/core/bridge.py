@@ -1,0 +1,100 @@
+"""The channel from kernel code back to the host (``llm_query`` and friends).
+
+A TCP server on 127.0.0.1 only. Each kernel holds one persistent connection,
+opened with a hello that must carry the session secret; anything else is
+dropped. Requests are newline-delimited JSON with an id; each runs as its own
+task, so many are in flight at once, and a ``cancel`` (sent when the kernel
+cell is interrupted) or a dropped connection cancels them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import secrets
+from typing import Any, Awaitable, Callable
+
+Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]  # (kernel id, request) -> result
+
+MAX_LINE = 1 << 30  # a prompt may be large; a line is one request
+
+
+class Bridge:
+    """Serves kernel requests through ``handler``; ``secret`` authenticates kernels."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.secret = secrets.token_hex(32)
+        self.port = 0
+        self.rejected = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=MAX_LINE)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = asyncio.current_task()
+        if conn is not None:
+            self._tasks.add(conn)
+        inflight: dict[int, asyncio.Task[None]] = {}
+        try:
+            kernel = await self._hello(reader, writer)
+            if kernel is None:
+                self.rejected += 1
+                return
+            while line := await reader.readline():
+                request = json.loads(line)
+                rid = request.get("id")
+                if request.get("op") == "cancel":
+                    task = inflight.pop(rid, None)
+                    if task is not None:
+                        task.cancel()
+                    continue
+                inflight[rid] = asyncio.ensure_future(self._answer(kernel, request, writer, inflight))
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            for task in inflight.values():
+                task.cancel()
+            writer.close()
+            if conn is not None:
+                self._tasks.discard(conn)
+
+    async def _hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str | None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            hello = json.loads(line)
+        except (asyncio.TimeoutError, ValueError):
+            return None
+        given = str(hello.get("secret", "")) if isinstance(hello, dict) else ""
+        if hello.get("op") != "hello" or not hmac.compare_digest(given.encode(), self.secret.encode()):
+            return None
+        writer.write(b'{"ok": true}\n')
+        await writer.drain()
+        return str(hello.get("kernel", ""))
+
+    async def _answer(self, kernel: str, request: dict[str, Any], writer: asyncio.StreamWriter,
+                      inflight: dict[int, asyncio.Task[None]]) -> None:
+        rid = request.get("id")
+        try:
+            result = await self.handler(kernel, request)
+        except asyncio.CancelledError:
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the call's error string
+            result = f"Error: {type(exc).__name__}: {exc}"
+        finally:
+            inflight.pop(rid, None)
+        writer.write((json.dumps({"id": rid, "result": result}, ensure_ascii=False) + "\n")
+                     .encode("utf-8", "surrogatepass"))
+        await writer.drain()

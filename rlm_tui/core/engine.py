@@ -1,0 +1,588 @@
+"""The RLM loop: root and child RLMs on Jupyter kernels, sub-calls, limits, events.
+
+One ``Engine`` is one run. It emits every happening as an event (to the session
+file and to an optional sink: the headless printer or the UI) and never asks
+its consumers for anything. Limits are shared by the whole tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import events as ev
+from . import prompts
+from .config import Settings
+from .bridge import Bridge
+from .kernel import Kernel, KernelDied, KernelPool, kernel_source, strip_ansi
+from .lm import LMClient, LMError, LMFatalError, LMResult
+from .parsing import parse_reply
+from .session import SessionWriter, new_session_path
+from .tree import one_line
+
+CHUNK_INTERVAL = 0.05  # seconds: streamed text is coalesced into events at most this often
+RESULT_EXCERPT = 2000  # characters of a sub-call's result kept on its node_finished event
+MAX_KERNEL_DEATHS = 3  # a node stops after this many kernel deaths in a row
+MAX_CHILD_RLMS = 4  # child RLMs running at once (each holds a kernel)
+
+
+class SetupError(Exception):
+    """The run cannot start: bad input or an unusable session path. Exit code 2."""
+
+
+@dataclass
+class RunResult:
+    answer: str | None
+    stopped_by: str | None
+    usage: dict[str, Any]
+    calls: int
+    session: Path | None
+    duration_s: float
+    error: str | None = None
+
+
+@dataclass
+class _Rlm:
+    """A running RLM (the root or a child): its node, kernel and context."""
+
+    node: str
+    parent: str | None
+    depth: int
+    question: str
+    model: str
+    spec: dict[str, Any]
+    kernel: Kernel | None = None
+    cells: int = 0
+    deaths: int = 0
+    variables: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Totals:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    per_model: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, model: str, result: LMResult) -> None:
+        self.tokens_in += result.tokens_in
+        self.tokens_out += result.tokens_out
+        self.cost_usd += result.cost_usd
+        entry = self.per_model.setdefault(model, {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "calls": 0})
+        entry["tokens_in"] += result.tokens_in
+        entry["tokens_out"] += result.tokens_out
+        entry["cost_usd"] += result.cost_usd
+        entry["calls"] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total_tokens": self.tokens_in + self.tokens_out, "tokens_in": self.tokens_in,
+                "tokens_out": self.tokens_out, "cost_usd": round(self.cost_usd, 6), "per_model": self.per_model}
+
+
+class Engine:
+    """One run of an RLM over ``path`` (a file or a directory) answering ``question``."""
+
+    def __init__(self, settings: Settings, question: str, path: Path | str,
+                 sink: ev.Sink | None = None) -> None:
+        self.settings = settings
+        self.limits = settings.limits
+        self.question = question
+        self.path = Path(path)
+        self.sink = sink
+        self.session_path = settings.session_path or new_session_path()
+        self.totals = _Totals()
+        self.subcalls = 0
+        self.stopped_by: str | None = None
+        self.fatal: str | None = None
+        self._seq = 0
+        self._ids = 0
+        self._t0 = time.perf_counter()
+        self._limits_said: set[str] = set()
+        self._kernel_owner: dict[str, _Rlm] = {}
+        self._root_task: asyncio.Task[Any] | None = None
+        self._writer: SessionWriter | None = None
+        self._tmp = Path(tempfile.mkdtemp(prefix="rlm-tui-"))
+        self.bridge = Bridge(self._handle)
+        self.lm = LMClient(api_base=settings.api_base, api_key=settings.api_key, timeout=settings.lm_timeout,
+                           retries=settings.lm_retries, backoff=settings.lm_backoff,
+                           on_unpriced=self._unpriced)
+        self._sem: asyncio.Semaphore | None = None
+        self._child_sem: asyncio.Semaphore | None = None
+        self.pool: KernelPool | None = None
+
+    # ---- events -------------------------------------------------------------------------
+
+    def emit(self, kind: str, node: str | None = None, parent: str | None = None, **data: Any) -> ev.Event:
+        self._seq += 1
+        event = ev.Event(kind, node, parent, data, self._seq, time.perf_counter() - self._t0)
+        if self._writer is not None:
+            self._writer.write(event)
+            if self._writer.error:
+                error, self._writer = self._writer.error, None
+                self.emit(ev.WARNING, node, message=error)
+        if self.sink is not None:
+            self.sink(event)
+        return event
+
+    def _new_id(self) -> str:
+        node = f"n{self._ids}"
+        self._ids += 1
+        return node
+
+    def _unpriced(self, model: str) -> None:
+        self.emit(ev.WARNING, message=f"no known price for {model}: its calls are counted as $0")
+
+    # ---- the run ------------------------------------------------------------------------
+
+    def open_session(self) -> None:
+        """Create the session file; raises SetupError when it cannot be written."""
+        secrets = [s for s in (self.settings.api_key, self.bridge.secret) if s]
+        try:
+            self._writer = SessionWriter(self.session_path, secrets)
+        except OSError as exc:
+            raise SetupError(f"cannot write the session file {self.session_path}: {exc.strerror or exc}") from None
+        self._writer.write(self._writer.header())
+
+    async def run(self) -> RunResult:
+        """Run to an answer, a limit, or an error; always shuts kernels down."""
+        if not self.path.exists():
+            raise SetupError(f"no such file or directory: {self.path}")
+        if self._writer is None:
+            self.open_session()
+        self._t0 = time.perf_counter()
+        self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=self.settings.public())
+        self._sem = asyncio.Semaphore(self.limits.concurrency)
+        self._child_sem = asyncio.Semaphore(min(self.limits.concurrency, MAX_CHILD_RLMS))
+        warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
+        self.pool = KernelPool(self._tmp, self._prepare_kernel, warm)
+        answer: str | None = None
+        error: str | None = None
+        setup_error: SetupError | None = None
+        interrupted = False
+        try:
+            await self.bridge.start()
+            root = _Rlm(self._new_id(), None, 0, self.question, self.settings.model,
+                        {"type": "path", "path": str(self.path.resolve()),
+                         "max_file_bytes": self.limits.max_file_bytes,
+                         "max_total_bytes": self.limits.max_context_bytes})
+            self._root_task = asyncio.ensure_future(self._run_rlm(root))
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(self._root_task), self.limits.timeout)
+            except asyncio.TimeoutError:
+                self._limit("timeout", f"the run took longer than {self.limits.timeout:g} s")
+                self._root_task.cancel()
+                await asyncio.gather(self._root_task, return_exceptions=True)
+            except asyncio.CancelledError:
+                if self.fatal is None:  # cancelled from outside: Ctrl+C, SIGTERM, the UI quitting
+                    interrupted = True
+                    self.stopped_by = self.stopped_by or "interrupted"
+                    self._root_task.cancel()
+                    await asyncio.gather(self._root_task, return_exceptions=True)
+        except SetupError as exc:
+            setup_error = exc
+            error = str(exc)
+        except LMError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - reported as the run's error, not a traceback
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            await asyncio.shield(self._shutdown())
+        error = error or self.fatal
+        result = RunResult(answer, self.stopped_by, self.totals.as_dict(), self.subcalls, self.session_path,
+                           time.perf_counter() - self._t0, error)
+        self.emit(ev.RUN_FINISHED, answer=answer, stopped_by=self.stopped_by, usage=result.usage,
+                  calls=self.subcalls, duration_s=round(result.duration_s, 3), error=error)
+        if self._writer is not None:
+            self._writer.close()
+        if setup_error is not None:
+            raise setup_error
+        if interrupted:
+            raise asyncio.CancelledError
+        return result
+
+    async def _shutdown(self) -> None:
+        await self.bridge.close()
+        if self.pool is not None:
+            await self.pool.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    async def _prepare_kernel(self, kernel: Kernel) -> None:
+        cfg = {"port": self.bridge.port, "secret": self.bridge.secret, "kernel": kernel.id}
+        code = kernel_source("loader.py") + "\n" + kernel_source("bootstrap.py") + f"\n__rlm_install({cfg!r})\ndel __rlm_install\n"
+        await kernel.call(code, "'ok'", timeout=60)
+
+    # ---- one RLM ------------------------------------------------------------------------
+
+    async def _run_rlm(self, rlm: _Rlm) -> str | None:
+        """The loop of one RLM; returns its answer (None when stopped without one)."""
+        assert self.pool is not None
+        status, answer, error = "failed", None, ""
+        self.emit(ev.NODE_STARTED, rlm.node, rlm.parent, node_kind="root" if rlm.parent is None else "rlm",
+                  depth=rlm.depth, model=rlm.model, prompt=rlm.question, label=one_line(rlm.question),
+                  context=_context_preview(rlm.spec))
+        try:
+            self.emit(ev.KERNEL, rlm.node, rlm.parent, state="starting")
+            if rlm.parent is None:
+                # The litellm import (seconds) overlaps the kernel start.
+                from .lm import litellm_module
+                _, rlm.kernel = await asyncio.gather(asyncio.to_thread(litellm_module), self.pool.acquire())
+                self.pool.fill()
+            else:
+                rlm.kernel = await self.pool.acquire()
+            self._kernel_owner[rlm.kernel.id] = rlm
+            info = await self._load_context(rlm)
+            if rlm.parent is None and info.get("files") == 0:
+                raise SetupError(_empty_reason(self.path, info))
+            answer = await self._loop(rlm, info)
+            status = "done" if answer is not None else "limit"
+            return answer
+        except asyncio.CancelledError:
+            status = "killed"
+            raise
+        except (LMError, KernelDied, RuntimeError) as exc:
+            error = str(exc)
+            if rlm.parent is None:
+                raise
+            return f"Error: {error}"
+        finally:
+            self.emit(ev.NODE_FINISHED, rlm.node, rlm.parent, status=status,
+                      result=(answer or "")[:RESULT_EXCERPT], error=error)
+            if rlm.kernel is not None:
+                self._kernel_owner.pop(rlm.kernel.id, None)
+                await asyncio.shield(self.pool.release(rlm.kernel))
+
+    async def _load_context(self, rlm: _Rlm) -> dict[str, Any]:
+        assert rlm.kernel is not None
+        self.emit(ev.KERNEL, rlm.node, rlm.parent, state="loading context")
+        try:
+            info = json.loads(await rlm.kernel.call(f"__rlm_info = __rlm_load({rlm.spec!r})", "__rlm_info"))
+        except RuntimeError as exc:
+            if rlm.parent is None:
+                raise SetupError(f"cannot load {self.path}: {exc}") from None
+            raise
+        info["description"] = prompts.describe_context(info)
+        self.emit(ev.CONTEXT_LOADED, rlm.node, rlm.parent, info=info)
+        self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
+        return info
+
+    async def _loop(self, rlm: _Rlm, info: dict[str, Any]) -> str | None:
+        messages = [{"role": "system", "content": prompts.SYSTEM_PROMPT},
+                    {"role": "user", "content": prompts.first_message(rlm.question, info, rlm.depth + 1,
+                                                                      self.limits.max_depth)}]
+        sent = 0  # messages already recorded on an lm_started event
+        code_ran = False
+        for turn in range(1, self.limits.max_iterations + 1):
+            if self._exhausted():
+                return None
+            started = time.perf_counter()
+            self.emit(ev.TURN_STARTED, rlm.node, rlm.parent, turn=turn)
+            reply = await self._lm_call(rlm.node, rlm.parent, rlm.model, messages, messages[sent:], turn, stream=True)
+            messages.append({"role": "assistant", "content": reply.text})
+            sent = len(messages)
+            parsed = parse_reply(reply.text)
+            outputs: list[str] = []
+            notes: list[str] = []
+            final: tuple[str, str] | None = None
+            ran_before = code_ran
+            for code in parsed.code_blocks:
+                output, state = await self._run_cell(rlm, code)
+                outputs.append(output)
+                code_ran = True
+                if state.get("final") is not None:
+                    final = (state["final"], state["source"])
+                    break
+            if final is None and parsed.final_var:
+                final = await self._final_var(rlm, parsed.final_var, notes) if code_ran else None
+                if final is None and not code_ran:
+                    notes.append(prompts.EARLY_FINAL_NOTE)
+            if final is None and parsed.final is not None:
+                if not ran_before:
+                    notes.append(prompts.EARLY_FINAL_NOTE)
+                elif parsed.final.strip():
+                    final = (parsed.final, "FINAL")
+                else:
+                    notes.append("FINAL() was empty: put the answer inside the parentheses.")
+            self.emit(ev.TURN_FINISHED, rlm.node, rlm.parent, turn=turn,
+                      duration_s=round(time.perf_counter() - started, 3))
+            if final is not None:
+                self.emit(ev.FINAL_ANSWER, rlm.node, rlm.parent, answer=final[0], source=final[1])
+                return final[0]
+            if parsed.unterminated:
+                notes.append(prompts.UNTERMINATED_NOTE)
+            elif not parsed.code_blocks and not notes:
+                notes.append(prompts.NO_CODE_NOTE)
+            messages.append({"role": "user", "content": prompts.feedback(outputs, rlm.variables, notes)})
+        return await self._last_chance(rlm, messages, sent)
+
+    async def _last_chance(self, rlm: _Rlm, messages: list[dict[str, str]], sent: int) -> str | None:
+        """Out of turns: ask once for the best final answer."""
+        if rlm.parent is None:
+            self._limit("max_iterations", f"{self.limits.max_iterations} turns used without a final answer")
+        if self._exhausted():
+            return None
+        messages.append({"role": "user", "content": prompts.LAST_CHANCE})
+        reply = await self._lm_call(rlm.node, rlm.parent, rlm.model, messages, messages[sent:],
+                                    self.limits.max_iterations + 1, stream=True)
+        parsed = parse_reply(reply.text)
+        answer = parsed.final if parsed.final and parsed.final.strip() else reply.text.strip()
+        self.emit(ev.FINAL_ANSWER, rlm.node, rlm.parent, answer=answer, source="forced")
+        return answer
+
+    async def _final_var(self, rlm: _Rlm, name: str, notes: list[str]) -> tuple[str, str] | None:
+        assert rlm.kernel is not None
+        try:
+            value = await rlm.kernel.call("", f"str({name})" if name.isidentifier() else "None.__class__")
+        except RuntimeError:
+            notes.append(f"FINAL_VAR({name}): there is no such variable in the REPL. Define it first.")
+            return None
+        return value, "FINAL_VAR"
+
+    # ---- cells --------------------------------------------------------------------------
+
+    async def _run_cell(self, rlm: _Rlm, code: str) -> tuple[str, dict[str, Any]]:
+        """Run one block; returns the output for the model and the kernel's RLM state."""
+        assert rlm.kernel is not None
+        rlm.cells += 1
+        cell = rlm.cells
+        cap = self.limits.output_chars
+        kept: list[str] = []
+        total = 0
+
+        def on_output(stream: str, text: str) -> None:
+            nonlocal total
+            room = cap - total
+            total += len(text)
+            if room > 0:
+                piece = text[:room]
+                kept.append(piece)
+                self.emit(ev.CELL_OUTPUT, rlm.node, rlm.parent, cell=cell, stream=stream, text=piece)
+
+        self.emit(ev.CELL_STARTED, rlm.node, rlm.parent, cell=cell, code=code)
+        self.emit(ev.KERNEL, rlm.node, rlm.parent, state="busy")
+        result = await rlm.kernel.execute(code, on_output, timeout=self.limits.cell_timeout,
+                                          user_expressions={"state": "__rlm_state()"})
+        notes: list[str] = []
+        if result.status == "died":
+            notes.append(await self._revive(rlm))
+        elif result.status == "timeout":
+            notes.append(f"[the cell was stopped after {self.limits.cell_timeout:g} s (--cell-timeout)]")
+            if result.error:
+                notes.append(f"[{result.error}; the REPL state was lost and the context reloaded]")
+                await self._reload(rlm)
+        else:
+            rlm.deaths = 0
+        state = await self._state(rlm, result.user_expressions.get("state"))
+        self.emit(ev.CELL_FINISHED, rlm.node, rlm.parent, cell=cell, status=result.status,
+                  duration_s=round(result.duration_s, 3), output_chars=total, truncated_chars=max(0, total - cap))
+        self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
+        rlm.variables = state.get("vars", [])
+        output = strip_ansi("".join(kept))
+        if total > cap:
+            output += f"\n[... {total - cap:,} more characters]"
+        return "\n".join([output, *notes]) if notes else output, state
+
+    async def _state(self, rlm: _Rlm, expr_result: dict[str, Any] | None) -> dict[str, Any]:
+        """The kernel's final-answer state and variables (re-asked when the cell failed)."""
+        assert rlm.kernel is not None
+        try:
+            if expr_result and expr_result.get("status") == "ok":
+                import ast
+                return json.loads(ast.literal_eval(expr_result["data"]["text/plain"]))
+            return json.loads(await rlm.kernel.call("", "__rlm_state()", timeout=30))
+        except (RuntimeError, KernelDied, ValueError, KeyError):
+            return {}
+
+    async def _revive(self, rlm: _Rlm) -> str:
+        """The kernel died mid-cell: restart it with the context reloaded, or give up."""
+        rlm.deaths += 1
+        self.emit(ev.KERNEL, rlm.node, rlm.parent, state="dead")
+        if rlm.deaths >= MAX_KERNEL_DEATHS:
+            raise KernelDied(f"the kernel died {rlm.deaths} times in a row")
+        await self._reload(rlm)
+        return ("[the kernel died while running this cell; a fresh kernel was started and `context` "
+                "reloaded, but your other variables are gone]")
+
+    async def _reload(self, rlm: _Rlm) -> None:
+        assert rlm.kernel is not None
+        self.emit(ev.KERNEL, rlm.node, rlm.parent, state="restarting")
+        await rlm.kernel.restart()
+        await self._prepare_kernel(rlm.kernel)
+        await self._load_context(rlm)
+
+    # ---- LM calls -----------------------------------------------------------------------
+
+    async def _lm_call(self, node: str, parent: str | None, model: str, messages: list[dict[str, str]],
+                       added: list[dict[str, str]], turn: int | None, stream: bool) -> LMResult:
+        self.emit(ev.LM_STARTED, node, parent, turn=turn, model=model, messages=added)
+        buffer: list[str] = []
+        last = time.perf_counter()
+
+        def flush() -> None:
+            nonlocal last
+            if buffer:
+                self.emit(ev.LM_CHUNK, node, parent, text="".join(buffer))
+                buffer.clear()
+            last = time.perf_counter()
+
+        def on_text(text: str) -> None:
+            buffer.append(text)
+            if time.perf_counter() - last >= CHUNK_INTERVAL:
+                flush()
+
+        def on_retry(attempt: int, error: str, wait: float) -> None:
+            buffer.clear()
+            self.emit(ev.LM_RETRY, node, parent, attempt=attempt, error=error, wait_s=round(wait, 2))
+
+        assert self._sem is not None
+        async with self._sem:
+            result = await self.lm.complete(model, messages, on_text if stream else None, on_retry=on_retry)
+        flush()
+        self.totals.add(model, result)
+        self.emit(ev.LM_FINISHED, node, parent, model=model, text=result.text, tokens_in=result.tokens_in,
+                  tokens_out=result.tokens_out, cost_usd=result.cost_usd, cost_known=result.cost_known,
+                  latency_s=round(result.latency_s, 4))
+        return result
+
+    # ---- limits -------------------------------------------------------------------------
+
+    def _limit(self, name: str, detail: str, node: str | None = None) -> None:
+        """Record a limit once per run; the first one reached is what stopped the run."""
+        if name in self._limits_said:
+            return
+        self._limits_said.add(name)
+        if name != "max_subcalls" and self.stopped_by is None:
+            self.stopped_by = name
+        self.emit(ev.LIMIT_REACHED, node, limit=name, detail=detail)
+
+    def _exhausted(self) -> str | None:
+        """The name of a run-wide limit that forbids more model calls, if any."""
+        limits = self.limits
+        tokens = self.totals.tokens_in + self.totals.tokens_out
+        if limits.max_tokens is not None and tokens >= limits.max_tokens:
+            self._limit("max_tokens", f"{tokens:,} tokens used (limit {limits.max_tokens:,})")
+            return "max_tokens"
+        if limits.budget is not None and self.totals.cost_usd >= limits.budget:
+            self._limit("budget", f"${self.totals.cost_usd:.4f} spent (budget ${limits.budget:.2f})")
+            return "budget"
+        return None
+
+    def _reserve(self, wanted: int) -> int:
+        """Grant up to ``wanted`` sub-calls under --max-subcalls."""
+        granted = max(0, min(wanted, self.limits.max_subcalls - self.subcalls))
+        self.subcalls += granted
+        if granted < wanted:
+            self._limit("max_subcalls", f"{self.limits.max_subcalls} sub-calls allowed in this run")
+        return granted
+
+    def _refusal(self) -> str:
+        reason = self._exhausted() or "max_subcalls"
+        return f"Error: limit reached ({reason}); no more sub-calls in this run"
+
+    # ---- sub-calls from kernel code -----------------------------------------------------
+
+    async def _handle(self, kernel_id: str, request: dict[str, Any]) -> Any:
+        owner = self._kernel_owner.get(kernel_id)
+        if owner is None:
+            return "Error: this kernel is not part of the run"
+        op = request.get("op")
+        model = request.get("model") or self.settings.effective_sub_model
+        if op == "llm":
+            return await self._one(owner, owner.node, str(request.get("prompt", "")), None, model, rlm=False)
+        if op == "rlm":
+            return await self._one(owner, owner.node, str(request.get("prompt", "")), request.get("context"),
+                                   model, rlm=True)
+        if op in ("llm_batch", "rlm_batch"):
+            prompts_ = [str(p) for p in request.get("prompts", [])]
+            contexts = request.get("contexts") or [None] * len(prompts_)
+            return await self._batch(owner, prompts_, contexts, model, rlm=op == "rlm_batch")
+        return f"Error: unknown request {op!r}"
+
+    async def _one(self, owner: _Rlm, parent: str, prompt: str, context: dict[str, Any] | None, model: str,
+                   rlm: bool, reserved: bool = False) -> str:
+        if (not reserved and self._reserve(1) == 0) or self._exhausted():
+            return self._refusal()
+        depth = owner.depth + 1
+        if rlm and depth < self.limits.max_depth:
+            assert self._child_sem is not None
+            async with self._child_sem:
+                child = _Rlm(self._new_id(), parent, depth, prompt, model,
+                             context or {"type": "text", "text": prompt})
+                answer = await self._run_rlm(child)
+            return answer if answer is not None else "Error: the child RLM stopped without an answer"
+        return await self._llm(parent, depth, prompt, model)
+
+    async def _llm(self, parent: str, depth: int, prompt: str, model: str) -> str:
+        node = self._new_id()
+        self.emit(ev.NODE_STARTED, node, parent, node_kind="llm", depth=depth, model=model, prompt=prompt,
+                  label=one_line(prompt))
+        status, result, error = "failed", "", ""
+        try:
+            reply = await self._lm_call(node, parent, model, [{"role": "user", "content": prompt}], [], None,
+                                        stream=False)
+            status, result = "done", reply.text
+            return reply.text
+        except LMFatalError as exc:
+            error = str(exc)
+            self._fail_run(error)
+            return f"Error: {error}"
+        except LMError as exc:
+            error = str(exc)
+            return f"Error: {error}"
+        except asyncio.CancelledError:
+            status = "killed"
+            raise
+        finally:
+            self.emit(ev.NODE_FINISHED, node, parent, status=status, result=result[:RESULT_EXCERPT], error=error)
+
+    async def _batch(self, owner: _Rlm, prompts_: list[str], contexts: list[Any], model: str, rlm: bool) -> list[str]:
+        """Many prompts as one node; at most --concurrency run at once, results in order."""
+        node = self._new_id()
+        n = len(prompts_)
+        self.emit(ev.NODE_STARTED, node, owner.node, node_kind="batch", depth=owner.depth + 1, model=model, n=n,
+                  prompt=prompts_[0] if prompts_ else "", label=f"{'rlm' if rlm else 'llm'}_query_batched × {n}")
+        granted = self._reserve(n)
+        results = [self._refusal()] * n
+        order = iter(range(granted))
+
+        async def worker() -> None:
+            for i in order:
+                context = contexts[i] if i < len(contexts) else None
+                results[i] = await self._one(owner, node, prompts_[i], context, model, rlm, reserved=True)
+
+        status = "done"
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(granted, self.limits.concurrency))))
+        except asyncio.CancelledError:
+            status = "killed"
+            raise
+        finally:
+            failed = sum(1 for r in results if isinstance(r, str) and r.startswith("Error:"))
+            self.emit(ev.NODE_FINISHED, node, owner.node, status=status,
+                      result=f"{n - failed} of {n} answered", error=f"{failed} failed" if failed else "")
+        return results
+
+    def _fail_run(self, error: str) -> None:
+        """A fatal error in a sub-call (bad credentials) stops the whole run."""
+        if self.fatal is None:
+            self.fatal = error
+            if self._root_task is not None:
+                self._root_task.cancel()
+
+
+def _context_preview(spec: dict[str, Any]) -> dict[str, Any]:
+    """What a spawn's context looks like, for the tree and the approval prompt."""
+    if spec.get("type") == "text":
+        return {"type": "str", "chars": len(spec["text"]), "preview": spec["text"][:300]}
+    return {"type": spec.get("type"), "path": spec.get("path")}
+
+
+def _empty_reason(path: Path, info: dict[str, Any]) -> str:
+    skipped = info.get("skipped") or {}
+    detail = ", ".join(f"{v['count']} {reason}" for reason, v in skipped.items())
+    return f"no text files to read in {path}" + (f" (skipped: {detail})" if detail else " (it is empty)")

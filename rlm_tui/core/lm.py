@@ -1,0 +1,170 @@
+"""Language-model access through litellm: streaming, usage, cost, retries.
+
+litellm is imported lazily (it costs seconds) with the local price map, so it
+never reaches for the network at import. A model with no known price costs 0
+and the run is told so once. Rate limits, server errors, timeouts and broken
+streams are retried with backoff; authentication errors are fatal; a prompt
+over the model's window is an ordinary, reportable error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+_import_lock = threading.Lock()
+
+
+def litellm_module() -> Any:
+    """Import litellm once, configured for offline price lookups and quiet logs."""
+    with _import_lock:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        return litellm
+
+
+class LMError(Exception):
+    """A model call failed after retries; the message is meant for the user and the model."""
+
+
+class LMFatalError(LMError):
+    """The run cannot continue (bad credentials, unknown model)."""
+
+
+@dataclass
+class LMResult:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    cost_known: bool
+    latency_s: float
+
+
+@dataclass
+class LMClient:
+    """One client per run; ``on_retry`` and ``on_unpriced`` report to the run's event stream."""
+
+    api_base: str | None = None
+    api_key: str | None = None
+    timeout: float = 600.0
+    retries: int = 4
+    backoff: float = 1.0
+    on_unpriced: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        self._unpriced: set[str] = set()
+        self._windows: dict[str, int | None] = {}
+
+    async def complete(self, model: str, messages: list[dict[str, str]],
+                       on_text: Callable[[str], None] | None = None,
+                       on_retry: Callable[[int, str, float], None] | None = None) -> LMResult:
+        """One chat completion; streams text to ``on_text`` when given.
+
+        ``on_retry(attempt, error, wait_s)`` is told before each retry; text
+        streamed before a retry is void (the reply starts again).
+        """
+        litellm = await asyncio.to_thread(litellm_module)
+        errors = litellm.exceptions
+        retryable = (errors.RateLimitError, errors.Timeout, errors.APIConnectionError,
+                     errors.InternalServerError, errors.ServiceUnavailableError, errors.BadGatewayError,
+                     errors.MidStreamFallbackError)
+        self._check_window(litellm, model, messages)
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                text, usage = await self._call(litellm, model, messages, on_text)
+                break
+            except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
+                raise LMFatalError(f"authentication failed for {model}: check the API key "
+                                   f"({_short(exc)})") from None
+            except errors.NotFoundError as exc:
+                raise LMFatalError(f"model {model} not found: {_short(exc)}") from None
+            except errors.ContextWindowExceededError as exc:
+                raise LMError(f"the prompt is larger than {model}'s context window ({_short(exc)})") from None
+            except retryable as exc:
+                attempt += 1
+                if attempt > self.retries:
+                    raise LMError(f"{model} failed after {self.retries} retries: {_short(exc)}") from None
+                wait = min(30.0, self.backoff * 2 ** (attempt - 1)) * (0.75 + random.random() / 2)
+                if on_retry:
+                    on_retry(attempt, _short(exc), wait)
+                await asyncio.sleep(wait)
+            except errors.APIError as exc:
+                raise LMError(f"{model} error: {_short(exc)}") from None
+        tokens_in, tokens_out = usage
+        if tokens_in == 0 and tokens_out == 0:
+            tokens_in = litellm.token_counter(model=model, messages=messages)
+            tokens_out = litellm.token_counter(model=model, text=text)
+        cost, known = self._cost(litellm, model, tokens_in, tokens_out)
+        return LMResult(text, tokens_in, tokens_out, cost, known, time.perf_counter() - started)
+
+    async def _call(self, litellm: Any, model: str, messages: list[dict[str, str]],
+                    on_text: Callable[[str], None] | None) -> tuple[str, tuple[int, int]]:
+        kwargs: dict[str, Any] = {"model": model, "messages": messages, "timeout": self.timeout,
+                                  "num_retries": 0}
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        if on_text is None:
+            response = await litellm.acompletion(**kwargs)
+            usage = getattr(response, "usage", None)
+            text = response.choices[0].message.content or ""
+            return text, (_tok(usage, "prompt_tokens"), _tok(usage, "completion_tokens"))
+        stream = await litellm.acompletion(stream=True, stream_options={"include_usage": True}, **kwargs)
+        parts: list[str] = []
+        usage = None
+        async for chunk in stream:
+            if getattr(chunk, "usage", None):
+                usage = chunk.usage
+            if chunk.choices:
+                delta = chunk.choices[0].delta.content
+                if delta:
+                    parts.append(delta)
+                    on_text(delta)
+        return "".join(parts), (_tok(usage, "prompt_tokens"), _tok(usage, "completion_tokens"))
+
+    def _cost(self, litellm: Any, model: str, tokens_in: int, tokens_out: int) -> tuple[float, bool]:
+        try:
+            cost_in, cost_out = litellm.cost_per_token(model=model, prompt_tokens=tokens_in,
+                                                       completion_tokens=tokens_out)
+            return float(cost_in + cost_out), True
+        except Exception:  # noqa: BLE001 - litellm raises several kinds for unknown models
+            if model not in self._unpriced:
+                self._unpriced.add(model)
+                if self.on_unpriced:
+                    self.on_unpriced(model)
+            return 0.0, False
+
+    def _check_window(self, litellm: Any, model: str, messages: list[dict[str, str]]) -> None:
+        """Refuse a prompt that clearly cannot fit, before paying for the request."""
+        if model not in self._windows:
+            try:
+                self._windows[model] = litellm.get_model_info(model).get("max_input_tokens")
+            except Exception:  # noqa: BLE001 - unknown model: the provider will say
+                self._windows[model] = None
+        window = self._windows[model]
+        chars = sum(len(m.get("content") or "") for m in messages)
+        if window and chars // 4 > window:  # ~4 characters a token; only the clear cases
+            raise LMError(f"the prompt (~{chars // 4:,} tokens) is larger than {model}'s context "
+                          f"window ({window:,} tokens); send a smaller piece")
+
+
+def _tok(usage: Any, name: str) -> int:
+    value = getattr(usage, name, None) if usage is not None else None
+    return int(value or 0)
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."

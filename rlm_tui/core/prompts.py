@@ -1,0 +1,93 @@
+"""What the models are told. Kept in one place so behaviour changes are reviewable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SYSTEM_MARKER = "You are a Recursive Language Model"
+
+SYSTEM_PROMPT = SYSTEM_MARKER + """ (RLM). You answer a question about a \
+context that is too large to read directly. The context is loaded in a Python REPL (a Jupyter \
+kernel) as the variable `context`. You never see it unless your code prints parts of it.
+
+Write Python in fenced blocks marked ```repl; each block runs in the REPL, in order, and you \
+see what it prints (long output is cut, so print summaries, not whole files). State persists \
+between blocks and turns. Available in the REPL:
+- `context`: the input (its type and size are in the first message).
+- `llm_query(prompt, model=None) -> str`: ask a language model about a piece of text \
+(it cannot see `context`; put what it needs in the prompt; keep prompts well under its window).
+- `llm_query_batched(prompts, model=None) -> list[str]`: many prompts at once, concurrently; \
+results in order; a failed prompt gives an "Error: ..." string in its slot.
+- `rlm_query(prompt, context=None, model=None) -> str`: hand a sub-task to a child RLM with its \
+own REPL whose `context` is the value you pass (default: the prompt); `rlm_query_batched(prompts, contexts=None)`.
+- `SHOW_VARS()`: list your variables.
+
+Strategies that work: peek (`print(context[:2000])`), search with regex, split into chunks and \
+map `llm_query_batched` over them, then combine; write a full program for structured tasks.
+Sub-calls are limited and cost money: batch them and keep them purposeful.
+
+When you know the answer, write FINAL(your answer) on its own line outside code, or \
+FINAL_VAR(variable_name) to answer with a REPL variable's value (also callable in code), or set \
+`answer["content"] = ...; answer["ready"] = True` in code. Do not answer before you have looked \
+at the context with code."""
+
+FIRST_TURN_NOTE = ("Start by looking at the context with code. Do not answer yet: you have not "
+                   "seen any of it.")
+
+
+def describe_context(info: dict[str, Any]) -> str:
+    """The context's shape for the first message: type, size, files. Never its content."""
+    kind = info.get("type", "str")
+    chars = info.get("chars", 0)
+    parts = [f"Your context is a {kind} of {chars:,} characters"]
+    if "files" in info:
+        parts[0] += f" in {info['files']:,} files (keys are relative paths, values the file text)"
+        largest = info.get("largest") or []
+        if largest:
+            listing = "\n".join(f"  {path}  ({size:,} chars)" for path, size in largest)
+            parts.append("Largest files:\n" + listing)
+    elif "lines" in info:
+        parts[0] += f" and {info['lines']:,} lines"
+    elif "items" in info:
+        parts[0] += f" with {info['items']:,} items"
+    parts[0] += "."
+    if info.get("truncated_bytes"):
+        parts.append(f"The input was cut: the last {info['truncated_bytes']:,} bytes were not loaded.")
+    skipped = info.get("skipped") or {}
+    if skipped:
+        listing = ", ".join(f"{v['count']} {reason}" for reason, v in skipped.items())
+        parts.append(f"Not loaded: {listing}.")
+    return "\n".join(parts)
+
+
+def first_message(question: str, info: dict[str, Any], depth: int, max_depth: int) -> str:
+    where = f"You are at recursion depth {depth} of {max_depth}."
+    if depth >= max_depth:
+        where += " Your rlm_query calls run as plain llm_query calls."
+    return f"Question: {question}\n\n{describe_context(info)}\n{where}\n\n{FIRST_TURN_NOTE}"
+
+
+def feedback(outputs: list[str], variables: list[str], notes: list[str]) -> str:
+    """The user message after a turn: each block's output, the REPL's variables, and notes."""
+    parts = [f"Output of code block {i}:\n{out if out.strip() else '(no output)'}"
+             for i, out in enumerate(outputs, start=1)]
+    parts.extend(notes)
+    if variables:
+        parts.append("REPL variables: " + ", ".join(variables))
+    return "\n\n".join(parts)
+
+
+NO_CODE_NOTE = ("Your reply had no ```repl code block, so nothing ran. Write code to work on the "
+                "context, or answer with FINAL(...).")
+UNTERMINATED_NOTE = "A ```repl block in your reply was never closed with ```, so it did not run."
+EARLY_FINAL_NOTE = ("Your FINAL answer was not accepted: no code has run yet, so it cannot rest on the "
+                    "context. Look at the context with code first.")
+LAST_CHANCE = ("You have used all your turns. Give your best final answer now, as FINAL(your answer), "
+               "based on what you have found.")
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut text for the model, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... {len(text) - limit:,} more characters]"

@@ -1,0 +1,57 @@
+"""Running without the UI: progress on stderr, the answer (or JSON) on stdout."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from .core import events as ev
+from .core.tree import CallTree
+
+
+def human_tokens(n: float) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(int(n))
+
+
+class ProgressPrinter:
+    """An event sink that writes one short line per meaningful step to stderr."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tree = CallTree()
+
+    def __call__(self, event: ev.Event) -> None:
+        self.tree.apply(event)
+        line = self._line(event)
+        if line:
+            print(line, file=self.stream, flush=True)
+
+    def _line(self, event: ev.Event) -> str | None:
+        kind = event.kind
+        node = self.tree.nodes.get(event.node or "")
+        indent = "  " * (node.depth if node else 0)
+        total = self.tree.total_usage()
+        if kind == ev.CONTEXT_LOADED and node is not None and node.kind == "root":
+            return f"[{event.t:6.1f}s] context: {event.get('info', {}).get('description', '').splitlines()[0]}"
+        if kind == ev.TURN_STARTED:
+            return f"[{event.t:6.1f}s] {indent}{node.kind if node else ''} {event.node} turn {event.get('turn')}"
+        if kind == ev.CELL_FINISHED:
+            return (f"[{event.t:6.1f}s] {indent}  cell {event.get('cell')} {event.get('status')} "
+                    f"({event.get('duration_s', 0):.2f}s, {event.get('output_chars', 0):,} chars out)")
+        if kind == ev.NODE_FINISHED and node is not None and node.kind in ("rlm", "batch"):
+            usage = self.tree.subtree_usage(node.id)
+            return (f"[{event.t:6.1f}s] {indent}{node.kind} {node.id} {node.status}: "
+                    f"{self.tree.subtree_calls(node.id)} calls · {human_tokens(usage.total_tokens)} tok · "
+                    f"${usage.cost_usd:.4f}")
+        if kind == ev.LM_RETRY:
+            return f"[{event.t:6.1f}s] {indent}retry {event.get('attempt')} in {event.get('wait_s')}s: {event.get('error')}"
+        if kind in (ev.LIMIT_REACHED, ev.WARNING):
+            text = event.get("detail") if kind == ev.LIMIT_REACHED else event.get("message")
+            label = f"limit {event.get('limit')}" if kind == ev.LIMIT_REACHED else "warning"
+            return f"[{event.t:6.1f}s] {label}: {text}"
+        if kind == ev.RUN_FINISHED:
+            calls = event.get("calls", 0)
+            return (f"[{event.t:6.1f}s] finished: {calls} sub-calls · {human_tokens(total.total_tokens)} tok · "
+                    f"${total.cost_usd:.4f}" + (f" · stopped by {event.get('stopped_by')}"
+                                                if event.get("stopped_by") else ""))
+        return None

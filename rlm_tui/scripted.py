@@ -1,0 +1,177 @@
+"""A scripted OpenAI-compatible chat server on 127.0.0.1.
+
+Tests, the demo and the benchmark drive the real engine and real litellm
+against it: no network, no API keys. ``script(messages, model) -> str`` decides
+each reply; ``latency`` delays every reply. Faults can be queued for the next
+requests (HTTP status codes, or a stream that breaks mid-reply).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from .core.prompts import SYSTEM_MARKER
+
+Script = Callable[[list[dict[str, Any]], str], str]
+
+
+def tokens_of(text: str) -> int:
+    """The server's token count: about four characters a token."""
+    return max(1, len(text) // 4)
+
+
+def is_rlm_call(messages: list[dict[str, Any]]) -> bool:
+    """True for an RLM turn (root or child), False for a plain llm_query."""
+    return bool(messages) and messages[0].get("role") == "system" and SYSTEM_MARKER in messages[0]["content"]
+
+
+def turn_of(messages: list[dict[str, Any]]) -> int:
+    """Which turn of an RLM this request is (1-based)."""
+    return 1 + sum(1 for m in messages if m.get("role") == "assistant")
+
+
+def question_of(messages: list[dict[str, Any]]) -> str:
+    """The question an RLM was given (first user message, up to the context description)."""
+    first = next((m["content"] for m in messages if m.get("role") == "user"), "")
+    return first.split("\n\nYour context is", 1)[0].removeprefix("Question: ")
+
+
+@dataclass
+class Fault:
+    """What to do instead of answering: an HTTP ``status``, or ``break_stream`` after some text."""
+
+    status: int = 0
+    break_stream: bool = False
+    body: str = ""
+
+
+@dataclass
+class ScriptedServer:
+    script: Script
+    latency: float = 0.0
+    host: str = "127.0.0.1"
+    port: int = 0
+    faults: deque[Fault] = field(default_factory=deque)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    keep_requests: int = 10_000
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self) -> "ScriptedServer":
+        server = self
+
+        class Handler(_Handler):
+            owner = server
+
+        self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        threading.Thread(target=self._httpd.serve_forever, name="scripted-llm", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "ScriptedServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def next_fault(self) -> Fault | None:
+        with self._lock:
+            return self.faults.popleft() if self.faults else None
+
+    def record(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            if len(self.requests) < self.keep_requests:
+                self.requests.append(body)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: ScriptedServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence per-request logs
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        owner = self.owner
+        owner.record(body)
+        if owner.latency:
+            time.sleep(owner.latency)
+        fault = owner.next_fault()
+        if fault is not None and fault.status:
+            self._json(fault.status, {"error": {"message": fault.body or f"scripted fault {fault.status}",
+                                                "type": "scripted", "code": fault.status}})
+            return
+        messages = body.get("messages", [])
+        model = body.get("model", "")
+        try:
+            text = owner.script(messages, model)
+        except Exception as exc:  # noqa: BLE001 - a broken script is a 500, visible to the client
+            self._json(500, {"error": {"message": f"script failed: {exc!r}", "type": "scripted"}})
+            return
+        prompt_text = "".join(str(m.get("content", "")) for m in messages)
+        usage = {"prompt_tokens": tokens_of(prompt_text), "completion_tokens": tokens_of(text)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if body.get("stream"):
+            self._stream(model, text, usage, broken=bool(fault and fault.break_stream))
+        else:
+            self._json(200, {"id": "scripted", "object": "chat.completion", "created": int(time.time()),
+                             "model": model, "usage": usage,
+                             "choices": [{"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": text}}]})
+
+    def _json(self, status: int, obj: dict[str, Any]) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, model: str, text: str, usage: dict[str, int], broken: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        pieces = [text[i:i + 24] for i in range(0, len(text), 24)] or [""]
+        if broken:
+            pieces = pieces[: max(1, len(pieces) // 2)]
+        base = {"id": "scripted", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        for piece in pieces:
+            self._chunk(dict(base, choices=[{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
+        if broken:
+            self.wfile.write(b"5\r\ndata:\r\n")  # a torn chunk, then the connection drops
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self._chunk(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+        self._chunk(dict(base, choices=[], usage=usage))
+        self._write_chunk(b"data: [DONE]\n\n")
+        self._write_chunk(b"")
+
+    def _chunk(self, obj: dict[str, Any]) -> None:
+        self._write_chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()

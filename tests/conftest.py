@@ -1,0 +1,76 @@
+"""Shared fixtures: a scripted model server on 127.0.0.1 and a way to run the real engine."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rlm_tui.core import events as ev
+from rlm_tui.core.config import Limits, Settings
+from rlm_tui.core.engine import Engine, RunResult
+from rlm_tui.core.session import load
+from rlm_tui.scripted import Script, ScriptedServer
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def fence(code: str) -> str:
+    """A reply with one ```repl block."""
+    return f"Let me run this.\n```repl\n{code.strip()}\n```\n"
+
+
+@dataclass
+class Run:
+    result: RunResult
+    events: list[ev.Event] = field(default_factory=list)
+    server: ScriptedServer | None = None
+
+    def kinds(self, kind: str) -> list[ev.Event]:
+        return [e for e in self.events if e.kind == kind]
+
+    def cell_text(self) -> str:
+        return "".join(e.get("text", "") for e in self.kinds(ev.CELL_OUTPUT))
+
+
+async def run_script(script: Script, path: Path, tmp_path: Path, *, model: str = "openai/scripted",
+                     latency: float = 0.0, question: str = "What is the answer?", **limits: Any) -> Run:
+    """Run the real engine (kernel, bridge, litellm) against a scripted loopback model."""
+    events: list[ev.Event] = []
+    with ScriptedServer(script, latency=latency) as server:
+        settings = Settings(model=model, api_base=server.url, api_key="sk-test-not-a-real-key-1234",
+                            limits=Limits(**limits), session_path=tmp_path / "session.jsonl", lm_backoff=0.05)
+        result = await Engine(settings, question, path, sink=events.append).run()
+    return Run(result, events, server)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A small directory with one needle."""
+    root = tmp_path / "corpus"
+    (root / "src" / "deep").mkdir(parents=True)
+    for i in range(20):
+        (root / "src" / f"file{i}.txt").write_text(f"line of filler {i}\n" * 50)
+    (root / "src" / "deep" / "needle.txt").write_text("nothing\nthe magic number is 7316\nnothing\n")
+    (root / "image.bin").write_bytes(b"\x89PNG\x00\x00binary")
+    (root / ".gitignore").write_text("ignored/\n*.log\n")
+    (root / "ignored").mkdir()
+    (root / "ignored" / "secret.txt").write_text("should not load")
+    (root / "debug.log").write_text("should not load")
+    return root
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment for running the CLI in a subprocess from the source tree."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), LITELLM_LOCAL_MODEL_COST_MAP="True")
+    env.update(extra)
+    return env
+
+
+PYTHON = sys.executable
+__all__ = ["fence", "run_script", "Run", "load", "cli_env", "PYTHON", "ROOT"]
