@@ -67,7 +67,7 @@ class RlmApp(App[None]):
         self._theme_errors: list[str] = []
         self._palette: Palette | None = None
         self._dirty: dict[str, None] = {}  # node ids changed since the last flush, in arrival order
-        self._flush_pending = False
+        self._render_pending = False
         self._last_event_clock = time.monotonic()
         self._frame = 0
         self._last_ctrl_c = 0.0
@@ -107,7 +107,9 @@ class RlmApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#calls").border_title = "Calls"
+        calls = self.query_one(CallTreeView)
+        calls.border_title = "Calls"
+        calls.focus()
         self._set_transcript_title()
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         for message in self._theme_errors:
@@ -128,9 +130,9 @@ class RlmApp(App[None]):
             self.run_state.apply(event)
             self.transcripts.apply(event)
         self._last_event_clock = time.monotonic()
-        if not self._flush_pending:
-            self._flush_pending = True
-            self.call_later(self._flush)
+        if not self._render_pending:
+            self._render_pending = True
+            self.call_later(self._render_changes)
 
     def _tick(self) -> None:
         """Per frame: take what the source has; once a second let running clocks tick."""
@@ -155,8 +157,8 @@ class RlmApp(App[None]):
             return self.calls.now + (time.monotonic() - self._last_event_clock)
         return self.calls.now
 
-    def _flush(self) -> None:
-        self._flush_pending = False
+    def _render_changes(self) -> None:
+        self._render_pending = False
         dirty, self._dirty = self._dirty, {}
         now = self.now()
         self.query_one(CallTreeView).sync(dirty, now)
@@ -186,7 +188,8 @@ class RlmApp(App[None]):
     def _show_node(self, node_id: str) -> None:
         view = self.query_one(TranscriptView)
         if view.node_id != node_id:
-            view.show(node_id, self.transcripts.blocks(node_id))
+            node = self.calls.nodes.get(node_id)
+            view.show(node_id, self.transcripts.blocks(node_id), follow=node is not None and node.finished_t is None)
             self._set_transcript_title()
 
     def _set_transcript_title(self) -> None:
@@ -244,10 +247,10 @@ class RlmApp(App[None]):
         else:
             self.notify("There is no final answer to copy yet.")
 
-    def action_ctrl_c(self) -> None:
+    async def action_ctrl_c(self) -> None:
         now = time.monotonic()
         if now - self._last_ctrl_c <= CTRL_C_WINDOW_S:
-            self.run_action("quit")
+            await self.action_quit()
         else:
             self._last_ctrl_c = now
             self.notify("Press Ctrl+C again to quit (kernels are shut down first).", title="Quit?")

@@ -24,7 +24,6 @@ from .transcript import Block
 
 STATUS_ICONS = {"waiting": "⏸", "queued": "○", "running": "●", "done": "✓", "denied": "⊘",
                 "killed": "✖", "failed": "✗", "limit": "⚠"}
-KIND_TAGS = {"root": "root", "rlm": "rlm", "llm": "llm", "batch": "batch"}
 #: Longest prompt shown in full in a header; the rest is summarised.
 PROMPT_CHARS = 20_000
 _CODE_LANGS = {"repl": "python", "python": "python", "py": "python", "python3": "python"}
@@ -156,8 +155,7 @@ def output(block: Block, palette: Palette) -> RenderableType:
 
 def spawn(block: Block, palette: Palette) -> Text:
     data = block.data
-    kind = data.get("kind", "")
-    tag = f"batch×{data.get('size') or '?'}" if kind == "batch" else KIND_TAGS.get(kind, kind)
+    tag = data.get("kind", "")
     phase = data.get("phase")
     if phase == "waiting":
         return Text.assemble(("⏸ ", palette.warning), (f"{tag} ", "bold"), (block.text, palette.foreground),

@@ -20,21 +20,17 @@ class RunState:
     settings: dict[str, Any] = field(default_factory=dict)
     kernels: dict[str, str] = field(default_factory=dict)  # node id -> starting|idle|busy|restarting|dead
     session_path: str | None = None
-    started: bool = False  # the first event has arrived
     finished: bool = False
     answer: str | None = None
     stopped_by: str | None = None
     error: str | None = None
     duration_s: float | None = None
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def limits(self) -> dict[str, Any]:
         return self.settings.get("limits") or {}
 
-    def apply(self, event: ev.Event) -> bool:
-        """Fold one event; True if something the status bar shows changed."""
-        self.started = True
+    def apply(self, event: ev.Event) -> None:
         kind = event.kind
         if kind == ev.RUN_STARTED:
             self.question = event.get("question", "")
@@ -43,24 +39,20 @@ class RunState:
             self.session_path = self.settings.get("session_path") or self.session_path
         elif kind == ev.KERNEL and event.node:
             self.kernels[event.node] = event.get("state", "")
-        elif kind == ev.WARNING:
-            self.warnings.append(event.get("message", ""))
+        elif kind == ev.NODE_FINISHED:
+            self.kernels.pop(event.node or "", None)  # its kernel went back to the pool
         elif kind == ev.RUN_FINISHED:
             self.finished = True
             self.answer = event.get("answer")
             self.stopped_by = event.get("stopped_by")
             self.error = event.get("error")
             self.duration_s = event.get("duration_s")
-            self.session_path = event.get("session") or self.session_path
-        else:
-            return kind in (ev.LM_FINISHED, ev.NODE_STARTED, ev.NODE_FINISHED, ev.TURN_STARTED)
-        return True
 
     def kernel_summary(self) -> str:
         """``busy``, or ``2 busy · 1 idle`` when children have kernels too."""
         live = [state for state in self.kernels.values() if state != "dead"]
         if not live:
-            return "dead" if self.kernels else "starting"
+            return "shut down" if self.finished else ("dead" if self.kernels else "starting")
         if len(live) == 1:
             return live[0]
         counts: dict[str, int] = {}

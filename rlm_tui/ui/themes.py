@@ -15,7 +15,7 @@ from pathlib import Path
 from pygments.styles import get_style_by_name
 from pygments.util import ClassNotFound
 from textual.color import Color, ColorParseError
-from textual.theme import Theme
+from textual.theme import BUILTIN_THEMES, Theme
 
 from .prefs import user_themes_dir
 
@@ -90,3 +90,8 @@ def load_themes() -> tuple[dict[str, ThemeFile], list[str]]:
                 continue
             themes[loaded.theme.name] = loaded
     return themes, errors
+
+
+def theme_names() -> list[str]:
+    """Every name ``--theme`` accepts: theme files and Textual's built-in themes."""
+    return sorted({*load_themes()[0], *BUILTIN_THEMES})

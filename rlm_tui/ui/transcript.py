@@ -121,8 +121,7 @@ class Transcripts:
         self._append(node.parent, Block("spawn", node.label, {
             "child": node.id, "kind": node.kind, "phase": phase, "status": node.status,
             "tokens": usage.total_tokens, "cost": usage.cost_usd,
-            "elapsed": node.elapsed(self.tree.now), "result": node.error or node.result,
-            "size": node.size}))
+            "elapsed": node.elapsed(self.tree.now), "result": node.error or node.result}))
 
     def _spawn_requested(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is not None:

@@ -14,8 +14,11 @@ from ..render import Palette
 from ..runstate import RunState
 
 
-class AnswerPanel(VerticalScroll):
-    """Hidden until the run ends; then docked under the panes until the user hides it (``a``)."""
+class AnswerPanel(VerticalScroll, can_focus=False):
+    """Hidden until the run ends; then docked under the panes until the user hides it (``a``).
+
+    Not focusable: Tab moves between the two panes only; the root transcript holds the answer too.
+    """
 
     DEFAULT_CSS = """
     AnswerPanel {
@@ -52,7 +55,8 @@ class AnswerPanel(VerticalScroll):
             body = Text("The run ended without a final answer.", style=palette.warning)
         usage = tree.total_usage()
         calls = tree.subtree_calls(tree.root) if tree.root else 0
-        totals = (f"stopped by {run.stopped_by or '?'} · {calls} sub-calls · {fmt.tokens(usage.total_tokens)} tok"
+        ended = f"stopped by {run.stopped_by}" if run.stopped_by else "answered"
+        totals = (f"{ended} · {calls} sub-calls · {fmt.tokens(usage.total_tokens)} tok"
                   f" · {fmt.dollars(usage.cost_usd)} · {fmt.seconds(run.duration_s or tree.now)}")
         saved = f"session saved to {fmt.home_path(run.session_path)}" if run.session_path else "session not saved"
         footer = Text(f"{totals} · {saved}", style=palette.muted)

@@ -19,7 +19,7 @@ from textual.widgets.tree import TreeNode
 
 from ...core.tree import CallNode, CallTree
 from .. import fmt
-from ..render import KIND_TAGS, STATUS_ICONS, Palette
+from ..render import STATUS_ICONS, Palette
 
 ACTIVE = ("running", "waiting", "queued")
 #: Below this many cells for the prompt, a node's own token counts are left out of its label.
@@ -98,9 +98,8 @@ class CallTreeView(Tree[str]):
         """``✓ llm Summarise part 3…   1.2k→340 · $0.004 · 2.1s``, fitted to ``width`` cells."""
         palette = self.palette
         color = palette.status(node.status)
-        tag = f"batch×{node.size or len(node.children)}" if node.kind == "batch" else KIND_TAGS.get(node.kind, "")
         head = Text.assemble((f"{STATUS_ICONS.get(node.status, '?')} ", f"bold {color}"),
-                             (f"{tag} ", f"bold {palette.secondary if node.kind == 'llm' else palette.primary}"))
+                             (f"{node.kind} ", f"bold {palette.secondary if node.kind == 'llm' else palette.primary}"))
         stats = self._stats(node, short=False)
         room = width - head.cell_len - stats.cell_len - 2
         if room < MIN_LABEL:

@@ -38,41 +38,45 @@ class TranscriptView(ScrollView, can_focus=True):
         self._starts: list[int] = []  # first line of each rendered block
         self._lines: list[Strip] = []  # all blocks' lines, rendered at self._width
         self._width = 0
+        self._follow = True  # keep showing the end; false once the user scrolls up
 
-    def show(self, node_id: str | None, blocks: list[Block]) -> None:
-        """Switch to another node's transcript, starting at its top."""
+    def show(self, node_id: str | None, blocks: list[Block], follow: bool) -> None:
+        """Switch to another node's transcript: at its end if ``follow`` (a live node), else its top."""
         self.node_id = node_id
         self._blocks = blocks
-        self._rerender(0, follow=False)
-        self.scroll_home(animate=False)
+        self._rerender(0)
+        if follow:
+            self._follow = True
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
+        else:
+            self.scroll_home(animate=False)
 
     def blocks_changed(self, first: int) -> None:
         """Blocks from index ``first`` on were added or changed."""
-        self._rerender(first, follow=self._at_bottom())
+        self._rerender(first)
 
     def set_palette(self, palette: Palette) -> None:
         self.palette = palette
-        self._rerender(0, follow=self._at_bottom())
+        self._rerender(0)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self._follow = new_value >= self.max_scroll_y
 
     def on_resize(self) -> None:
         if self._content_width() != self._width:
-            self._rerender(0, follow=self._at_bottom())
-
-    @property
-    def line_count(self) -> int:
-        return len(self._lines)
+            self._rerender(0)
+        elif self._follow:  # shorter pane (the answer panel opened): stay at the end
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
 
     def plain_text(self) -> str:
         """What the pane shows, as text (tests and copy-out)."""
         return "\n".join(strip.text.rstrip() for strip in self._lines)
 
-    def _at_bottom(self) -> bool:
-        return self.scroll_offset.y >= self.max_scroll_y
-
     def _content_width(self) -> int:
         return max(20, self.scrollable_content_region.width)
 
-    def _rerender(self, first: int, follow: bool) -> None:
+    def _rerender(self, first: int) -> None:
         width = self._content_width()
         if width != self._width:
             self._width, first = width, 0
@@ -87,7 +91,7 @@ class TranscriptView(ScrollView, can_focus=True):
             self._lines.extend(Strip(line) for line in lines)
         self.virtual_size = Size(width, len(self._lines))
         self.refresh()
-        if follow:
+        if self._follow:
             self.scroll_end(animate=False, immediate=False, x_axis=False)
 
     def render_line(self, y: int) -> Strip:
