@@ -8,6 +8,10 @@ answers. ``MID_RUN`` cuts it while the child and grandchild are running.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from rlm_tui.core import events as ev
 from rlm_tui.core.tree import CallTree
 from rlm_tui.ui import fmt
@@ -22,6 +26,13 @@ TRACEBACK = ("\x1b[0;31m--------------------------------------------------------
              "\x1b[38;5;124m\"\x1b[39m\x1b[38;5;124mdate:\x1b[39m\x1b[38;5;124m\"\x1b[39m)[\x1b[38;5;241m1\x1b[39m]"
              " \x1b[38;5;28;01mfor\x1b[39;00m s \x1b[38;5;129;01min\x1b[39;00m summaries]\n"
              "\x1b[0;31mIndexError\x1b[0m: list index out of range\n")
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """UI tests never read or write the real ~/.config or ~/.local/share."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
 
 
 class _Stream:
@@ -157,7 +168,7 @@ def sample_events() -> tuple[list[ev.Event], int]:
     s.add(ev.TURN_FINISHED, "n0", None, turn=5, duration_s=1.5)
     s.add(ev.FINAL_ANSWER, "n0", None, answer=answer, source="FINAL")
     s.add(ev.NODE_FINISHED, "n0", None, status="done", result=answer)
-    s.add(ev.RUN_FINISHED, "n0", None, answer=answer, stopped_by="final",
+    s.add(ev.RUN_FINISHED, "n0", None, answer=answer, stopped_by=None,
           usage={"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}, calls=5, duration_s=s.t)
     return s.events, mid
 
@@ -208,7 +219,7 @@ def test_run_state_tracks_kernels_and_the_end() -> None:
     assert run.limits["max_depth"] == 2 and not run.finished
     for event in events[mid:]:
         run.apply(event)
-    assert run.finished and run.stopped_by == "final" and "2024-05-16" in (run.answer or "")
+    assert run.finished and run.stopped_by is None and "2024-05-16" in (run.answer or "")
 
 
 def test_formatting_is_short_and_exact_where_it_matters() -> None:

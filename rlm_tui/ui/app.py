@@ -44,13 +44,13 @@ class RlmApp(App[None]):
     TITLE = "rlm-tui"
     CSS_PATH = "app.tcss"
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "ctrl_c", "Quit (press twice)", show=False),
-        Binding("question_mark", "help", "Keys"),
-        Binding("r", "show_root", "Root"),
-        Binding("a", "toggle_answer", "Answer"),
-        Binding("t", "change_theme", "Theme"),
-        Binding("tab", "app.focus_next", "Switch pane"),
+        Binding("q", "quit", "Quit", tooltip="Quit: stop the run, shut down its kernels, close the session file"),
+        Binding("ctrl+c", "ctrl_c", "Quit", show=False, tooltip="Quit when pressed twice within 2 seconds"),
+        Binding("question_mark", "help", "Keys", tooltip="This list of keys"),
+        Binding("r", "show_root", "Root", tooltip="Show the root model's transcript"),
+        Binding("a", "toggle_answer", "Answer", tooltip="Show or hide the final-answer panel"),
+        Binding("t", "change_theme", "Theme", tooltip="Pick a colour theme (remembered for next time)"),
+        Binding("tab", "app.focus_next", "Switch pane", tooltip="Move between the call tree and the transcript"),
     ]
 
     def __init__(self, source: EventSource | None = None, *, theme: str | None = None,
@@ -223,7 +223,7 @@ class RlmApp(App[None]):
     # --- actions ----------------------------------------------------------------------
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(key_sections(self.BINDINGS, self.COMMAND_PALETTE_BINDING)))
+        self.push_screen(HelpScreen(key_sections([*self.BINDINGS, *App.BINDINGS], self.COMMAND_PALETTE_BINDING)))
 
     def action_show_root(self) -> None:
         if self.calls.root is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -26,8 +27,9 @@ def key_sections(app_bindings: Iterable[BindingType], palette_key: str) -> list[
         Binding(palette_key, "command_palette", "Command palette: themes, answer, help, screenshot…"),
         *_bindings(Screen.BINDINGS)[:2],
     ]
+    tree = _bindings(CallTreeView.BINDINGS) + [Binding("click", "select", "Show that node's transcript")]
     return [("General", general),
-            ("Call tree (when focused)", _bindings(CallTreeView.BINDINGS)),
+            ("Call tree (when focused): moving the cursor shows that node's transcript", tree),
             ("Transcript (when focused)", _bindings(ScrollView.BINDINGS))]
 
 
@@ -60,21 +62,21 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll() as box:
             box.border_title = "Keys"
             box.border_subtitle = "esc / ? to close"
-            yield Static(self._table())
+            yield Static(self._tables())
 
-    def _table(self) -> Table:
-        app = self.app
-        table = Table(box=None, show_header=False, expand=True, padding=(0, 1))
-        table.add_column(style="bold", no_wrap=True, min_width=14)
-        table.add_column(ratio=1)
+    def _tables(self) -> Group:
+        tables = []
         for title, bindings in self.sections:
-            table.add_row(Text(title, style="bold underline"), "")
+            table = Table(box=None, show_header=False, expand=True, padding=(0, 1), title_justify="left",
+                          title=Text(title, style="bold underline"))
+            table.add_column(style="bold", no_wrap=True, width=14)
+            table.add_column(ratio=1)
             seen: set[str] = set()
             for binding in bindings:
-                keys = ", ".join(app.get_key_display(Binding(key, binding.action)) for key in binding.key.split(","))
-                if keys in seen:
-                    continue
-                seen.add(keys)
-                table.add_row(keys, binding.description or binding.action.replace("_", " "))
-            table.add_row("", "")
-        return table
+                keys = ", ".join(self.app.get_key_display(Binding(key, binding.action))
+                                 for key in binding.key.split(","))
+                if keys not in seen:
+                    seen.add(keys)
+                    table.add_row(keys, binding.tooltip or binding.description)
+            tables.append(table)
+        return Group(*tables)

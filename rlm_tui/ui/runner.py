@@ -14,7 +14,7 @@ import os
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Coroutine
 
 from ..core import events as ev
 from ..core.config import Settings
@@ -41,7 +41,7 @@ class EngineSource:
         self._events: deque[ev.Event] = deque()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[object] | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._stop_requested = threading.Event()
         self._finished_seen = False
 
@@ -80,8 +80,6 @@ class EngineSource:
         try:
             error = self._run()
         finally:
-            if self._loop is not None:
-                self._loop.close()
             if self._on_finish is not None:
                 self._on_finish()
         if not self._finished_seen:  # the run failed before it could report its own end
@@ -89,17 +87,23 @@ class EngineSource:
                 "answer": None, "stopped_by": "interrupted" if error is None else "error",
                 "error": error, "duration_s": None}))
 
+    async def _drive(self, run: Coroutine[Any, Any, object]) -> None:
+        """The engine's run as the loop's main task, so ``stop`` can cancel it from the UI thread."""
+        self._task = asyncio.current_task()
+        if self._stop_requested.is_set():  # quit before the run began
+            run.close()
+            return
+        await run
+
     def _run(self) -> str | None:
         """Run the engine to its end; returns why it could not run, if it could not."""
         from ..core.engine import Engine, SetupError  # here, not at import: 0.1 s off the first frame
 
         try:
             engine = Engine(self.settings, self.question, self.path, sink=self._sink)
-            self._loop = asyncio.new_event_loop()
-            self._task = self._loop.create_task(engine.run())
-            if self._stop_requested.is_set():  # quit before the run began
-                self._task.cancel()
-            self._loop.run_until_complete(self._task)
+            with asyncio.Runner() as runner:  # closing it also ends what litellm left on the loop
+                self._loop = runner.get_loop()
+                runner.run(self._drive(engine.run()))
         except asyncio.CancelledError:
             pass
         except SetupError as exc:

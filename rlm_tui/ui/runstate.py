@@ -52,7 +52,7 @@ class RunState:
         """``busy``, or ``2 busy · 1 idle`` when children have kernels too."""
         live = [state for state in self.kernels.values() if state != "dead"]
         if not live:
-            return "shut down" if self.finished else ("dead" if self.kernels else "starting")
+            return "off" if self.finished else ("dead" if self.kernels else "starting")
         if len(live) == 1:
             return live[0]
         counts: dict[str, int] = {}

@@ -129,8 +129,8 @@ class Transcripts:
 
     def _context_loaded(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         info = event.get("info") or {}
-        text = info.get("description") or f"{info.get('type', '?')} of {info.get('chars', 0):,} characters"
-        self._append(node_id, Block("note", f"context: {text}", {"level": "info"}))
+        text = info.get("description") or f"a {info.get('type', '?')} of {info.get('chars', 0):,} characters"
+        self._append(node_id, Block("note", f"context: {text.removeprefix('Your context is ')}", {"level": "info"}))
 
     def _turn_started(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         entry = self._entry(node_id)

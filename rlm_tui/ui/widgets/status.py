@@ -30,7 +30,7 @@ class RunHeader(Static):
     """
 
     def show(self, run: RunState, palette: Palette, badge: str | None) -> None:
-        text = Text.assemble(("rlm-tui", f"bold {palette.primary}"), "  ")
+        text = Text.assemble(("rlm-tui", f"bold {palette.primary}"), "  ", no_wrap=True, overflow="ellipsis")
         if badge:
             text.append(f" {badge} ", style=f"bold reverse {palette.accent}")
             text.append("  ")
@@ -38,7 +38,6 @@ class RunHeader(Static):
         text.append(question or "waiting for the run to start…", style=f"bold {palette.foreground}")
         if run.path:
             text.append(f"  on {fmt.home_path(run.path)}", style=palette.muted)
-        text.truncate(max(10, self.size.width - 2), overflow="ellipsis")
         self.update(text)
 
 
