@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.geometry import Region
 from textual.widget import Widget
+from textual.widgets import Markdown
 from textual.widgets.tree import TreeNode
 
 from rlm_tui.core import events as ev
@@ -107,9 +108,10 @@ async def test_finished_run_shows_the_answer_panel_until_hidden() -> None:
         await fed(app, pilot, events)
         panel = app.query_one(AnswerPanel)
         assert panel.display and panel.border_title == "Final answer"
-        body = shown(panel.query_one("#answer-text"))
-        assert "2024-05-16" in body and "session saved to /home/user/.local/share/rlm-tui/sessions" in body
-        assert "answered · 5 sub-calls · 26.7k tok · $0.03" in body
+        assert "2024-05-16" in panel.query_one(Markdown).source
+        totals = shown(panel.query_one("#answer-totals"))
+        assert "answered · 5 sub-calls · 26.7k tok · $0.03" in totals
+        assert "session saved to /home/user/.local/share/rlm-tui/sessions" in totals
         await pilot.press("a")
         assert not panel.display
         await pilot.press("a")
@@ -123,7 +125,7 @@ async def test_failed_run_says_why() -> None:
                                                                "error": "no text files to read in /tmp/x"})])
         panel = app.query_one(AnswerPanel)
         assert panel.display and panel.border_title == "Run failed" and panel.has_class("failed")
-        assert "no text files to read" in shown(panel.query_one("#answer-text"))
+        assert "no text files to read" in panel.query_one(Markdown).source
 
 
 async def test_help_lists_every_app_key() -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+from textual.widgets import Markdown
+
 from rlm_tui.core import events as ev
 from rlm_tui.core.session import load
 from rlm_tui.demo import BADGE, QUESTION, start_demo
@@ -64,7 +66,7 @@ async def test_demo_run_shows_tree_transcript_and_answer() -> None:
                          "IndexError", "↲ ✓ rlm done", "FINAL answer"):
             assert expected in text, expected
         panel = app.query_one(AnswerPanel)
-        assert panel.display and "2024-05-16" in shown(panel.query_one("#answer-text"))
+        assert panel.display and "2024-05-16" in panel.query_one(Markdown).source
         assert "kernel off" in shown(app.query_one(StatusBar))
         session = load(source.settings.session_path)
         assert session.events[-1].kind == ev.RUN_FINISHED and session.events[-1].get("answer")

@@ -69,7 +69,7 @@ def sample_events() -> tuple[list[ev.Event], int]:
     settings = {"model": "openai/root-model", "sub_model": "openai/sub-model",
                 "session_path": "/home/user/.local/share/rlm-tui/sessions/20250101-120000.jsonl",
                 "limits": {"max_depth": 2, "max_iterations": 30, "max_subcalls": 1000, "concurrency": 32,
-                           "max_tokens": 60_000, "budget": 1.0, "timeout": 3600.0}}
+                           "max_tokens": 24_000, "budget": 1.0, "timeout": 3600.0}}
     s.add(ev.RUN_STARTED, "n0", None, question=QUESTION, path="/home/user/notes", settings=settings)
     s.add(ev.NODE_STARTED, "n0", None, node_kind="root", depth=0, model="openai/root-model", label=QUESTION,
           prompt=QUESTION)
@@ -224,5 +224,6 @@ def test_run_state_tracks_kernels_and_the_end() -> None:
 
 def test_formatting_is_short_and_exact_where_it_matters() -> None:
     assert [fmt.tokens(n) for n in (999, 37_500, 2_000_000)] == ["999", "37.5k", "2M"]
-    assert [fmt.dollars(x) for x in (0, 0.0042, 0.04, 12.5)] == ["$0", "$0.0042", "$0.04", "$12.50"]
+    assert [fmt.dollars(x) for x in (0, 0.00002, 0.0042, 0.04, 12.5)] == \
+        ["$0", "<$0.0001", "$0.0042", "$0.04", "$12.50"]
     assert [fmt.seconds(s) for s in (0.4, 41, 185, 3720)] == ["0.4s", "41s", "3m05s", "1h02m"]

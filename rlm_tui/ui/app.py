@@ -165,7 +165,7 @@ class RlmApp(App[None]):
         view = self.query_one(TranscriptView)
         changes = self.transcripts.take_changes()
         if view.node_id is None and self.calls.root is not None:
-            self._show_node(self.calls.root)
+            self.show_node(self.calls.root)
         elif view.node_id in changes:
             view.blocks_changed(changes[view.node_id])
         self._refresh_status()
@@ -177,15 +177,16 @@ class RlmApp(App[None]):
         self.query_one(StatusBar).show(self.run_state, self.calls, self.now(), self.palette, self._frame // 3)
 
     def _show_answer(self) -> None:
-        self.query_one(AnswerPanel).show(self.run_state, self.calls, self.palette)
+        self.query_one(AnswerPanel).show(self.run_state, self.calls)
 
     # --- the transcript pane follows the tree cursor ------------------------------------
 
     def on_tree_node_highlighted(self, message: Tree.NodeHighlighted[str]) -> None:
         if message.node.data is not None:
-            self._show_node(message.node.data)
+            self.show_node(message.node.data)
 
-    def _show_node(self, node_id: str) -> None:
+    def show_node(self, node_id: str) -> None:
+        """Show one call node's own transcript in the transcript pane."""
         view = self.query_one(TranscriptView)
         if view.node_id != node_id:
             node = self.calls.nodes.get(node_id)
@@ -211,8 +212,6 @@ class RlmApp(App[None]):
         calls.relabel_all(self.now())
         self.query_one(TranscriptView).set_palette(self.palette)
         self._refresh_status()
-        if self.run_state.finished:
-            self._show_answer()
         if self._remember_theme and theme.name != self._startup_theme:
             self._startup_theme = None
             try:
@@ -227,9 +226,8 @@ class RlmApp(App[None]):
 
     def action_show_root(self) -> None:
         if self.calls.root is not None:
-            tree = self.query_one(CallTreeView)
-            tree.move_cursor(tree.root)
-            self._show_node(self.calls.root)
+            self.query_one(CallTreeView).move_to(self.calls.root)
+            self.show_node(self.calls.root)
 
     def action_toggle_answer(self) -> None:
         panel = self.query_one(AnswerPanel)

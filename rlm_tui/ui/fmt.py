@@ -18,6 +18,8 @@ def dollars(x: float) -> str:
     """Costs: enough digits that a sub-cent call is not shown as $0.00."""
     if x == 0:
         return "$0"
+    if x < 0.0001:
+        return "<$0.0001"
     if x < 0.01:
         return f"${x:.4f}"
     if x < 100:

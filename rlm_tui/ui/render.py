@@ -16,6 +16,7 @@ from rich.panel import Panel
 from rich.rule import Rule
 from rich.syntax import Syntax
 from rich.text import Text
+from rich.theme import Theme as RichTheme
 from textual.color import Color
 from textual.theme import Theme
 
@@ -56,6 +57,19 @@ class Palette:
                    warning=colors["warning"], error=colors["error"], success=colors["success"],
                    foreground=foreground.hex, muted=foreground.blend(background, 0.45).hex,
                    code_bg=colors["surface"])
+
+    def markdown_styles(self) -> RichTheme:
+        """Rich's Markdown styles in the theme's colours (its defaults are cyan on black)."""
+        heading = f"bold {self.primary}"
+        return RichTheme({
+            "markdown.code": f"bold {self.accent}", "markdown.code_block": f"{self.foreground} on {self.code_bg}",
+            "markdown.block_quote": f"italic {self.muted}", "markdown.list": self.foreground,
+            "markdown.item.bullet": f"bold {self.accent}", "markdown.item.number": self.accent,
+            "markdown.hr": self.muted, "markdown.h1": f"{heading} underline", "markdown.h1.border": self.primary,
+            "markdown.h2": f"{heading} underline", "markdown.h3": heading, "markdown.h4": heading,
+            "markdown.h5": heading, "markdown.h6": heading, "markdown.link": self.primary,
+            "markdown.link_url": f"underline {self.muted}", "markdown.table.border": self.muted,
+            "markdown.table.header": f"bold {self.foreground}", "markdown.kbd": f"bold {self.accent}"})
 
     def status(self, status: str) -> str:
         """The colour of a node status, shared by tree, transcript and panel."""

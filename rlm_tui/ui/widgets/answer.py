@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from rich.console import Group
-from rich.markdown import Markdown
-from rich.text import Text
+from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.widgets import Markdown, Static
 
 from ...core.tree import CallTree
 from .. import fmt
-from ..render import Palette
 from ..runstate import RunState
 
 
@@ -30,35 +27,37 @@ class AnswerPanel(VerticalScroll, can_focus=False):
         border-title-style: bold;
         background: $background;
         padding: 0 1;
+        & > Markdown { margin: 0; padding: 0; background: $background; }
+        & > Markdown > *:last-child { margin-bottom: 0; }
+        & > #answer-totals { color: $foreground-muted; }
     }
     AnswerPanel.failed {
         border: round $error;
         border-title-color: $error;
+        & > Markdown { color: $error; }
     }
     """
 
-    def compose(self):
-        yield Static(id="answer-text")
+    def compose(self) -> ComposeResult:
+        yield Markdown(id="answer-text")
+        yield Static(id="answer-totals")
 
-    def show(self, run: RunState, tree: CallTree, palette: Palette) -> None:
+    def show(self, run: RunState, tree: CallTree) -> None:
         """Fill in the answer (or why there is none) and the run's totals."""
-        failed = bool(run.error) or not run.answer
-        self.set_class(failed, "failed")
+        self.set_class(bool(run.error) or not run.answer, "failed")
         if run.error:
-            self.border_title = "Run failed"
-            body = Text(run.error, style=palette.error)
+            self.border_title, body = "Run failed", run.error
         elif run.answer:
-            self.border_title = "Final answer"
-            body = Markdown(run.answer, code_theme=palette.code_theme)
+            self.border_title, body = "Final answer", run.answer
         else:
             self.border_title = f"No answer: stopped by {run.stopped_by or 'unknown'}"
-            body = Text("The run ended without a final answer.", style=palette.warning)
+            body = "The run ended without a final answer."
         usage = tree.total_usage()
         calls = tree.subtree_calls(tree.root) if tree.root else 0
         ended = f"stopped by {run.stopped_by}" if run.stopped_by else "answered"
-        totals = (f"{ended} · {calls} sub-calls · {fmt.tokens(usage.total_tokens)} tok"
-                  f" · {fmt.dollars(usage.cost_usd)} · {fmt.seconds(run.duration_s or tree.now)}")
         saved = f"session saved to {fmt.home_path(run.session_path)}" if run.session_path else "session not saved"
-        footer = Text(f"{totals} · {saved}", style=palette.muted)
-        self.query_one("#answer-text", Static).update(Group(body, footer))
+        self.query_one(Markdown).update(body)
+        self.query_one("#answer-totals", Static).update(
+            f"{ended} · {calls} sub-calls · {fmt.tokens(usage.total_tokens)} tok · {fmt.dollars(usage.cost_usd)}"
+            f" · {fmt.seconds(run.duration_s or tree.now)} · {saved}")
         self.display = True

@@ -70,6 +70,11 @@ class CallTreeView(Tree[str]):
             if not only_active or self.calls.nodes[node_id].status in ACTIVE:
                 self._relabel(node_id)
 
+    def move_to(self, node_id: str) -> None:
+        """Put the cursor on a call node (the app then shows its transcript)."""
+        if node_id in self._widgets:
+            self.move_cursor(self._widgets[node_id])
+
     def on_resize(self, event: events.Resize) -> None:
         if self.scrollable_content_region.width != self._width:
             self.relabel_all(self._now)

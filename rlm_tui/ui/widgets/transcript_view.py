@@ -85,10 +85,11 @@ class TranscriptView(ScrollView, can_focus=True):
         del self._starts[first:]
         console = self.app.console
         options = console.options.update_width(width)
-        for item in self._blocks[first:]:
-            self._starts.append(len(self._lines))
-            lines = console.render_lines(render.block(item, self.palette), options, pad=False)
-            self._lines.extend(Strip(line) for line in lines)
+        with console.use_theme(self.palette.markdown_styles()):
+            for item in self._blocks[first:]:
+                self._starts.append(len(self._lines))
+                lines = console.render_lines(render.block(item, self.palette), options, pad=False)
+                self._lines.extend(Strip(line) for line in lines)
         self.virtual_size = Size(width, len(self._lines))
         self.refresh()
         if self._follow:
