@@ -54,7 +54,9 @@ async def test_demo_run_shows_tree_transcript_and_answer() -> None:
     async with app.run_test(size=SIZE) as pilot:
         assert "starting the engine" in shown(app.query_one(StatusBar)), "the UI is up before the engine"
         assert "SCRIPTED DEMO" in shown(app.query_one(RunHeader))
+        await pilot.press("question_mark")  # the run goes on, and is drawn, under the help screen
         await wait_for(pilot, lambda: app.run_state.finished)
+        await pilot.press("escape")
         await pilot.pause()
         rows = [(depth, label.split("  ")[0]) for depth, _, label, _ in tree_rows(app.query_one(CallTreeView).root)]
         assert rows[0][1].startswith("✓ root When is the")

@@ -10,7 +10,7 @@ from textual.widgets import Static
 from ...core.tree import CallTree
 from .. import fmt
 from ..render import Palette
-from ..runstate import RunState
+from ..runstate import RunState, run_totals
 
 #: A budget this full is shown in the warning colour; a full one in the error colour.
 NEAR_LIMIT = 0.8
@@ -73,8 +73,7 @@ class StatusBar(Static):
         text.append_text(Text.assemble(sep, (f"depth {depth}/{limits.get('max_depth', '?')}", palette.foreground),
                                        (f" · turn {root.turns if root else 0}/{limits.get('max_iterations', '?')}",
                                         palette.foreground)))
-        usage = tree.total_usage()
-        calls = tree.subtree_calls(tree.root) if tree.root else 0
+        usage, calls = run_totals(tree)
         elapsed = run.duration_s if run.duration_s is not None else (root.elapsed(now) if root else 0.0)
         budgets = [("tok", usage.total_tokens, limits.get("max_tokens"), fmt.tokens),
                    ("", usage.cost_usd, limits.get("budget"), fmt.dollars),
