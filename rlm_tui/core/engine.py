@@ -216,7 +216,8 @@ class Engine:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     async def _prepare_kernel(self, kernel: Kernel) -> None:
-        cfg = {"port": self.bridge.port, "secret": self.bridge.secret, "kernel": kernel.id}
+        cfg = {"port": self.bridge.port, "secret": self.bridge.secret, "kernel": kernel.id,
+               "output_chars": self.limits.output_chars}
         code = kernel_source("loader.py") + "\n" + kernel_source("bootstrap.py") + f"\n__rlm_install({cfg!r})\ndel __rlm_install\n"
         await kernel.call(code, "'ok'", timeout=60)
 
@@ -389,6 +390,7 @@ class Engine:
         for note in notes:  # the transcript shows what the model is told
             self.emit(ev.CELL_OUTPUT, rlm.node, rlm.parent, cell=cell, stream="error", text=note + "\n")
         state = await self._state(rlm, result.user_expressions.get("state"))
+        total += int(state.get("dropped") or 0)  # output the kernel counted but never sent
         self.emit(ev.CELL_FINISHED, rlm.node, rlm.parent, cell=cell, status=result.status,
                   duration_s=round(result.duration_s, 3), output_chars=total, truncated_chars=max(0, total - cap))
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
