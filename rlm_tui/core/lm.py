@@ -77,6 +77,8 @@ class LMClient:
         retryable = (errors.RateLimitError, errors.Timeout, errors.APIConnectionError,
                      errors.InternalServerError, errors.ServiceUnavailableError, errors.BadGatewayError,
                      errors.MidStreamFallbackError)
+        if model.startswith("local/"):
+            self._use_local(litellm, model)
         self._check_window(litellm, model, messages)
         attempt = 0
         while True:
@@ -92,6 +94,9 @@ class LMClient:
             except errors.ContextWindowExceededError as exc:
                 raise LMError(f"the prompt is larger than {model}'s context window ({_short(exc)})") from None
             except retryable as exc:
+                if "Missing credentials" in str(exc):  # litellm files this under server errors
+                    raise LMFatalError(f"no API key for {model}: pass --api-key or set the provider's "
+                                       "environment variable") from None
                 attempt += 1
                 if attempt > self.retries:
                     raise LMError(f"{model} failed after {self.retries} retries: {_short(exc)}") from None
@@ -116,6 +121,10 @@ class LMClient:
             kwargs["api_base"] = self.api_base
         if self.api_key:
             kwargs["api_key"] = self.api_key
+        elif self.api_base and model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+            # A local OpenAI-compatible server (vLLM, llama.cpp, Ollama) needs no key, but the
+            # OpenAI client refuses to send a request without one.
+            kwargs["api_key"] = "no-key-needed"
         if on_text is None:
             response = await litellm.acompletion(**kwargs)
             usage = getattr(response, "usage", None)
@@ -133,6 +142,17 @@ class LMClient:
                     parts.append(delta)
                     on_text(delta)
         return "".join(parts), (_tok(usage, "prompt_tokens"), _tok(usage, "completion_tokens"))
+
+    @staticmethod
+    def _use_local(litellm: Any, model: str) -> None:
+        """``local/<name>``: the offline model of the ``local`` extra (see local_model.py)."""
+        from .local_model import LocalModelMissing, check, register
+
+        try:
+            check(model)
+        except LocalModelMissing as exc:
+            raise LMFatalError(str(exc)) from None
+        register(litellm)
 
     def _cost(self, litellm: Any, model: str, tokens_in: int, tokens_out: int) -> tuple[float, bool]:
         try:
