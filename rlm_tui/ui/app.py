@@ -9,6 +9,7 @@ engine for anything, so live runs and (later) replays look the same.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from typing import Iterable
 
@@ -34,6 +35,7 @@ from .widgets.status import RunHeader, StatusBar
 from .widgets.transcript_view import TranscriptView
 
 FRAME_S = 1 / 30
+QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 #: Ctrl+C quits only when pressed twice within this many seconds.
 CTRL_C_WINDOW_S = 2.0
 
@@ -123,6 +125,15 @@ class RlmApp(App[None]):
         self.set_interval(FRAME_S, self._tick)
         if self.source is not None:
             self.call_after_refresh(self.source.start)  # the first frame is already on screen
+            loop = asyncio.get_running_loop()
+            for signum in QUIT_SIGNALS:  # a closed terminal or `kill` quits like q: kernels shut down
+                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.action_quit()))
+
+    def on_unmount(self) -> None:
+        if self.source is not None:
+            loop = asyncio.get_running_loop()
+            for signum in QUIT_SIGNALS:
+                loop.remove_signal_handler(signum)
 
     # --- events in -------------------------------------------------------------------
 
