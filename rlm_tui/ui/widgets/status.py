@@ -86,11 +86,13 @@ class StatusBar(Static):
         kernel = run.kernel_summary()
         kernel_color = {"busy": palette.primary, "idle": palette.success}.get(kernel, palette.warning)
         text.append_text(Text.assemble(sep, ("kernel ", palette.muted), (kernel, kernel_color)))
-        if run.session_path:
+        if run.session_path:  # the full path if it fits, else the file name, else nothing (the panel has it)
+            room = self.size.width - text.cell_len - 3
             path = fmt.home_path(run.session_path)
-            if text.cell_len + 3 + len(path) > self.size.width - 2:
-                path = Path(path).name  # the full path is in the final-answer panel
-            text.append_text(Text.assemble(sep, (path, palette.muted)))
+            for shown in (path, Path(path).name):
+                if len(shown) <= room:
+                    text.append_text(Text.assemble(sep, (shown, palette.muted)))
+                    break
         text.no_wrap = True
         text.overflow = "ellipsis"
         self.update(text)
