@@ -68,7 +68,7 @@ class RlmApp(App[None]):
         self._code_themes: dict[str, str] = {}
         self._theme_errors: list[str] = []
         self._palette: Palette | None = None
-        self._dirty: dict[str, None] = {}  # node ids changed since the last flush, in arrival order
+        self._dirty: dict[str, None] = {}  # node ids changed since the last render, in arrival order
         self._render_pending = False
         self._last_event_clock = time.monotonic()
         self._frame = 0
@@ -260,6 +260,10 @@ class RlmApp(App[None]):
         else:
             self.notify("There is no final answer to copy yet.")
 
+    def action_copy_transcript(self) -> None:
+        self.copy_to_clipboard(self.transcript_view.plain_text())
+        self.notify("The transcript shown was copied to the clipboard.")
+
     async def action_ctrl_c(self) -> None:
         now = time.monotonic()
         if now - self._last_ctrl_c <= CTRL_C_WINDOW_S:
@@ -286,6 +290,8 @@ class RlmApp(App[None]):
         yield SystemCommand("Show root transcript", "Show the root model's transcript", self.action_show_root)
         yield SystemCommand("Final answer: show or hide", "Toggle the final-answer panel", self.action_toggle_answer)
         yield SystemCommand("Final answer: copy", "Copy the final answer to the clipboard", self.action_copy_answer)
+        yield SystemCommand("Transcript: copy", "Copy the transcript shown, as text, to the clipboard",
+                            self.action_copy_transcript)
         yield SystemCommand("Expand all calls", "Expand every node of the call tree (batches too)",
                             lambda: self.tree_view.root.expand_all())
         yield SystemCommand("Collapse all calls", "Collapse the call tree to the root",
