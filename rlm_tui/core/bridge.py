@@ -20,6 +20,14 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]  # (kernel id, request
 MAX_LINE = 1 << 30  # a prompt may be large; a line is one request
 
 
+class Refused(Exception):
+    """Raised by the handler for a call that must fail loudly in the kernel (a hard limit).
+
+    The kernel-side call raises RuntimeError with this message instead of
+    returning a string, so a runaway loop of sub-calls stops at once.
+    """
+
+
 class Bridge:
     """Serves kernel requests through ``handler``; ``secret`` authenticates kernels."""
 
@@ -91,14 +99,16 @@ class Bridge:
     async def _answer(self, kernel: str, request: dict[str, Any], writer: asyncio.StreamWriter,
                       inflight: dict[int, asyncio.Task[None]]) -> None:
         rid = request.get("id")
+        reply: dict[str, Any] = {"id": rid}
         try:
-            result = await self.handler(kernel, request)
+            reply["result"] = await self.handler(kernel, request)
         except asyncio.CancelledError:
             return
+        except Refused as exc:
+            reply["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure becomes the call's error string
-            result = f"Error: {type(exc).__name__}: {exc}"
+            reply["result"] = f"Error: {type(exc).__name__}: {exc}"
         finally:
             inflight.pop(rid, None)
-        writer.write((json.dumps({"id": rid, "result": result}, ensure_ascii=False) + "\n")
-                     .encode("utf-8", "surrogatepass"))
+        writer.write((json.dumps(reply, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass"))
         await writer.drain()

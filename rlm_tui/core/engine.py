@@ -19,7 +19,7 @@ from typing import Any
 from . import events as ev
 from . import prompts
 from .config import Settings
-from .bridge import Bridge
+from .bridge import Bridge, Refused
 from .kernel import Kernel, KernelDied, KernelPool, kernel_source, strip_ansi
 from .lm import LMClient, LMError, LMFatalError, LMResult
 from .parsing import parse_reply
@@ -113,7 +113,7 @@ class Engine:
                            retries=settings.lm_retries, backoff=settings.lm_backoff,
                            on_unpriced=self._unpriced)
         self._sem: asyncio.Semaphore | None = None
-        self._child_sem: asyncio.Semaphore | None = None
+        self._child_sems: dict[int, asyncio.Semaphore] = {}  # per depth: a parent never waits on its own permit
         self.pool: KernelPool | None = None
 
     # ---- events -------------------------------------------------------------------------
@@ -158,7 +158,6 @@ class Engine:
         self._t0 = time.perf_counter()
         self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=self.settings.public())
         self._sem = asyncio.Semaphore(self.limits.concurrency)
-        self._child_sem = asyncio.Semaphore(min(self.limits.concurrency, MAX_CHILD_RLMS))
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
         self.pool = KernelPool(self._tmp, self._prepare_kernel, warm)
         answer: str | None = None
@@ -519,11 +518,16 @@ class Engine:
     async def _one(self, owner: _Rlm, parent: str, prompt: str, context: dict[str, Any] | None, model: str,
                    rlm: bool, reserved: bool = False) -> str:
         if (not reserved and self._reserve(1) == 0) or self._exhausted():
+            if not reserved:  # a lone call raises in the kernel: a loop of them stops at once
+                raise Refused(self._refusal().removeprefix("Error: "))
             return self._refusal()
         depth = owner.depth + 1
         if rlm and depth < self.limits.max_depth:
-            assert self._child_sem is not None
-            async with self._child_sem:
+            # Children at each depth share a cap; one semaphore for all depths would deadlock
+            # a chain deeper than the cap (each ancestor holds a permit while its child waits).
+            sem = self._child_sems.setdefault(depth, asyncio.Semaphore(min(self.limits.concurrency,
+                                                                           MAX_CHILD_RLMS)))
+            async with sem:
                 child = _Rlm(self._new_id(), parent, depth, prompt, model,
                              context or {"type": "text", "text": prompt})
                 answer = await self._run_rlm(child)
@@ -555,11 +559,14 @@ class Engine:
 
     async def _batch(self, owner: _Rlm, prompts_: list[str], contexts: list[Any], model: str, rlm: bool) -> list[str]:
         """Many prompts as one node; at most --concurrency run at once, results in order."""
-        node = self._new_id()
         n = len(prompts_)
+        granted = self._reserve(n)
+        if n and (granted == 0 or self._exhausted()):  # nothing can run: fail loudly, like a lone call
+            self.subcalls -= granted
+            raise Refused(self._refusal().removeprefix("Error: "))
+        node = self._new_id()
         self.emit(ev.NODE_STARTED, node, owner.node, node_kind="batch", depth=owner.depth + 1, model=model, n=n,
                   prompt=prompts_[0] if prompts_ else "", label=f"{'rlm' if rlm else 'llm'}_query_batched × {n}")
-        granted = self._reserve(n)
         results = [self._refusal()] * n
         order = iter(range(granted))
 
