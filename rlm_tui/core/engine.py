@@ -339,9 +339,13 @@ class Engine:
 
     async def _final_var(self, rlm: _Rlm, name: str, notes: list[str]) -> tuple[str, str] | None:
         assert rlm.kernel is not None
+        if not name.isidentifier():
+            notes.append(f"FINAL_VAR({name}): give the name of a variable, not an expression "
+                         "(assign it first, or answer with FINAL(...)).")
+            return None
         try:
-            value = await rlm.kernel.call("", f"str({name})" if name.isidentifier() else "None.__class__")
-        except RuntimeError:
+            value = await rlm.kernel.call("", f"str({name})")
+        except (RuntimeError, ValueError, SyntaxError):
             notes.append(f"FINAL_VAR({name}): there is no such variable in the REPL. Define it first.")
             return None
         return value, "FINAL_VAR"
