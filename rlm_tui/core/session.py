@@ -54,7 +54,9 @@ class SessionWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.chmod(path, 0o600)
-        self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
+        # backslashreplace: a lone surrogate (a file name that is not UTF-8) is written as the JSON
+        # escape "\udcff", so the file stays valid UTF-8 and reads back to the same string.
+        self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
 
     def header(self) -> ev.Event:
         """The first event of every session file."""
