@@ -143,11 +143,18 @@ class Engine:
     def open_session(self) -> None:
         """Create the session file; raises SetupError when it cannot be written."""
         secrets = [s for s in (self.settings.api_key, self.bridge.secret) if s]
+        where = f"cannot write the session file {self.session_path}"
         try:
             self._writer = SessionWriter(self.session_path, secrets)
+        except (FileExistsError, NotADirectoryError):  # a file where a folder should be
+            blocker = next((p for p in self.session_path.parents if p.exists() and not p.is_dir()), None)
+            raise SetupError(f"{where}: {blocker or 'a part of the path'} is not a directory") from None
         except OSError as exc:
-            raise SetupError(f"cannot write the session file {self.session_path}: {exc.strerror or exc}") from None
+            raise SetupError(f"{where}: {exc.strerror or exc}") from None
         self._writer.write(self._writer.header())
+        if self._writer.error:  # disk full or a device that refuses writes: say so before the run
+            error, self._writer = self._writer.error.rsplit(": ", 1)[-1], None
+            raise SetupError(f"{where}: {error}")
 
     async def run(self) -> RunResult:
         """Run to an answer, a limit, or an error; always shuts kernels down."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator
@@ -53,7 +54,8 @@ class SessionWriter:
         self.error: str | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.chmod(path, 0o600)
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # never chmod a device (/dev/stdout) or a named pipe
+            os.fchmod(fd, 0o600)
         # backslashreplace: a lone surrogate (a file name that is not UTF-8) is written as the JSON
         # escape "\udcff", so the file stays valid UTF-8 and reads back to the same string.
         self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
