@@ -63,6 +63,8 @@ class Bridge:
                 return
             while line := await reader.readline():
                 request = json.loads(line)
+                if not isinstance(request, dict):
+                    raise ValueError("a request must be a JSON object")
                 rid = request.get("id")
                 if request.get("op") == "cancel":
                     task = inflight.pop(rid, None)
@@ -89,7 +91,9 @@ class Bridge:
             hello = json.loads(line)
         except (asyncio.TimeoutError, ValueError):
             return None
-        given = str(hello.get("secret", "")) if isinstance(hello, dict) else ""
+        if not isinstance(hello, dict):
+            return None
+        given = str(hello.get("secret", ""))
         if hello.get("op") != "hello" or not hmac.compare_digest(given.encode(), self.secret.encode()):
             return None
         writer.write(b'{"ok": true}\n')

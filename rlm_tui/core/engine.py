@@ -23,6 +23,7 @@ from .bridge import Bridge, Refused
 from .kernel import Kernel, KernelDied, KernelPool, kernel_source, strip_ansi
 from .lm import LMClient, LMError, LMFatalError, LMResult
 from .parsing import parse_reply
+from .redaction import known_secrets, redact
 from .session import SessionWriter, new_session_path
 from .tree import one_line
 
@@ -109,6 +110,7 @@ class Engine:
         self._writer: SessionWriter | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="rlm-tui-"))
         self.bridge = Bridge(self._handle)
+        self.secrets = known_secrets([settings.api_key, self.bridge.secret])  # redacted wherever shown
         self.lm = LMClient(api_base=settings.api_base, api_key=settings.api_key, timeout=settings.lm_timeout,
                            retries=settings.lm_retries, backoff=settings.lm_backoff,
                            on_unpriced=self._unpriced)
@@ -142,7 +144,7 @@ class Engine:
 
     def open_session(self) -> None:
         """Create the session file; raises SetupError when it cannot be written."""
-        secrets = [s for s in (self.settings.api_key, self.bridge.secret) if s]
+        secrets = self.secrets
         where = f"cannot write the session file {self.session_path}"
         try:
             self._writer = SessionWriter(self.session_path, secrets)
@@ -203,6 +205,8 @@ class Engine:
         finally:
             await asyncio.shield(self._shutdown())
         error = error or self.fatal
+        answer = redact(answer, self.secrets) if answer is not None else None
+        error = redact(error, self.secrets) if error is not None else None
         result = RunResult(answer, self.stopped_by, self.totals.as_dict(), self.subcalls, self.session_path,
                            time.perf_counter() - self._t0, error)
         self.emit(ev.RUN_FINISHED, answer=answer, stopped_by=self.stopped_by, usage=result.usage,
@@ -373,7 +377,7 @@ class Engine:
             room = cap - total
             total += len(text)
             if room > 0:
-                piece = text[:room]
+                piece = redact(text[:room], self.secrets)  # the model and the UI never see a key
                 kept.append(piece)
                 self.emit(ev.CELL_OUTPUT, rlm.node, rlm.parent, cell=cell, stream=stream, text=piece)
 

@@ -52,7 +52,13 @@ class SessionWriter:
         self.path = path
         self.secrets = [s for s in secrets if s and len(s) >= 4]
         self.error: str | None = None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in reversed([path.parent, *path.parent.parents]):
+            if not folder.is_dir():
+                try:
+                    folder.mkdir(mode=0o700)  # folders made for sessions are private too
+                except FileExistsError:
+                    if not folder.is_dir():
+                        raise
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         if stat.S_ISREG(os.fstat(fd).st_mode):  # never chmod a device (/dev/stdout) or a named pipe
             os.fchmod(fd, 0o600)
