@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .redaction import known_secrets, redact
+
 _import_lock = threading.Lock()
 
 
@@ -63,6 +65,7 @@ class LMClient:
     def __post_init__(self) -> None:
         self._unpriced: set[str] = set()
         self._windows: dict[str, int | None] = {}
+        self._secrets = known_secrets([self.api_key])  # a provider may echo a key in its error text
 
     async def complete(self, model: str, messages: list[dict[str, str]],
                        on_text: Callable[[str], None] | None = None,
@@ -88,24 +91,24 @@ class LMClient:
                 break
             except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
                 raise LMFatalError(f"authentication failed for {model}: check the API key "
-                                   f"({_short(exc)})") from None
+                                   f"({self._say(exc)})") from None
             except errors.NotFoundError as exc:
-                raise LMFatalError(f"model {model} not found: {_short(exc)}") from None
+                raise LMFatalError(f"model {model} not found: {self._say(exc)}") from None
             except errors.ContextWindowExceededError as exc:
-                raise LMError(f"the prompt is larger than {model}'s context window ({_short(exc)})") from None
+                raise LMError(f"the prompt is larger than {model}'s context window ({self._say(exc)})") from None
             except retryable as exc:
                 if "Missing credentials" in str(exc):  # litellm files this under server errors
                     raise LMFatalError(f"no API key for {model}: pass --api-key or set the provider's "
                                        "environment variable") from None
                 attempt += 1
                 if attempt > self.retries:
-                    raise LMError(f"{model} failed after {self.retries} retries: {_short(exc)}") from None
+                    raise LMError(f"{model} failed after {self.retries} retries: {self._say(exc)}") from None
                 wait = min(30.0, self.backoff * 2 ** (attempt - 1)) * (0.75 + random.random() / 2)
                 if on_retry:
-                    on_retry(attempt, _short(exc), wait)
+                    on_retry(attempt, self._say(exc), wait)
                 await asyncio.sleep(wait)
             except errors.APIError as exc:
-                raise LMError(f"{model} error: {_short(exc)}") from None
+                raise LMError(f"{model} error: {self._say(exc)}") from None
         tokens_in, tokens_out = usage
         if tokens_in == 0 and tokens_out == 0:
             tokens_in = litellm.token_counter(model=model, messages=messages)
@@ -142,6 +145,10 @@ class LMClient:
                     parts.append(delta)
                     on_text(delta)
         return "".join(parts), (_tok(usage, "prompt_tokens"), _tok(usage, "completion_tokens"))
+
+    def _say(self, exc: BaseException) -> str:
+        """The error for users and the model: secrets redacted first, then cut short."""
+        return _short(redact(str(exc), self._secrets))
 
     @staticmethod
     def _use_local(litellm: Any, model: str) -> None:
@@ -185,6 +192,6 @@ def _tok(usage: Any, name: str) -> int:
     return int(value or 0)
 
 
-def _short(exc: BaseException) -> str:
+def _short(exc: BaseException | str) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= 300 else text[:297] + "..."
