@@ -106,6 +106,9 @@ class ScriptedServer:
 class _Handler(BaseHTTPRequestHandler):
     owner: ScriptedServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle on, the client's
+    # delayed ACK adds ~40 ms to every reply.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence per-request logs
         pass
