@@ -75,7 +75,7 @@ class ScriptedServer:
         class Handler(_Handler):
             owner = server
 
-        self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._httpd = _Server((self.host, self.port), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         threading.Thread(target=self._httpd.serve_forever, name="scripted-llm", daemon=True).start()
@@ -101,6 +101,12 @@ class ScriptedServer:
         with self._lock:
             if len(self.requests) < self.keep_requests:
                 self.requests.append(body)
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of 32 new connections
+    # (a batch's first wave) overflowed it and the dropped SYNs were resent 1 s later.
+    request_queue_size = 1024
 
 
 class _Handler(BaseHTTPRequestHandler):
