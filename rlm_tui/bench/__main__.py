@@ -392,8 +392,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [s for s in args.systems if s not in SYSTEMS]
     if unknown:
         p.error(f"unknown system {unknown[0]!r}")
-    if "rlm-tui" not in args.systems:
-        args.systems.insert(0, "rlm-tui")
+    args.systems = [s for s in SYSTEMS if s in args.systems]  # rlm-tui first: the ratios divide by rlms
     return args
 
 
@@ -404,8 +403,11 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     if importlib.util.find_spec("rlm") is None and any(s != "rlm-tui" for s in args.systems):
-        log("rlms is not installed (pip install -e '.[bench]'): measuring rlm-tui only")
-        args.systems = ["rlm-tui"]
+        log("rlms is not installed (see README, Performance): measuring rlm-tui only")
+        args.systems = [s for s in args.systems if s == "rlm-tui"]
+    if not args.systems:
+        log("nothing to measure")
+        return 2
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="rlm-bench-"))
     try:
