@@ -64,7 +64,9 @@ class Server:
         cmd = [sys.executable, "-m", "rlm_tui.bench.script", "--latency", str(latency)]
         if log is not None:
             cmd += ["--log", str(log)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env())
+        # Its stderr (socketserver's tracebacks when a finished client drops a kept-alive connection) is noise.
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, env=_env())
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
         if not self.url.startswith("http"):
@@ -333,7 +335,7 @@ def render(rows: list[Row], systems: list[str]) -> str:
     lines = []
     for row in rows:
         if row.text:
-            cells = [row.key, row.metric, row.text] + [""] * (len(head) - 5) + [row.target, ""]
+            cells = [row.key, row.metric, row.text, row.target, ""]
         else:
             vals = [row.fmt.format(row.values[s]) if s in row.values and not math.isnan(row.values[s]) else "—"
                     for s in systems]
@@ -345,10 +347,15 @@ def render(rows: list[Row], systems: list[str]) -> str:
             met = "" if row.met is None else ("yes" if row.met else "NO")
             cells = [row.key, row.metric, *vals, *ratios, row.target, met]
         lines.append(cells)
-    widths = [max(len(str(c[i])) for c in [head, *lines] if i < len(c)) for i in range(len(head))]
-    widths[1] = min(widths[1], 70)
+    measured = [c for c, r in zip(lines, rows) if not r.text]  # an n/a text spans the value columns
+    widths = [max(len(str(c[i])) for c in [head, *measured]) for i in range(len(head))]
 
     def fmt(cells: list[str]) -> str:
+        if len(cells) < len(head):  # key, metric, text, target, met
+            span = sum(widths[2:-2]) + 3 * (len(widths) - 5)
+            cells = [cells[0].ljust(widths[0]), cells[1].ljust(widths[1]), cells[2].ljust(span),
+                     cells[3].ljust(widths[-2]), cells[4]]
+            return " | ".join(cells).rstrip()
         out = []
         for i, c in enumerate(cells):
             text = str(c)
