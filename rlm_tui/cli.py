@@ -6,15 +6,17 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Awaitable, Callable, Sequence, TypeVar
 
 from . import __version__
 from .core.config import Limits, Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_LIMIT = 0, 1, 2, 3
+T = TypeVar("T")
 
 DESCRIPTION = """\
 Run a Recursive Language Model over PATH to answer QUESTION. The input is
@@ -87,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--session", type=Path, help="session file to write (default: a new file in "
                    "~/.local/share/rlm-tui/sessions/)")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
+    o.add_argument("--theme", metavar="NAME", help="UI colour theme (default: the last one chosen, else "
+                   "rlm-midnight); themes are files in ~/.config/rlm-tui/themes/ too")
     return p
 
 
@@ -126,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.headless:
             from .ui import launch  # the UI is imported only when it is used
 
-            return launch(settings, args.question, path)
+            return launch(settings, args.question, path, theme=args.theme)
         return run_headless(settings, args.question, path, as_json=args.json, debug=args.debug)
     finally:
         if stdin_file:
@@ -138,6 +142,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
 
 
+def _demo(argv: list[str]) -> int:
+    """``rlm-tui demo``: the UI on a bundled scripted run (see ``rlm_tui/demo.py``)."""
+    from .demo import main as demo_main
+
+    return demo_main(argv)
+
+
+SUBCOMMANDS["demo"] = _demo
+
+
 def _stdin_to_file() -> str:
     """Standard input goes to a private temporary file the kernel then loads."""
     fd, name = tempfile.mkstemp(prefix="rlm-tui-stdin-", suffix=".txt")
@@ -147,18 +161,36 @@ def _stdin_to_file() -> str:
     return name
 
 
+async def _cancel_on_signals(work: Awaitable[T], received: list[int]) -> T:
+    """SIGTERM and SIGHUP cancel the run like Ctrl+C does (asyncio.run handles SIGINT itself),
+    so kernels are shut down and the session is closed instead of the process dying mid-write."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if task is not None:
+            task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, on_signal, signum)
+    return await work
+
+
 def run_headless(settings: Settings, question: str, path: Path, as_json: bool, debug: bool) -> int:
     from .core.engine import Engine, SetupError
     from .headless import ProgressPrinter
 
     engine = Engine(settings, question, path, sink=ProgressPrinter())
+    received: list[int] = []
     try:
         engine.open_session()
-        result = asyncio.run(engine.run())
+        result = asyncio.run(_cancel_on_signals(engine.run(), received))
     except SetupError as exc:
         return fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail(f"interrupted; session saved to {engine.session_path}", 130)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # The engine has shut its kernels down and recorded an "interrupted" run_finished.
+        return fail(f"interrupted; session saved to {engine.session_path}", 128 + (received or [signal.SIGINT])[0])
     except Exception as exc:  # noqa: BLE001 - one line unless --debug
         if debug:
             raise
