@@ -273,12 +273,26 @@ class Bench:
             kern.note = "rlms local runs code in the host process: its REPL peak is the host's"
         return [secs, rate, kern, host]
 
-    def row6(self) -> Row:
-        row = Row("6", "process start → Textual app's first frame, ms", target="< 500 ms")
+    def row6(self, url: str, corpus: Path) -> Row:
+        from .frame import first_frame, tui_command
+
+        row = Row("6", "process start → Textual app's first frame, ms", fmt="{:.0f}", target="< 500 ms")
         if importlib.util.find_spec("rlm_tui.ui") is None:
             row.text = "n/a (no UI yet: rlm_tui.ui is not on this branch)"
-        else:
-            row.text = "n/a (rlm_tui.ui exists but this benchmark has no first-frame probe for it yet)"
+            return row
+        times = []
+        for i in range(self.args.runs):
+            cmd = tui_command(sys.executable, corpus, question("e2e"), url, self.work / f"ui-{i}.jsonl")
+            took = first_frame(cmd, _env())
+            if took is None:
+                self.fail("rlm-tui UI: no first frame on the terminal")
+            else:
+                times.append(took * 1e3)
+        self.raw["frame/rlm-tui"] = times
+        if times:
+            row.values["rlm-tui"] = median(times)
+            row.met = row.values["rlm-tui"] < 500
+        row.note = "rlms has no terminal UI"
         return row
 
     # ---- the whole benchmark --------------------------------------------------------
@@ -321,7 +335,10 @@ class Bench:
                 make_corpus(tiny, 1000, 1)
                 rows.extend(self.row5(servers["zero"].url, corpus, nbytes, tiny))
             if 6 in a.rows:
-                rows.append(self.row6())
+                self.log("row 6: first frame")
+                small = self.work / "e2e-corpus"
+                make_corpus(small, 200_000, 20)
+                rows.append(self.row6(servers["zero"].url, small))
         finally:
             for server in servers.values():
                 server.stop()
