@@ -261,7 +261,7 @@ class Bench:
             host.values[system] = median([d["host_maxrss_mb"] for d in runs])
             if base:
                 growth = host.values[system] - base["host_maxrss_mb"]
-                host.note += f"{LABELS[system]} +{growth:.0f} MB; "
+                host.note += f"{LABELS[system]} {growth:+.0f} MB; "
                 self.raw[f"load-growth/{system}"] = growth
         if "rlm-tui" in secs.values:
             rate.met = rate.values["rlm-tui"] >= 100

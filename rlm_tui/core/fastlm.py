@@ -124,22 +124,14 @@ def _status_error(errors: Any, status: int, text: str, model: str, url: str) -> 
     kw = {"message": message, "model": model, "llm_provider": "openai"}
     if status == 400 and any(w in message.lower() for w in _WINDOW_WORDS):
         return errors.ContextWindowExceededError(**kw, response=response)
-    if status == 400:
-        return errors.BadRequestError(**kw, response=response)
-    if status == 401:
-        return errors.AuthenticationError(**kw, response=response)
-    if status == 403:
-        return errors.PermissionDeniedError(**kw, response=response)
-    if status == 404:
-        return errors.NotFoundError(**kw, response=response)
     if status == 408:
         return errors.Timeout(**kw)
-    if status == 429:
-        return errors.RateLimitError(**kw, response=response)
-    if status == 502:
-        return errors.BadGatewayError(**kw, response=response)
-    if status == 503:
-        return errors.ServiceUnavailableError(**kw, response=response)
-    if status >= 500:
-        return errors.InternalServerError(**kw, response=response)
-    return errors.APIError(status_code=status, **kw)
+    name = _BY_STATUS.get(status) or ("InternalServerError" if status >= 500 else None)
+    if name is None:
+        return errors.APIError(status_code=status, **kw)
+    return getattr(errors, name)(**kw, response=response)
+
+
+# The litellm exception litellm raises for each HTTP status of an OpenAI-compatible server.
+_BY_STATUS = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",
+              404: "NotFoundError", 429: "RateLimitError", 502: "BadGatewayError", 503: "ServiceUnavailableError"}
