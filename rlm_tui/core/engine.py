@@ -221,6 +221,7 @@ class Engine:
 
     async def _shutdown(self) -> None:
         await self.bridge.close()
+        await self.lm.aclose()
         if self.pool is not None:
             await self.pool.close()
         shutil.rmtree(self._tmp, ignore_errors=True)

@@ -17,19 +17,24 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import fastlm
+from .fastlm import FastOpenAI
 from .redaction import known_secrets, redact
 
 _import_lock = threading.Lock()
+_litellm: Any = None  # set once imported: later calls skip the thread hop
 
 
 def litellm_module() -> Any:
     """Import litellm once, configured for offline price lookups and quiet logs."""
+    global _litellm
     with _import_lock:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False
+        _litellm = litellm
         return litellm
 
 
@@ -66,6 +71,11 @@ class LMClient:
         self._unpriced: set[str] = set()
         self._windows: dict[str, int | None] = {}
         self._secrets = known_secrets([self.api_key])  # a provider may echo a key in its error text
+        self._fast = FastOpenAI(self.api_base, self.api_key, self.timeout) if self.api_base else None
+
+    async def aclose(self) -> None:
+        if self._fast is not None:
+            await self._fast.aclose()
 
     async def complete(self, model: str, messages: list[dict[str, str]],
                        on_text: Callable[[str], None] | None = None,
@@ -75,7 +85,7 @@ class LMClient:
         ``on_retry(attempt, error, wait_s)`` is told before each retry; text
         streamed before a retry is void (the reply starts again).
         """
-        litellm = await asyncio.to_thread(litellm_module)
+        litellm = _litellm or await asyncio.to_thread(litellm_module)
         errors = litellm.exceptions
         retryable = (errors.RateLimitError, errors.Timeout, errors.APIConnectionError,
                      errors.InternalServerError, errors.ServiceUnavailableError, errors.BadGatewayError,
@@ -118,6 +128,8 @@ class LMClient:
 
     async def _call(self, litellm: Any, model: str, messages: list[dict[str, str]],
                     on_text: Callable[[str], None] | None) -> tuple[str, tuple[int, int]]:
+        if self._fast is not None and fastlm.applies(model, self.api_base):
+            return await self._fast.call(litellm, model, messages, on_text)
         kwargs: dict[str, Any] = {"model": model, "messages": messages, "timeout": self.timeout,
                                   "num_retries": 0}
         if self.api_base:
@@ -162,6 +174,8 @@ class LMClient:
         register(litellm)
 
     def _cost(self, litellm: Any, model: str, tokens_in: int, tokens_out: int) -> tuple[float, bool]:
+        if model in self._unpriced:  # litellm's failed lookup costs ~0.4 ms a call
+            return 0.0, False
         try:
             cost_in, cost_out = litellm.cost_per_token(model=model, prompt_tokens=tokens_in,
                                                        completion_tokens=tokens_out)
