@@ -64,6 +64,8 @@ class ScriptedServer:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self.inflight = 0
+        self.max_inflight = 0  # the most requests that were being answered at once
 
     @property
     def url(self) -> str:
@@ -102,6 +104,11 @@ class ScriptedServer:
             if len(self.requests) < self.keep_requests:
                 self.requests.append(body)
 
+    def track(self, delta: int) -> None:
+        with self._lock:
+            self.inflight += delta
+            self.max_inflight = max(self.max_inflight, self.inflight)
+
 
 class _Handler(BaseHTTPRequestHandler):
     owner: ScriptedServer
@@ -115,6 +122,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         owner = self.owner
         owner.record(body)
+        owner.track(+1)
+        try:
+            self._respond(owner, body)
+        finally:
+            owner.track(-1)
+
+    def _respond(self, owner: ScriptedServer, body: dict[str, Any]) -> None:
         if owner.latency:
             time.sleep(owner.latency)
         fault = owner.next_fault()

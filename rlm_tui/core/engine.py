@@ -232,7 +232,6 @@ class Engine:
                 # The litellm import (seconds) overlaps the kernel start.
                 from .lm import litellm_module
                 _, rlm.kernel = await asyncio.gather(asyncio.to_thread(litellm_module), self.pool.acquire())
-                self.pool.fill()
             else:
                 rlm.kernel = await self.pool.acquire()
             self._kernel_owner[rlm.kernel.id] = rlm

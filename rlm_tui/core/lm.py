@@ -92,6 +92,9 @@ class LMClient:
             except errors.ContextWindowExceededError as exc:
                 raise LMError(f"the prompt is larger than {model}'s context window ({_short(exc)})") from None
             except retryable as exc:
+                if "Missing credentials" in str(exc):  # litellm files this under server errors
+                    raise LMFatalError(f"no API key for {model}: pass --api-key or set the provider's "
+                                       "environment variable") from None
                 attempt += 1
                 if attempt > self.retries:
                     raise LMError(f"{model} failed after {self.retries} retries: {_short(exc)}") from None
@@ -116,6 +119,10 @@ class LMClient:
             kwargs["api_base"] = self.api_base
         if self.api_key:
             kwargs["api_key"] = self.api_key
+        elif self.api_base and model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+            # A local OpenAI-compatible server (vLLM, llama.cpp, Ollama) needs no key, but the
+            # OpenAI client refuses to send a request without one.
+            kwargs["api_key"] = "no-key-needed"
         if on_text is None:
             response = await litellm.acompletion(**kwargs)
             usage = getattr(response, "usage", None)
