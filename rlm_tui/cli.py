@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from . import __version__
 from .core.config import Limits, Settings
@@ -147,11 +147,15 @@ def _stdin_to_file() -> str:
     return name
 
 
-def run_headless(settings: Settings, question: str, path: Path, as_json: bool, debug: bool) -> int:
+def run_headless(settings: Settings, question: str, path: Path, as_json: bool, debug: bool,
+                 prepare: Callable[[Any], None] | None = None) -> int:
+    """Run without the UI; ``prepare(engine)`` may adjust the engine first (rlm-tui resume)."""
     from .core.engine import Engine, SetupError
     from .headless import ProgressPrinter
 
     engine = Engine(settings, question, path, sink=ProgressPrinter())
+    if prepare is not None:
+        prepare(engine)
     try:
         engine.open_session()
         result = asyncio.run(engine.run())
@@ -175,3 +179,9 @@ def run_headless(settings: Settings, question: str, path: Path, as_json: bool, d
     if result.answer is None:
         return fail(f"stopped by {result.stopped_by or 'an unknown cause'} without an answer", EXIT_LIMIT)
     return EXIT_OK
+
+
+# rlm-tui replay / sessions / resume / export (rlm_tui/sessions/commands.py)
+from .sessions.commands import COMMANDS as _SESSION_COMMANDS  # noqa: E402 - needs SUBCOMMANDS defined
+
+SUBCOMMANDS.update(_SESSION_COMMANDS)
