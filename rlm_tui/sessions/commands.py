@@ -30,6 +30,14 @@ def _parser(name: str, description: str, epilog: str = "") -> _Parser:
                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
+    """Parsed arguments, or the exit code after --help or a usage error (returned, not raised)."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+
+
 def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
     print(f"rlm-tui {command}: {message}", file=sys.stderr)
     return code
@@ -90,7 +98,9 @@ def replay_main(argv: list[str]) -> int:
     p.add_argument("--max-output", type=int, default=4000, metavar="CHARS",
                    help="with --headless: characters of each cell's output to print (default: %(default)s)")
     p.add_argument("--theme", help="the app's theme")
-    args = p.parse_args(argv)
+    args = _parse(p, argv)
+    if isinstance(args, int):
+        return args
     if args.headless:
         if args.follow:
             return _follow_headless(args.file)
@@ -172,7 +182,9 @@ def sessions_main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="one JSON object per session on stdout")
     p.add_argument("--open", type=int, metavar="N", help="replay session number N of the list")
     p.add_argument("--headless", action="store_true", help="with --open: print its transcript instead")
-    args = p.parse_args(argv)
+    args = _parse(p, argv)
+    if isinstance(args, int):
+        return args
     from .listing import format_table, list_sessions
 
     directory = args.dir or default_sessions_dir()
@@ -252,7 +264,9 @@ def resume_main(argv: list[str]) -> int:
     o.add_argument("--session", type=Path, default=argparse.SUPPRESS, dest="session_path",
                    help="the new session file (default: a new file in the sessions folder)")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = p.parse_args(argv)
+    args = _parse(p, argv)
+    if isinstance(args, int):
+        return args
     if args.json and not args.headless:
         return _fail("resume", "--json needs --headless")
     from ..core.session import SessionFormatError
@@ -314,7 +328,9 @@ def export_main(argv: list[str]) -> int:
     p.add_argument("--to", choices=["md", "ipynb"], required=True, help="the format")
     p.add_argument("-o", "--output", metavar="OUT", help="where to write (default: FILE with the new suffix; - = stdout)")
     p.add_argument("--full", action="store_true", help="md: do not shorten outputs or batches")
-    args = p.parse_args(argv)
+    args = _parse(p, argv)
+    if isinstance(args, int):
+        return args
     log, code = _open_checked("export", args.file)
     if log is None:
         return code or EXIT_USAGE

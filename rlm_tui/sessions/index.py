@@ -10,7 +10,9 @@ what lets a 100 MB session open in about a second (see
 ``refresh()`` indexes what was appended since the last scan (following a live
 run). A last line without its newline is still being written while following;
 in a finished file it is a torn line and is reported with its number, like any
-other unreadable line, while the rest loads.
+other unreadable line, while the rest loads. (A line whose prefix and closing
+brace look whole but whose middle is damaged is reported when first decoded,
+and reads as a ``warning`` event naming the line.)
 """
 
 from __future__ import annotations

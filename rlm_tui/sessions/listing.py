@@ -123,7 +123,7 @@ def list_sessions(directory: Path, limit: int | None = 50) -> list[SessionSummar
         return []
     summaries = [summarize(p) for p in entries]
     epoch = _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
-    summaries.sort(key=lambda s: _aware(s.created) or epoch, reverse=True)
+    summaries.sort(key=lambda s: (not s.outcome.startswith("unreadable"), _aware(s.created) or epoch), reverse=True)
     return summaries if limit is None else summaries[:limit]
 
 
