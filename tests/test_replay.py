@@ -163,3 +163,51 @@ def test_replay_app_without_a_file_is_a_usage_error(tmp_path: Path) -> None:
     done = subprocess.run([PYTHON, "-m", "rlm_tui", "replay"], capture_output=True, text=True, env=cli_env(),
                           timeout=60)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "FILE" in done.stderr
+
+
+def test_rebuild_events_fold_to_the_same_state(sample: Sample) -> None:
+    replay = Replayer.open(sample.path)
+    events = list(replay.index.iter_events())
+    for position in range(0, len(events) + 1, 7):
+        rebuilt = replay.rebuild_events(position)
+        assert snapshot(fold(rebuilt)) == snapshot(fold(events[:position]))
+        skipped = {e.seq for e in events[:position]} - {e.seq for e in rebuilt}
+        assert all(events[s].kind == ev.LM_CHUNK for s in skipped)  # seq == index here
+
+
+def write_timed(path: Path, times: list[float]) -> Path:
+    from rlm_tui.core.session import SessionWriter
+
+    writer = SessionWriter(path)
+    writer.write(writer.header())
+    for seq, t in enumerate(times, 1):
+        writer.write(ev.Event(ev.WARNING, data={"message": str(seq)}, seq=seq, t=t))
+    writer.close()
+    return path
+
+
+def test_player_keeps_recorded_time_and_shortens_long_waits(tmp_path: Path) -> None:
+    # the header is at t=0; then events at 0.5, 1.0, 11.0 (a 10 s wait), 11.5
+    replay = Replayer.open(write_timed(tmp_path / "timed.jsonl", [0.5, 1.0, 11.0, 11.5]))
+    player = replay_mod.Player(replay, speed=1.0, max_gap=2.0)
+    assert player.advance(10) == 0  # paused: nothing moves
+    player.play()
+    assert replay.seek(player.advance(0.01)) and replay.position == 1  # the header (t=0) at once
+    assert player.advance(0.4) == 1
+    replay.seek(player.advance(0.1))
+    assert replay.position == 2  # t=0.5 reached after 0.5 s
+    replay.seek(player.advance(0.5))
+    assert replay.position == 3  # t=1.0
+    steps = [player.advance(0.25) for _ in range(7)]  # the 10 s wait lasts 2 s
+    assert steps == [3] * 7 and replay.seek(player.advance(0.25)) is not None and replay.position == 4
+    player.faster()
+    assert player.speed == 2.0
+    replay.seek(player.advance(0.25))  # 0.5 recorded seconds at 2x
+    assert replay.position == 5 and not player.playing  # the end stops playback
+    player.play()
+    assert not player.playing
+    replay.seek(1)
+    player.play()
+    player.slower(), player.slower()
+    assert player.speed == 0.5
+    assert player.advance(0.9) == 1 and player.advance(0.2) == 2  # from t=0: 0.5 s at half speed

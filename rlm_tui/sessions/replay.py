@@ -247,30 +247,43 @@ class Replayer:
         """A node's events before ``upto``, less the streamed chunks of replies that finished.
 
         A finished reply is whole on its lm_finished event, so only the chunks of
-        a reply still streaming at ``upto`` (or of one that failed) are kept:
-        a node's transcript decodes a few events per turn, not thousands.
+        a reply still streaming at ``upto`` (or of one that failed or was retried)
+        are kept: a node's transcript decodes a few events per turn, not thousands.
         """
         upto = self.position if upto is None else upto
         found = self.index.node_positions(node)
+        return self._without_finished_chunks(found[:bisect.bisect_left(found, upto)])
+
+    def rebuild_events(self, upto: int | None = None) -> list[ev.Event]:
+        """Every event before ``upto`` that matters to a view rebuilt from scratch.
+
+        Folding these gives the same tree, run state and transcripts as folding
+        all of them: only chunks of replies whose lm_finished came before
+        ``upto`` are left out (the lm_finished text is the whole reply).
+        """
+        upto = len(self.index) if upto is None else min(upto, len(self.index))
+        return self._without_finished_chunks(range(upto))
+
+    def _without_finished_chunks(self, positions: Iterable[int]) -> list[ev.Event]:
         code = self.index.kind_code
-        chunk, started, finished = code(ev.LM_CHUNK), code(ev.LM_STARTED), code(ev.LM_FINISHED)
-        kinds = self.index.kinds
+        chunk, started, finished, retry = (code(ev.LM_CHUNK), code(ev.LM_STARTED), code(ev.LM_FINISHED),
+                                           code(ev.LM_RETRY))
+        kinds, nodes = self.index.kinds, self.index.nodes
         keep: list[int] = []
-        pending: list[int] = []
-        for i in found[:bisect.bisect_left(found, upto)]:
+        pending: dict[int, list[int]] = {}  # node -> chunks of its reply being streamed
+        for i in positions:
             kind = kinds[i]
             if kind == chunk:
-                pending.append(i)
+                pending.setdefault(nodes[i], []).append(i)
                 continue
             if kind == finished:
-                pending.clear()
-            elif kind == started and pending:  # a reply that never finished: keep what streamed
-                keep.extend(pending)
-                pending.clear()
+                pending.pop(nodes[i], None)
+            elif kind == started or kind == retry:  # a reply that never finished: keep what streamed
+                keep.extend(pending.pop(nodes[i], ()))
             keep.append(i)
-        if pending:
-            keep.extend(pending)
-            keep.sort()
+        for chunks in pending.values():
+            keep.extend(chunks)
+        keep.sort()
         return [self.index.event(i, keep=False) for i in keep]
 
     def refresh(self) -> int:
@@ -304,3 +317,73 @@ class Replayer:
 
 def open_replay(path: Path | str, **kwargs: Any) -> Replayer:
     return Replayer.open(path, **kwargs)
+
+
+class Player:
+    """Plays a replay in recorded time: ``advance(wall_seconds)`` says how far to move.
+
+    The recorded gaps between events are kept (times ``speed``), except that a
+    wait longer than ``max_gap`` recorded seconds (a model thinking, a slow
+    cell) is shortened to it, so playback never sits still for long.
+    """
+
+    SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+
+    def __init__(self, replayer: Replayer, speed: float = 1.0, max_gap: float = 1.0) -> None:
+        self.replayer = replayer
+        self.speed = speed
+        self.max_gap = max_gap
+        self.playing = False
+        self._cursor: float | None = None  # recorded time reached between events
+
+    def play(self) -> None:
+        if self.replayer.position >= len(self.replayer):
+            return
+        self.playing = True
+        self.sync()
+
+    def pause(self) -> None:
+        self.playing = False
+
+    def toggle(self) -> bool:
+        self.pause() if self.playing else self.play()
+        return self.playing
+
+    def faster(self) -> float:
+        self.speed = next((s for s in self.SPEEDS if s > self.speed), self.SPEEDS[-1])
+        return self.speed
+
+    def slower(self) -> float:
+        self.speed = next((s for s in reversed(self.SPEEDS) if s < self.speed), self.SPEEDS[0])
+        return self.speed
+
+    def sync(self) -> None:
+        """The position moved by other means (a step, a jump): play on from there."""
+        self._cursor = self.replayer.time_at(self.replayer.position)
+
+    def advance(self, wall_seconds: float) -> int:
+        """The position playback has reached after ``wall_seconds`` more (not moved yet)."""
+        replayer = self.replayer
+        position = replayer.position
+        if not self.playing:
+            return position
+        if self._cursor is None:
+            self.sync()
+        assert self._cursor is not None
+        budget = wall_seconds * self.speed
+        cursor = self._cursor
+        total = len(replayer)
+        while position < total:
+            t_next = replayer.index.event(position).t
+            cursor = max(cursor, t_next - self.max_gap)  # a long wait is shortened to max_gap
+            gap = max(0.0, t_next - cursor)
+            if gap > budget:
+                cursor += budget
+                break
+            budget -= gap
+            cursor = max(cursor, t_next)
+            position += 1
+        self._cursor = cursor
+        if position >= total:
+            self.playing = False
+        return position
