@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--session", type=Path, help="session file to write (default: a new file in "
                    "~/.local/share/rlm-tui/sessions/)")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
+    o.add_argument("--theme", metavar="NAME", help="UI colour theme (default: the last one chosen, else "
+                   "rlm-midnight); themes are files in ~/.config/rlm-tui/themes/ too")
     return p
 
 
@@ -126,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.headless:
             from .ui import launch  # the UI is imported only when it is used
 
-            return launch(settings, args.question, path)
+            return launch(settings, args.question, path, theme=args.theme)
         return run_headless(settings, args.question, path, as_json=args.json, debug=args.debug)
     finally:
         if stdin_file:
@@ -136,6 +138,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 #: Commands other than a run (``rlm-tui demo``, ``rlm-tui replay`` ...): name -> handler(argv).
 #: A path with one of these names is given as ``./name``.
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
+
+
+def _demo(argv: list[str]) -> int:
+    """``rlm-tui demo``: the UI on a bundled scripted run (see ``rlm_tui/demo.py``)."""
+    from .demo import main as demo_main
+
+    return demo_main(argv)
+
+
+SUBCOMMANDS["demo"] = _demo
 
 
 def _stdin_to_file() -> str:
