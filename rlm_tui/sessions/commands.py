@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -97,6 +96,9 @@ def replay_main(argv: list[str]) -> int:
     p.add_argument("--full", action="store_true", help="with --headless: do not shorten outputs or batches")
     p.add_argument("--max-output", type=int, default=4000, metavar="CHARS",
                    help="with --headless: characters of each cell's output to print (default: %(default)s)")
+    p.add_argument("--speed", type=_positive(float), default=1.0, metavar="X",
+                   help="playback speed, 0.25 to 128 (default: %(default)s; long waits are shortened)")
+    p.add_argument("--paused", action="store_true", help="open at the start without playing")
     p.add_argument("--theme", help="the app's theme")
     args = _parse(p, argv)
     if isinstance(args, int):
@@ -116,11 +118,10 @@ def replay_main(argv: list[str]) -> int:
 
 
 def _replay_app(args: argparse.Namespace) -> int:
-    try:
-        from ..ui.replay import launch_replay  # type: ignore[import-not-found]
-    except ImportError:
-        return _fail("replay", "the replay app is not available in this build; use --headless")
-    return int(launch_replay(args.file, end=args.end, follow=args.follow, theme=args.theme))
+    from ..ui.replay import launch_replay
+
+    return launch_replay(args.file, end=args.end, follow=args.follow, theme=args.theme, speed=args.speed,
+                         play=not args.paused)
 
 
 def _follow_headless(path: Path) -> int:
@@ -288,13 +289,9 @@ def resume_main(argv: list[str]) -> int:
 
         return run_headless(resumed.settings, resumed.question, resumed.path, as_json=args.json,
                             debug=args.debug, prepare=resumed.prepare)
-    try:
-        from ..ui import launch
-    except ImportError:
-        return _fail("resume", "the app is not available in this build; use --headless")
-    if "prepare" not in inspect.signature(launch).parameters:
-        return _fail("resume", "this build's app cannot resume a run; use --headless")
-    return int(launch(resumed.settings, resumed.question, resumed.path, prepare=resumed.prepare))
+    from ..ui import launch
+
+    return launch(resumed.settings, resumed.question, resumed.path, prepare=resumed.prepare)
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
