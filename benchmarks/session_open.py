@@ -4,8 +4,8 @@
     python benchmarks/session_open.py --shape small    # 100 MB of tiny events (the worst case)
     python benchmarks/session_open.py --mb 20 --keep /tmp/big.jsonl
 
-The file is written with the real SessionWriter: 40 root turns, each with a
-streamed reply, a cell with 20 KB of output, and a batch of llm_query calls on
+The file is written with the real SessionWriter: root turns, each with a
+streamed reply (2 KB of prose and a code block), a cell with 20 KB of output, and a batch of llm_query calls on
 25 KB pieces of the input (node_started carries each prompt), which is what
 makes real sessions big. ``--shape small`` instead fills the file with ~130-byte
 lm_chunk and cell_output lines: the most lines a 100 MB file can have.
@@ -77,16 +77,17 @@ def generate(path: Path, megabytes: float, shape: str) -> None:
         g.emit(ev.TURN_STARTED, root, None, turn=turn)
         g.emit(ev.LM_STARTED, root, None, turn=turn, model="openai/gpt-5",
                messages=[{"role": "user", "content": output * 40}])
-        reply = "I will map over the files.\n```repl\nres = llm_query_batched(prompts)\nprint(res[:3])\n```\n"
+        reply = (_words(rng, 2000) + "\n\nI will map over the files.\n```repl\n"
+                 "res = llm_query_batched(prompts)\nprint(res[:3])\n```\n")
         if shape == "small":
             chunks = 200_000
         else:
             chunks = 40
         for _ in range(chunks):
-            g.emit(ev.LM_CHUNK, root, None, text=_words(rng, 60) if shape == "small" else reply[:60])
+            g.emit(ev.LM_CHUNK, root, None, text=_words(rng, 60))
             if shape == "small" and g.size >= target:
                 break
-        g.emit(ev.LM_FINISHED, root, None, model="openai/gpt-5", text=reply * 30, tokens_in=30_000,
+        g.emit(ev.LM_FINISHED, root, None, model="openai/gpt-5", text=reply, tokens_in=30_000,
                tokens_out=900, cost_usd=0.05, cost_known=True, latency_s=12.0)
         g.emit(ev.CELL_STARTED, root, None, cell=turn, code="res = llm_query_batched(prompts)\nprint(res[:3])\n")
         if shape != "small":

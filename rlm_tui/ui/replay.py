@@ -71,7 +71,7 @@ class ReplaySource:
 
 
 class ReplayBar(Static):
-    """``▶ 2x │ turn 3 · 12.4s │ event 512 of 1,204 ▕████░░░░▏ │ following``."""
+    """``▶ playing 2x │ turn 3 · 12s │ event 512 of 1,204 ▕████░░░░▏ │ following: live │ keys``."""
 
     DEFAULT_CSS = """
     ReplayBar {
@@ -87,7 +87,7 @@ class ReplayBar(Static):
         replayer, player = app.replayer, app.player
         where = replayer.describe()
         sep = (" │ ", palette.muted)
-        state = ("▶ playing", f"bold {palette.success}") if player.playing else ("⏸ paused", f"bold {palette.warning}")
+        state = ("▶ playing", f"bold {palette.success}") if player.playing else ("‖ paused", f"bold {palette.warning}")
         speed = f"{player.speed:g}x"
         done = where.index / where.total if where.total else 0.0
         filled = round(done * BAR_WIDTH)
@@ -146,13 +146,17 @@ class ReplayApp(RlmApp):
         self.mount(ReplayBar(id="replay-bar"), before=self.query_one(Footer))
         for _, why in self.replayer.bad_lines[:5]:
             self.notify(f"skipped {why}", title="Damaged session file", severity="warning", timeout=10)
+        self.call_after_refresh(self._open)  # once laid out: the panes render once, at their real width
+
+    def _open(self) -> None:
         if self._start_at_end:
             self.move_to(len(self.replayer))
         elif self._autoplay:
             self.player.play()
+            self.replay_source.start()
         if self.following:
             self.run_worker(self._follow(), name="follow", group="follow", exclusive=True)
-        self.call_after_refresh(self._refresh_bar)
+        self._refresh_bar()
 
     def _tick(self) -> None:
         playing = self.player.playing
@@ -315,3 +319,22 @@ def launch_replay(path: Path, *, end: bool = False, follow: bool = False, theme:
     finally:
         replayer.close()
     return 0
+
+
+async def screenshots(session: Path, out: Path, size: tuple[int, int] = (160, 45)) -> list[Path]:
+    """SVGs of the replay app on a recorded session (``python -m rlm_tui.ui.screenshots`` calls this)."""
+    replayer = Replayer.open(session)
+    app = ReplayApp(replayer, play=False, theme="rlm-midnight", remember_theme=False)
+    saved: list[Path] = []
+    try:
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            stops = replayer.turn_stops()
+            app.move_to(stops[min(2, len(stops) - 1)] + 12 if stops else len(replayer) // 2)
+            app.query_one(CallTreeView).root.expand_all()
+            await pilot.pause(0.3)
+            saved.append(Path(app.save_screenshot("replay.svg", str(out))))
+            await pilot.press("q")
+    finally:
+        replayer.close()
+    return saved
