@@ -6,15 +6,17 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from . import __version__
 from .core.config import Limits, Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_LIMIT = 0, 1, 2, 3
+T = TypeVar("T")
 
 DESCRIPTION = """\
 Run a Recursive Language Model over PATH to answer QUESTION. The input is
@@ -159,6 +161,22 @@ def _stdin_to_file() -> str:
     return name
 
 
+async def _cancel_on_signals(work: Awaitable[T], received: list[int]) -> T:
+    """SIGTERM and SIGHUP cancel the run like Ctrl+C does (asyncio.run handles SIGINT itself),
+    so kernels are shut down and the session is closed instead of the process dying mid-write."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if task is not None:
+            task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, on_signal, signum)
+    return await work
+
+
 def run_headless(settings: Settings, question: str, path: Path, as_json: bool, debug: bool,
                  prepare: Callable[[Any], None] | None = None) -> int:
     """Run without the UI; ``prepare(engine)`` may adjust the engine first (rlm-tui resume)."""
@@ -168,13 +186,15 @@ def run_headless(settings: Settings, question: str, path: Path, as_json: bool, d
     engine = Engine(settings, question, path, sink=ProgressPrinter())
     if prepare is not None:
         prepare(engine)
+    received: list[int] = []
     try:
         engine.open_session()
-        result = asyncio.run(engine.run())
+        result = asyncio.run(_cancel_on_signals(engine.run(), received))
     except SetupError as exc:
         return fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail(f"interrupted; session saved to {engine.session_path}", 130)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # The engine has shut its kernels down and recorded an "interrupted" run_finished.
+        return fail(f"interrupted; session saved to {engine.session_path}", 128 + (received or [signal.SIGINT])[0])
     except Exception as exc:  # noqa: BLE001 - one line unless --debug
         if debug:
             raise

@@ -44,11 +44,15 @@ def question_of(messages: list[dict[str, Any]]) -> str:
 
 @dataclass
 class Fault:
-    """What to do instead of answering: an HTTP ``status``, or ``break_stream`` after some text."""
+    """What to do instead of answering: an HTTP ``status``, or ``break_stream`` after some text.
+
+    ``delay`` seconds pass first (longer than the client's timeout: a timeout).
+    """
 
     status: int = 0
     break_stream: bool = False
     body: str = ""
+    delay: float = 0.0
 
 
 @dataclass
@@ -132,6 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
         if owner.latency:
             time.sleep(owner.latency)
         fault = owner.next_fault()
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
         if fault is not None and fault.status:
             self._json(fault.status, {"error": {"message": fault.body or f"scripted fault {fault.status}",
                                                 "type": "scripted", "code": fault.status}})

@@ -64,6 +64,10 @@ class Bridge:
                 inflight[rid] = asyncio.ensure_future(self._answer(kernel, request, writer, inflight))
         except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:
+            # Closing the bridge: end normally. Python 3.11's stream callback calls
+            # task.exception() and would log a traceback for a cancelled handler task.
+            pass
         finally:
             for task in inflight.values():
                 task.cancel()

@@ -194,6 +194,9 @@ class Engine:
             error = str(exc)
         except LMError as exc:
             error = str(exc)
+        except KernelDied as exc:
+            self.stopped_by = self.stopped_by or "kernel_deaths"
+            error = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported as the run's error, not a traceback
             error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -218,7 +221,8 @@ class Engine:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     async def _prepare_kernel(self, kernel: Kernel) -> None:
-        cfg = {"port": self.bridge.port, "secret": self.bridge.secret, "kernel": kernel.id}
+        cfg = {"port": self.bridge.port, "secret": self.bridge.secret, "kernel": kernel.id,
+               "output_chars": self.limits.output_chars}
         code = kernel_source("loader.py") + "\n" + kernel_source("bootstrap.py") + f"\n__rlm_install({cfg!r})\ndel __rlm_install\n"
         await kernel.call(code, "'ok'", timeout=60)
 
@@ -373,15 +377,24 @@ class Engine:
                                           user_expressions={"state": "__rlm_state()"})
         notes: list[str] = []
         if result.status == "died":
-            notes.append(await self._revive(rlm))
+            try:
+                notes.append(await self._revive(rlm))
+            except KernelDied as exc:
+                self.emit(ev.CELL_OUTPUT, rlm.node, rlm.parent, cell=cell, stream="error", text=f"[{exc}]\n")
+                self.emit(ev.CELL_FINISHED, rlm.node, rlm.parent, cell=cell, status="died",
+                          duration_s=round(result.duration_s, 3), output_chars=total, truncated_chars=0)
+                raise
         elif result.status == "timeout":
             notes.append(f"[the cell was stopped after {self.limits.cell_timeout:g} s (--cell-timeout)]")
-            if result.error:
+            if result.restarted:
                 notes.append(f"[{result.error}; the REPL state was lost and the context reloaded]")
                 await self._reload(rlm)
         else:
             rlm.deaths = 0
+        for note in notes:  # the transcript shows what the model is told
+            self.emit(ev.CELL_OUTPUT, rlm.node, rlm.parent, cell=cell, stream="error", text=note + "\n")
         state = await self._state(rlm, result.user_expressions.get("state"))
+        total += int(state.get("dropped") or 0)  # output the kernel counted but never sent
         self.emit(ev.CELL_FINISHED, rlm.node, rlm.parent, cell=cell, status=result.status,
                   duration_s=round(result.duration_s, 3), output_chars=total, truncated_chars=max(0, total - cap))
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
@@ -407,7 +420,7 @@ class Engine:
         rlm.deaths += 1
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="dead")
         if rlm.deaths >= MAX_KERNEL_DEATHS:
-            raise KernelDied(f"the kernel died {rlm.deaths} times in a row")
+            raise KernelDied(f"the kernel died {rlm.deaths} times in a row; stopping this RLM")
         await self._reload(rlm)
         return ("[the kernel died while running this cell; a fresh kernel was started and `context` "
                 "reloaded, but your other variables are gone]")

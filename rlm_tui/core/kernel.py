@@ -49,6 +49,7 @@ class ExecResult:
     duration_s: float
     user_expressions: dict = field(default_factory=dict)
     error: str = ""
+    restarted: bool = False  # the kernel was replaced: its namespace is empty
 
 
 class Kernel:
@@ -98,7 +99,8 @@ class Kernel:
                 elif interrupted_at is not None and elapsed - interrupted_at > interrupt_grace:
                     await self.restart()
                     return ExecResult(status, time.perf_counter() - started,
-                                      error="the cell ignored the interrupt; the kernel was restarted")
+                                      error="the cell ignored the interrupt; the kernel was restarted",
+                                      restarted=True)
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue

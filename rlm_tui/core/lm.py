@@ -77,6 +77,8 @@ class LMClient:
         retryable = (errors.RateLimitError, errors.Timeout, errors.APIConnectionError,
                      errors.InternalServerError, errors.ServiceUnavailableError, errors.BadGatewayError,
                      errors.MidStreamFallbackError)
+        if model.startswith("local/"):
+            self._use_local(litellm, model)
         self._check_window(litellm, model, messages)
         attempt = 0
         while True:
@@ -140,6 +142,17 @@ class LMClient:
                     parts.append(delta)
                     on_text(delta)
         return "".join(parts), (_tok(usage, "prompt_tokens"), _tok(usage, "completion_tokens"))
+
+    @staticmethod
+    def _use_local(litellm: Any, model: str) -> None:
+        """``local/<name>``: the offline model of the ``local`` extra (see local_model.py)."""
+        from .local_model import LocalModelMissing, check, register
+
+        try:
+            check(model)
+        except LocalModelMissing as exc:
+            raise LMFatalError(str(exc)) from None
+        register(litellm)
 
     def _cost(self, litellm: Any, model: str, tokens_in: int, tokens_out: int) -> tuple[float, bool]:
         try:
