@@ -34,7 +34,10 @@ EPILOG = """\
 exit codes: 0 answered, 1 error, 2 usage error (bad path, bad flag),
 3 a limit stopped the run without an answer.
 API keys come from --api-key or the provider's usual variable
-(OPENAI_API_KEY, ANTHROPIC_API_KEY, ...)."""
+(OPENAI_API_KEY, ANTHROPIC_API_KEY, ...).
+
+other commands (rlm-tui COMMAND --help): demo, sessions (list saved runs),
+replay FILE, resume FILE --at TURN, export FILE --to md|ipynb."""
 
 
 def _positive_int(text: str) -> int:

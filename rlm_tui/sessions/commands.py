@@ -82,6 +82,10 @@ examples:
   rlm-tui replay run.jsonl --end            # open on the finished run
   rlm-tui replay run.jsonl --follow         # a run another process is still writing
   rlm-tui replay run.jsonl --headless > transcript.txt
+
+keys in the app: space play/pause · +/- speed · . and , one event · ] and [ one
+cell · } and { one turn · g/G start/end · j jump to the node under the tree
+cursor · ? every key
 """
 
 
