@@ -138,3 +138,37 @@ def test_recorded_replies_hand_out_in_order_then_go_live() -> None:
     assert replies("x", "n0", "other", None, user) is None  # another model: live
     assert replies("n0", None, "m", 2, []) is None and replies.live  # turn 2 is the live model's
     assert replies("x", "n0", "m", None, user) is None
+
+
+@pytest.fixture
+def resumed_plan(sample: Sample, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from rlm_tui.sessions.resume import plan
+
+    return plan(sample.path, 2, overrides={"model": "openai/other-model", "api_key": KEY,
+                                           "session_path": tmp_path / "in-app.jsonl"})
+
+
+async def test_resume_in_the_app(resumed_plan, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app runs a resumed session like a live one: turn 1 replayed, then the live model."""
+    from rlm_tui.ui.app import RlmApp
+    from rlm_tui.ui.runner import EngineSource
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # never the real config folders
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    live = Live()
+    with ScriptedServer(live) as server:
+        resumed_plan.settings.api_base = server.url
+        source = EngineSource(resumed_plan.settings, resumed_plan.question, resumed_plan.path,
+                              prepare=resumed_plan.prepare)
+        app = RlmApp(source, theme="rlm-midnight", remember_theme=False)
+        async with app.run_test(size=(160, 45)) as pilot:
+            for _ in range(1200):
+                if app.run_state.finished:
+                    break
+                await pilot.pause(0.05)
+            assert app.run_state.answer == "resumed: 22 files, note 'summary: summarise part 1'"
+            await pilot.press("q")
+    assert [turn_of(m) for _, m in live.calls] == [2]
+    started = next(e for e in load(tmp_path / "in-app.jsonl").events if e.kind == ev.RUN_STARTED)
+    assert started.get("resumed_from")["at_turn"] == 2
