@@ -3,6 +3,7 @@
     python benchmarks/session_open.py                  # a 100 MB session of the usual shape
     python benchmarks/session_open.py --shape small    # 100 MB of tiny events (the worst case)
     python benchmarks/session_open.py --mb 20 --keep /tmp/big.jsonl
+    python benchmarks/session_open.py --app            # also the replay app, headless
 
 The file is written with the real SessionWriter: root turns, each with a
 streamed reply (2 KB of prose and a code block), a cell with 20 KB of output, and a batch of llm_query calls on
@@ -121,12 +122,37 @@ def timed(label: str, fn):  # type: ignore[no-untyped-def]
     return value
 
 
+def app_timings(path: Path) -> None:
+    """The replay app (headless, 160x45): open at the end, step back a turn and an event."""
+    import asyncio
+    import os
+
+    os.environ.setdefault("XDG_CONFIG_HOME", tempfile.mkdtemp(prefix="rlm-tui-bench-"))
+    from rlm_tui.ui.replay import ReplayApp
+
+    async def run() -> None:
+        started = time.perf_counter()
+        app = ReplayApp(Replayer.open(path), end=True, play=False, remember_theme=False)
+        async with app.run_test(size=(160, 45)) as pilot:
+            await pilot.pause()
+            print(f"{'app: open at the end, drawn':<44} {time.perf_counter() - started:7.3f} s")
+            for key, label in (("left_curly_bracket", "app: step back one turn"), ("comma", "app: step back one event"),
+                               ("full_stop", "app: step forward one event")):
+                started = time.perf_counter()
+                await pilot.press(key)
+                await pilot.pause()
+                print(f"{label:<44} {time.perf_counter() - started:7.3f} s")
+
+    asyncio.run(run())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=100.0, help="size of the generated file (default 100)")
     parser.add_argument("--shape", choices=["usual", "small"], default="usual")
     parser.add_argument("--keep", type=Path, help="write the file here and keep it")
     parser.add_argument("--skip-load", action="store_true", help="skip the decode-everything comparison")
+    parser.add_argument("--app", action="store_true", help="also time the replay app (Textual, headless)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "big.jsonl"
@@ -153,6 +179,8 @@ def main() -> int:
         if not args.skip_load:
             timed("for comparison: core.session.load (all)", lambda: load(path))
             timed("for comparison: SessionLog (headless fold)", lambda: SessionLog.read(path))
+        if args.app:
+            app_timings(path)
     return 0
 
 
