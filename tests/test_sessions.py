@@ -125,8 +125,11 @@ def test_not_a_session_file_and_empty_file(tmp_path: Path, capsys: pytest.Captur
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert main(["replay", str(empty), "--headless"]) == 2
+    assert main(["replay", str(tmp_path), "--headless"]) == 2
+    assert main(["export", "/dev/null", "--to", "md"]) == 2
     err = capsys.readouterr().err
     assert "not an rlm-tui session file" in err and "is empty" in err
+    assert "is a directory" in err and "not a regular file" in err
 
 
 def test_unknown_event_kinds_are_kept_and_skipped_by_readers(tmp_path: Path) -> None:

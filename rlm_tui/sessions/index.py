@@ -17,10 +17,12 @@ and reads as a ``warning`` event naming the line.)
 
 from __future__ import annotations
 
+import errno
 import json
 import mmap
 import os
 import re
+import stat
 from array import array
 from collections import OrderedDict
 from pathlib import Path
@@ -184,8 +186,15 @@ class SessionIndex:
         Raises SessionChanged when the file was replaced or truncated.
         """
         if self._fd is None:
+            if os.path.isdir(self.path):
+                raise IsADirectoryError(errno.EISDIR, "is a directory", str(self.path))
             self._fd = os.open(self.path, os.O_RDONLY)
-            self._ino = os.fstat(self._fd).st_ino
+            st = os.fstat(self._fd)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(self._fd)
+                self._fd = None
+                raise SessionFormatError(f"{self.path} is not a regular file")
+            self._ino = st.st_ino
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
