@@ -39,7 +39,8 @@ class Live:
         return fence("result = f'resumed: {found} files, note {note!r}'\nprint(result)") + "FINAL_VAR(result)\n"
 
 
-def resume(sample: Sample, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict, Path, Live]:
+def resume(sample: Sample, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+           *extra: str) -> tuple[int, dict, Path, Live]:
     live = Live()
     out = tmp_path / "resumed.jsonl"
     with ScriptedServer(live) as server:

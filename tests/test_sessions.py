@@ -42,7 +42,8 @@ def small_run(question: str, answer: str | None, *, finished: bool = True, stopp
                                               "tokens_out": 10, "cost_usd": 0.01, "cost_known": True}),
     ]
     if finished:
-        events += [ev.Event(ev.NODE_FINISHED, "n0", None, {"status": "done" if answer else "limit", "result": answer or ""}),
+        events += [ev.Event(ev.NODE_FINISHED, "n0", None,
+                            {"status": "done" if answer else "limit", "result": answer or ""}),
                    ev.Event(ev.RUN_FINISHED, data={"answer": answer, "stopped_by": stopped_by, "error": error,
                                                    "usage": {"total_tokens": tokens, "cost_usd": 0.01}, "calls": 0})]
     return events

@@ -327,7 +327,8 @@ def export_main(argv: list[str]) -> int:
     p = _parser("export", EXPORT_HELP)
     p.add_argument("file", metavar="FILE", type=Path, help="a session file (.jsonl)")
     p.add_argument("--to", choices=["md", "ipynb"], required=True, help="the format")
-    p.add_argument("-o", "--output", metavar="OUT", help="where to write (default: FILE with the new suffix; - = stdout)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="where to write (default: FILE with the new suffix; - = stdout)")
     p.add_argument("--full", action="store_true", help="md: do not shorten outputs or batches")
     args = _parse(p, argv)
     if isinstance(args, int):

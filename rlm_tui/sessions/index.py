@@ -215,11 +215,6 @@ class SessionIndex:
         self._scan(self._mm, self._scanned, end, size)
         return len(self) - before
 
-    @property
-    def done(self) -> bool:
-        """True when every byte of the file as last seen is indexed."""
-        return self._mm is None or self._scanned >= len(self._mm)
-
     def finish(self) -> None:
         """The writer is gone: index everything, reporting an unterminated last line as torn."""
         self.complete = True

@@ -34,10 +34,6 @@ class SessionSummary:
     size: int = 0
     resumed_from: str | None = None
 
-    @property
-    def finished(self) -> bool:
-        return self.outcome != "unfinished" and not self.outcome.startswith("unreadable")
-
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "created": self.created.isoformat() if self.created else None,
                 "question": self.question, "model": self.model, "answer": self.answer, "outcome": self.outcome,

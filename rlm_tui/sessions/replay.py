@@ -190,14 +190,6 @@ class Replayer:
             raise KeyError(f"no node {node!r} in this session")
         return self.seek(first + 1)
 
-    def to_turn(self, turn: int, node: object = None) -> CallTree:
-        """Just after turn ``turn`` of a node (the root by default) started."""
-        node_id = self.root if node is None else node
-        for i in self.index.positions([ev.TURN_STARTED], node_id):
-            if self.index.event(i).get("turn") == turn:
-                return self.seek(i + 1)
-        raise KeyError(f"no turn {turn} in this session")
-
     # ---- stops ------------------------------------------------------------------------
 
     def cell_stops(self, node: object = ANY) -> list[int]:
@@ -313,10 +305,6 @@ class Replayer:
                     self._since_checkpoint = 0.0
             else:
                 last = clock()
-
-
-def open_replay(path: Path | str, **kwargs: Any) -> Replayer:
-    return Replayer.open(path, **kwargs)
 
 
 class Player:

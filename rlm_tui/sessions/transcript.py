@@ -427,9 +427,9 @@ class Renderer:
         tokens_in = usage.get("tokens_in", total.tokens_in)
         tokens_out = usage.get("tokens_out", total.tokens_out)
         cost = usage.get("cost_usd", total.cost_usd)
+        calls = finished.get("calls", log.tree.subtree_calls(log.tree.root) if log.tree.root else 0)
         rows.append(("usage", f"{tokens_in + tokens_out:,} tokens ({tokens_in:,} in / {tokens_out:,} out) · "
-                              f"${cost:.4f} · {finished.get('calls', log.tree.subtree_calls(log.tree.root) if log.tree.root else 0)} "
-                              f"sub-calls · {finished.get('duration_s', log.tree.now):.1f}s"))
+                              f"${cost:.4f} · {calls} sub-calls · {finished.get('duration_s', log.tree.now):.1f}s"))
         for note in log.notes:
             rows.append(("note", note))
         for _, why in log.bad_lines:

@@ -71,7 +71,7 @@ class ReplaySource:
 
 
 class ReplayBar(Static):
-    """``▶ playing 2x │ turn 3 · 12s │ event 512 of 1,204 ▕████░░░░▏ │ following: live │ keys``."""
+    """``▶ playing 2x │ turn 3 · 12s │ event 512 of 1,204 ▕████░░░░▏ │ following: live │ the keys``."""
 
     DEFAULT_CSS = """
     ReplayBar {
@@ -87,7 +87,8 @@ class ReplayBar(Static):
         replayer, player = app.replayer, app.player
         where = replayer.describe()
         sep = (" │ ", palette.muted)
-        state = ("▶ playing", f"bold {palette.success}") if player.playing else ("‖ paused", f"bold {palette.warning}")
+        state = (("▶ playing", f"bold {palette.success}") if player.playing
+                 else ("‖ paused", f"bold {palette.warning}"))
         speed = f"{player.speed:g}x"
         done = where.index / where.total if where.total else 0.0
         filled = round(done * BAR_WIDTH)
@@ -95,7 +96,8 @@ class ReplayBar(Static):
                              (f"turn {where.turn}" if where.turn else "before turn 1", f"bold {palette.foreground}"),
                              (f" · {fmt.seconds(where.t)}", palette.foreground), sep,
                              (f"event {where.index:,} of {where.total:,} ", palette.foreground),
-                             ("▕" + "█" * filled, palette.primary), ("░" * (BAR_WIDTH - filled) + "▏", palette.muted),
+                             ("▕" + "█" * filled, palette.primary),
+                             ("░" * (BAR_WIDTH - filled) + "▏", palette.muted),
                              no_wrap=True, overflow="ellipsis")
         if app.following:
             text.append_text(Text.assemble(sep, app.follow_state(), style=palette.accent))
