@@ -165,3 +165,19 @@ async def test_follow_shows_a_file_as_it_grows(sample: Sample, tmp_path: Path) -
         assert app.run_state.finished and app.run_state.answer == ANSWER
         assert app.replayer.position == len(lines)
         assert "the run has ended" in app.query_one(ReplayBar).render().plain  # type: ignore[union-attr]
+
+
+async def test_help_and_palette_list_the_replay_keys(sample: Sample) -> None:
+    from rlm_tui.ui.help import HelpScreen
+
+    app = ReplayApp(Replayer.open(sample.path), play=False, theme="rlm-midnight", remember_theme=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = "\n".join(str(t) for t in app.screen.sections[0][1])
+        for action in ("play_pause", "step(1)", "cell(-1)", "turn(1)", "to_end", "jump_to_node", "quit"):
+            assert action in text
+        await pilot.press("escape")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Replay: jump to the end" in titles and "Show root transcript" in titles

@@ -18,9 +18,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterable
 
 from rich.text import Text
+from textual.app import SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from ..core import events as ev
@@ -256,6 +259,14 @@ class ReplayApp(RlmApp):
         self.player.pause()
         self.move_to(first + 1)
         self.call_later(self._reselect, node_id)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Replay: play or pause", "Play the recorded run in recorded time", self.action_play_pause)
+        yield SystemCommand("Replay: jump to the start", "Show the run before its first event", self.action_to_start)
+        yield SystemCommand("Replay: jump to the end", "Show the finished run", self.action_to_end)
+        yield SystemCommand("Replay: jump to the selected node", "Where the node under the tree cursor started",
+                            self.action_jump_to_node)
 
     # --- following a file that is still being written ---------------------------------
 
