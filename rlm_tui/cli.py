@@ -10,7 +10,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from . import __version__
 from .core.config import Limits, Settings
@@ -34,7 +34,10 @@ EPILOG = """\
 exit codes: 0 answered, 1 error, 2 usage error (bad path, bad flag),
 3 a limit stopped the run without an answer.
 API keys come from --api-key or the provider's usual variable
-(OPENAI_API_KEY, ANTHROPIC_API_KEY, ...)."""
+(OPENAI_API_KEY, ANTHROPIC_API_KEY, ...).
+
+other commands (rlm-tui COMMAND --help): demo, sessions (list saved runs),
+replay FILE, resume FILE --at TURN, export FILE --to md|ipynb."""
 
 
 def _positive_int(text: str) -> int:
@@ -194,11 +197,15 @@ async def _cancel_on_signals(work: Awaitable[T], received: list[int]) -> T:
     return await work
 
 
-def run_headless(settings: Settings, question: str, path: Path, as_json: bool, debug: bool) -> int:
+def run_headless(settings: Settings, question: str, path: Path, as_json: bool, debug: bool,
+                 prepare: Callable[[Any], None] | None = None) -> int:
+    """Run without the UI; ``prepare(engine)`` may adjust the engine first (rlm-tui resume)."""
     from .core.engine import Engine, SetupError
     from .headless import ProgressPrinter
 
     engine = Engine(settings, question, path, sink=ProgressPrinter())
+    if prepare is not None:
+        prepare(engine)
     received: list[int] = []
     try:
         engine.open_session()
@@ -224,3 +231,9 @@ def run_headless(settings: Settings, question: str, path: Path, as_json: bool, d
     if result.answer is None:
         return fail(f"stopped by {result.stopped_by or 'an unknown cause'} without an answer", EXIT_LIMIT)
     return EXIT_OK
+
+
+# rlm-tui replay / sessions / resume / export (rlm_tui/sessions/commands.py)
+from .sessions.commands import COMMANDS as _SESSION_COMMANDS  # noqa: E402 - needs SUBCOMMANDS defined
+
+SUBCOMMANDS.update(_SESSION_COMMANDS)

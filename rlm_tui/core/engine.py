@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import events as ev
 from . import prompts
@@ -117,6 +117,10 @@ class Engine:
         self._sem: asyncio.Semaphore | None = None
         self._child_sems: dict[int, asyncio.Semaphore] = {}  # per depth: a parent never waits on its own permit
         self.pool: KernelPool | None = None
+        # rlm-tui resume: recorded replies handed out before the live model is asked
+        # (node, parent, model, turn, messages) -> LMResult or None; and extra run_started fields.
+        self.recorded: Callable[[str, str | None, str, int | None, list[dict[str, str]]], LMResult | None] | None = None
+        self.run_info: dict[str, Any] = {}
 
     # ---- events -------------------------------------------------------------------------
 
@@ -165,7 +169,8 @@ class Engine:
         if self._writer is None:
             self.open_session()
         self._t0 = time.perf_counter()
-        self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=self.settings.public())
+        self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=self.settings.public(),
+                  **self.run_info)
         self._sem = asyncio.Semaphore(self.limits.concurrency)
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
         self.pool = KernelPool(self._tmp, self._prepare_kernel, warm)
@@ -467,13 +472,19 @@ class Engine:
             self.emit(ev.LM_RETRY, node, parent, attempt=attempt, error=error, wait_s=round(wait, 2))
 
         assert self._sem is not None
-        async with self._sem:
-            result = await self.lm.complete(model, messages, on_text if stream else None, on_retry=on_retry)
+        recorded = self.recorded(node, parent, model, turn, messages) if self.recorded is not None else None
+        if recorded is not None:
+            if stream:
+                on_text(recorded.text)
+            result = recorded
+        else:
+            async with self._sem:
+                result = await self.lm.complete(model, messages, on_text if stream else None, on_retry=on_retry)
         flush()
         self.totals.add(model, result)
         self.emit(ev.LM_FINISHED, node, parent, model=model, text=result.text, tokens_in=result.tokens_in,
                   tokens_out=result.tokens_out, cost_usd=result.cost_usd, cost_known=result.cost_known,
-                  latency_s=round(result.latency_s, 4))
+                  latency_s=round(result.latency_s, 4), **({"replayed": True} if recorded is not None else {}))
         return result
 
     # ---- limits -------------------------------------------------------------------------

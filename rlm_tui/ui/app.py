@@ -150,6 +150,17 @@ class RlmApp(App[None]):
             self._render_pending = True
             self.call_later(self._render_changes)
 
+    def reset_run(self) -> None:
+        """Forget every event fed so far (a replay moving back): empty models, panes and answer."""
+        self.calls = CallTree()
+        self.transcripts = Transcripts(self.calls)
+        self.run_state = RunState()
+        self._dirty = {}
+        self.query_one(CallTreeView).restart(self.calls)
+        self.query_one(TranscriptView).show(None, [], follow=True)
+        self._set_transcript_title()
+        self.query_one(AnswerPanel).display = False
+
     def _tick(self) -> None:
         """Per frame: take what the source has; once a second let running clocks tick."""
         self._frame += 1

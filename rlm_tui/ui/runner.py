@@ -30,7 +30,7 @@ class EngineSource:
     live = True
 
     def __init__(self, settings: Settings, question: str, path: Path, *, badge: str | None = None,
-                 on_finish: Callable[[], None] | None = None) -> None:
+                 on_finish: Callable[[], None] | None = None, prepare: Callable[[Any], None] | None = None) -> None:
         # Choose the session file now so run_started names it and the status bar can show it.
         settings.session_path = settings.session_path or new_session_path()
         self.settings = settings
@@ -38,6 +38,7 @@ class EngineSource:
         self.path = path
         self.badge = badge
         self._on_finish = on_finish
+        self._prepare = prepare  # adjusts the Engine before it runs (rlm-tui resume)
         self._events: deque[ev.Event] = deque()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -101,6 +102,8 @@ class EngineSource:
 
         try:
             engine = Engine(self.settings, self.question, self.path, sink=self._sink)
+            if self._prepare is not None:
+                self._prepare(engine)
             with asyncio.Runner() as runner:  # closing it also ends what litellm left on the loop
                 self._loop = runner.get_loop()
                 runner.run(self._drive(engine.run()))

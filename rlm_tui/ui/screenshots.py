@@ -5,7 +5,7 @@
 Runs the bundled demo through the engine (kernels, litellm, the scripted
 server), headless at 160x45, and saves: the main screen mid-run with the
 nested tree, the finished run, a child RLM's transcript, the help screen, and
-the finished run in every bundled theme. The user's config and sessions
+the finished run in every bundled theme, and the same run in the replay app. The user's config and sessions
 folders are not touched.
 """
 
@@ -73,6 +73,9 @@ async def take(out: Path) -> list[Path]:
             await pilot.pause(0.2)
             save(f"theme-{name}")
         await pilot.press("q")
+    from .replay import screenshots as replay_screenshots
+
+    saved += await replay_screenshots(Path(str(source.settings.session_path)), out, SIZE)  # the same run, replayed
     return saved
 
 

@@ -63,6 +63,13 @@ class CallTreeView(Tree[str]):
         for node_id in relabel:
             self._relabel(node_id)
 
+    def restart(self, calls: CallTree) -> None:
+        """Drop every node and mirror ``calls`` from now on (a replay moving back)."""
+        self.calls = calls
+        self.reset("starting…")
+        self._widgets.clear()
+        self._depths.clear()
+
     def relabel_all(self, now: float, only_active: bool = False) -> None:
         """Relabel every node (theme change, resize), or only active ones (their clocks tick)."""
         self._now = now
