@@ -12,7 +12,16 @@ from rlm_tui.core import events as ev
 from rlm_tui.core.kernel import strip_ansi
 from rlm_tui.core.session import load
 from rlm_tui.core.tree import CallTree
-from rlm_tui.scripted import is_rlm_call, turn_of
+from rlm_tui.scripted import Script, is_rlm_call, turn_of
+
+
+def _one_cell(code: str, sub_reply: str = "ok", final: str = "FINAL(done)") -> Script:
+    """A root that runs ``code`` on turn 1 and then answers; sub-calls get ``sub_reply``."""
+    def script(messages, model):
+        if not is_rlm_call(messages):
+            return sub_reply
+        return fence(code) if turn_of(messages) == 1 else final
+    return script
 
 
 def _nodes(run, kind: str) -> int:
@@ -49,11 +58,7 @@ async def test_100k_llm_query_loop_stops_at_max_subcalls(corpus: Path, tmp_path:
 
 
 async def test_refusals_swallowed_in_a_loop_are_cheap_and_leave_no_trace(corpus: Path, tmp_path: Path) -> None:
-    def script(messages, model):
-        if not is_rlm_call(messages):
-            return "ok"
-        if turn_of(messages) == 1:
-            return fence("""
+    script = _one_cell("""
 refused = 0
 for i in range(20_000):
     try:
@@ -63,8 +68,6 @@ for i in range(20_000):
         last = str(exc)
 print(refused, last)
 """)
-        return "FINAL(done)"
-
     run = await run_script(script, corpus, tmp_path, max_subcalls=50, cell_timeout=120)
     assert run.result.answer == "done"
     assert "19950 limit reached (max_subcalls)" in run.cell_text()
@@ -109,16 +112,10 @@ async def test_endless_rlm_query_recursion_stops_at_max_subcalls(tmp_path: Path)
 
 
 async def test_50k_prompt_batch_is_capped(corpus: Path, tmp_path: Path) -> None:
-    def script(messages, model):
-        if not is_rlm_call(messages):
-            return "a"
-        if turn_of(messages) == 1:
-            return fence("""
+    script = _one_cell("""
 out = llm_query_batched([f'p{i}' for i in range(50_000)])
 print(len(out), out.count('a'), out[-1])
-""")
-        return "FINAL(done)"
-
+""", sub_reply="a")
     run = await run_script(script, corpus, tmp_path, max_subcalls=300, concurrency=16)
     assert run.result.answer == "done"
     assert "50000 300 Error: limit reached (max_subcalls)" in run.cell_text()
@@ -127,25 +124,13 @@ print(len(out), out.count('a'), out[-1])
 
 
 async def test_batch_after_the_cap_raises(corpus: Path, tmp_path: Path) -> None:
-    def script(messages, model):
-        if not is_rlm_call(messages):
-            return "a"
-        if turn_of(messages) == 1:
-            return fence("llm_query_batched(['x'] * 5)\nllm_query_batched(['y'] * 5)")
-        return "FINAL(done)"
-
+    script = _one_cell("llm_query_batched(['x'] * 5)\nllm_query_batched(['y'] * 5)", sub_reply="a")
     run = await run_script(script, corpus, tmp_path, max_subcalls=5)
     assert "RuntimeError: limit reached (max_subcalls)" in strip_ansi(run.cell_text())
 
 
 async def test_token_cap_stops_a_loop(corpus: Path, tmp_path: Path) -> None:
-    def script(messages, model):
-        if not is_rlm_call(messages):
-            return "short"
-        if turn_of(messages) == 1:
-            return fence("for i in range(10_000):\n    llm_query('x' * 4000)")
-        return "FINAL(done)"
-
+    script = _one_cell("for i in range(10_000):\n    llm_query('x' * 4000)", sub_reply="short")
     run = await run_script(script, corpus, tmp_path, max_tokens=30_000)
     assert run.result.stopped_by == "max_tokens"
     assert "limit reached (max_tokens)" in run.cell_text()
