@@ -45,12 +45,12 @@ def __rlm_install(cfg):
                     msg = json.loads(line)
                     waiter = self.pending.pop(msg.get("id"), None)
                     if waiter is not None:
-                        waiter[1].append(msg.get("result"))
+                        waiter[1].append(msg)
                         waiter[0].set()
             except (OSError, ValueError):
                 pass
             for done, slot in list(self.pending.values()):
-                slot.append("Error: the connection to the rlm-tui host was lost")
+                slot.append({"result": "Error: the connection to the rlm-tui host was lost"})
                 done.set()
 
         def request(self, op, **fields):
@@ -67,7 +67,9 @@ def __rlm_install(cfg):
                 except OSError:
                     pass
                 raise
-            return slot[0]
+            if "error" in slot[0]:  # a hard limit: stop the calling code, not just this call
+                raise RuntimeError(slot[0]["error"])
+            return slot[0].get("result")
 
     bridge = Bridge(cfg["port"], cfg["secret"], cfg["kernel"])
     state = {"final": None, "source": None}

@@ -125,10 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = Path(stdin_file)
         else:
             path = Path(args.path).expanduser()
-            if not path.exists():
-                return fail(f"no such file or directory: {args.path}", EXIT_USAGE)
-            if not os.access(path, os.R_OK):
-                return fail(f"cannot read {args.path}: permission denied", EXIT_USAGE)
+            problem = _unusable(path)
+            if problem:
+                return fail(f"{problem}: {args.path}", EXIT_USAGE)
         settings = settings_from(args)
         if not args.headless:
             from .ui import launch  # the UI is imported only when it is used
@@ -153,6 +152,24 @@ def _demo(argv: list[str]) -> int:
 
 
 SUBCOMMANDS["demo"] = _demo
+
+
+def _unusable(path: Path) -> str | None:
+    """Why ``path`` cannot be the input (missing, a symlink loop, unreadable), or None."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return "no such file or directory"
+    except OSError as exc:
+        return f"cannot open ({(exc.strerror or type(exc).__name__).lower()})"
+    if not os.access(path, os.R_OK):
+        return "cannot read (permission denied)"
+    if path.is_file():
+        try:
+            open(path, "rb").close()  # os.access trusts root; opening tells the truth
+        except OSError as exc:
+            return f"cannot read ({(exc.strerror or type(exc).__name__).lower()})"
+    return None
 
 
 def _stdin_to_file() -> str:

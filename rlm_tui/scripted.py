@@ -81,7 +81,7 @@ class ScriptedServer:
         class Handler(_Handler):
             owner = server
 
-        self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._httpd = _Server((self.host, self.port), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         threading.Thread(target=self._httpd.serve_forever, name="scripted-llm", daemon=True).start()
@@ -114,9 +114,18 @@ class ScriptedServer:
             self.max_inflight = max(self.max_inflight, self.inflight)
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of 32 new connections
+    # (a batch's first wave) overflowed it and the dropped SYNs were resent 1 s later.
+    request_queue_size = 1024
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: ScriptedServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle on, the client's
+    # delayed ACK adds ~40 ms to every reply.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence per-request logs
         pass

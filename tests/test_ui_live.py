@@ -6,7 +6,10 @@ The scripted scenario is the bundled demo (``rlm_tui/demo.py``) at full speed.
 from __future__ import annotations
 
 import os
-import subprocess
+import pty
+import signal
+import threading
+import time
 
 from textual.widgets import Markdown
 
@@ -20,6 +23,8 @@ from rlm_tui.ui.widgets.call_tree import CallTreeView
 from rlm_tui.ui.widgets.status import RunHeader, StatusBar
 from rlm_tui.ui.widgets.transcript_view import TranscriptView
 
+from conftest import PYTHON, ROOT
+from test_faults_signals import alive, descendants, kernels_of
 from test_ui_app import shown, tree_rows
 from test_ui_sample import isolated_dirs  # noqa: F401 - autouse fixture
 
@@ -31,13 +36,6 @@ MAX_PAUSES = 1200
 def demo_source(pace: float) -> EngineSource:
     settings, folder, stack = start_demo(pace)
     return EngineSource(settings, QUESTION, folder, badge=BADGE, on_finish=stack.close)
-
-
-def my_kernels() -> list[str]:
-    """Kernel processes started by this test process."""
-    found = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "ipykernel_launcher"],
-                           capture_output=True, text=True)
-    return found.stdout.split()
 
 
 async def wait_for(pilot, condition) -> None:
@@ -54,7 +52,9 @@ async def test_demo_run_shows_tree_transcript_and_answer() -> None:
     async with app.run_test(size=SIZE) as pilot:
         assert "starting the engine" in shown(app.query_one(StatusBar)), "the UI is up before the engine"
         assert "SCRIPTED DEMO" in shown(app.query_one(RunHeader))
+        await pilot.press("question_mark")  # the run goes on, and is drawn, under the help screen
         await wait_for(pilot, lambda: app.run_state.finished)
+        await pilot.press("escape")
         await pilot.pause()
         rows = [(depth, label.split("  ")[0]) for depth, _, label, _ in tree_rows(app.query_one(CallTreeView).root)]
         assert rows[0][1].startswith("✓ root When is the")
@@ -96,10 +96,47 @@ async def test_quitting_mid_run_stops_the_engine_and_its_kernels() -> None:
     app = RlmApp(source, theme="rlm-midnight", remember_theme=False)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: any(n.turns >= 1 for n in app.calls.nodes.values()))
-        assert my_kernels()
+        kernels = kernels_of(descendants(os.getpid()))
+        assert kernels
         await pilot.press("q")
         await wait_for(pilot, lambda: not app.is_running)
     assert source._thread is not None and not source._thread.is_alive()
-    assert my_kernels() == []
+    assert not any(alive(k) for k in kernels)
     last = load(source.settings.session_path).events[-1]
     assert last.kind == ev.RUN_FINISHED and last.get("stopped_by") == "interrupted"
+
+
+def test_sigterm_quits_the_app_like_q(tmp_path) -> None:
+    """`rlm-tui demo` in a terminal (a pty), killed with SIGTERM mid-run: kernels gone, session closed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real command, in a real (pseudo) terminal
+        os.environ.update(XDG_DATA_HOME=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"),
+                          TERM="xterm-256color", LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONPATH=str(ROOT))
+        os.execv(PYTHON, [PYTHON, "-m", "rlm_tui", "demo"])
+    drained = threading.Thread(target=_drain, args=(fd,), daemon=True)  # a terminal nobody reads blocks
+    drained.start()
+    try:
+        for _ in range(MAX_PAUSES):
+            kernels = kernels_of(descendants(pid))
+            if kernels:
+                break
+            time.sleep(0.05)
+        assert kernels, "the demo never started a kernel"
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not any(alive(k) for k in kernels)
+    sessions = list((tmp_path / "data" / "rlm-tui" / "sessions").glob("*.jsonl"))
+    last = load(sessions[0]).events[-1]
+    assert last.kind == ev.RUN_FINISHED and last.get("stopped_by") == "interrupted"
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass

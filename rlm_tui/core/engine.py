@@ -19,10 +19,11 @@ from typing import Any, Callable
 from . import events as ev
 from . import prompts
 from .config import Settings
-from .bridge import Bridge
+from .bridge import Bridge, Refused
 from .kernel import Kernel, KernelDied, KernelPool, kernel_source, strip_ansi
 from .lm import LMClient, LMError, LMFatalError, LMResult
 from .parsing import parse_reply
+from .redaction import known_secrets, redact
 from .session import SessionWriter, new_session_path
 from .tree import one_line
 
@@ -109,11 +110,12 @@ class Engine:
         self._writer: SessionWriter | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="rlm-tui-"))
         self.bridge = Bridge(self._handle)
+        self.secrets = known_secrets([settings.api_key, self.bridge.secret])  # redacted wherever shown
         self.lm = LMClient(api_base=settings.api_base, api_key=settings.api_key, timeout=settings.lm_timeout,
                            retries=settings.lm_retries, backoff=settings.lm_backoff,
                            on_unpriced=self._unpriced)
         self._sem: asyncio.Semaphore | None = None
-        self._child_sem: asyncio.Semaphore | None = None
+        self._child_sems: dict[int, asyncio.Semaphore] = {}  # per depth: a parent never waits on its own permit
         self.pool: KernelPool | None = None
         # rlm-tui resume: recorded replies handed out before the live model is asked
         # (node, parent, model, turn, messages) -> LMResult or None; and extra run_started fields.
@@ -146,12 +148,19 @@ class Engine:
 
     def open_session(self) -> None:
         """Create the session file; raises SetupError when it cannot be written."""
-        secrets = [s for s in (self.settings.api_key, self.bridge.secret) if s]
+        secrets = self.secrets
+        where = f"cannot write the session file {self.session_path}"
         try:
             self._writer = SessionWriter(self.session_path, secrets)
+        except (FileExistsError, NotADirectoryError):  # a file where a folder should be
+            blocker = next((p for p in self.session_path.parents if p.exists() and not p.is_dir()), None)
+            raise SetupError(f"{where}: {blocker or 'a part of the path'} is not a directory") from None
         except OSError as exc:
-            raise SetupError(f"cannot write the session file {self.session_path}: {exc.strerror or exc}") from None
+            raise SetupError(f"{where}: {exc.strerror or exc}") from None
         self._writer.write(self._writer.header())
+        if self._writer.error:  # disk full or a device that refuses writes: say so before the run
+            error, self._writer = self._writer.error.rsplit(": ", 1)[-1], None
+            raise SetupError(f"{where}: {error}")
 
     async def run(self) -> RunResult:
         """Run to an answer, a limit, or an error; always shuts kernels down."""
@@ -163,7 +172,6 @@ class Engine:
         self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=self.settings.public(),
                   **self.run_info)
         self._sem = asyncio.Semaphore(self.limits.concurrency)
-        self._child_sem = asyncio.Semaphore(min(self.limits.concurrency, MAX_CHILD_RLMS))
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
         self.pool = KernelPool(self._tmp, self._prepare_kernel, warm)
         answer: str | None = None
@@ -202,6 +210,8 @@ class Engine:
         finally:
             await asyncio.shield(self._shutdown())
         error = error or self.fatal
+        answer = redact(answer, self.secrets) if answer is not None else None
+        error = redact(error, self.secrets) if error is not None else None
         result = RunResult(answer, self.stopped_by, self.totals.as_dict(), self.subcalls, self.session_path,
                            time.perf_counter() - self._t0, error)
         self.emit(ev.RUN_FINISHED, answer=answer, stopped_by=self.stopped_by, usage=result.usage,
@@ -216,6 +226,7 @@ class Engine:
 
     async def _shutdown(self) -> None:
         await self.bridge.close()
+        await self.lm.aclose()
         if self.pool is not None:
             await self.pool.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -344,9 +355,13 @@ class Engine:
 
     async def _final_var(self, rlm: _Rlm, name: str, notes: list[str]) -> tuple[str, str] | None:
         assert rlm.kernel is not None
+        if not name.isidentifier():
+            notes.append(f"FINAL_VAR({name}): give the name of a variable, not an expression "
+                         "(assign it first, or answer with FINAL(...)).")
+            return None
         try:
-            value = await rlm.kernel.call("", f"str({name})" if name.isidentifier() else "None.__class__")
-        except RuntimeError:
+            value = await rlm.kernel.call("", f"str({name})")
+        except (RuntimeError, ValueError, SyntaxError):
             notes.append(f"FINAL_VAR({name}): there is no such variable in the REPL. Define it first.")
             return None
         return value, "FINAL_VAR"
@@ -367,7 +382,7 @@ class Engine:
             room = cap - total
             total += len(text)
             if room > 0:
-                piece = text[:room]
+                piece = redact(text[:room], self.secrets)  # the model and the UI never see a key
                 kept.append(piece)
                 self.emit(ev.CELL_OUTPUT, rlm.node, rlm.parent, cell=cell, stream=stream, text=piece)
 
@@ -529,11 +544,16 @@ class Engine:
     async def _one(self, owner: _Rlm, parent: str, prompt: str, context: dict[str, Any] | None, model: str,
                    rlm: bool, reserved: bool = False) -> str:
         if (not reserved and self._reserve(1) == 0) or self._exhausted():
+            if not reserved:  # a lone call raises in the kernel: a loop of them stops at once
+                raise Refused(self._refusal().removeprefix("Error: "))
             return self._refusal()
         depth = owner.depth + 1
         if rlm and depth < self.limits.max_depth:
-            assert self._child_sem is not None
-            async with self._child_sem:
+            # Children at each depth share a cap; one semaphore for all depths would deadlock
+            # a chain deeper than the cap (each ancestor holds a permit while its child waits).
+            sem = self._child_sems.setdefault(depth, asyncio.Semaphore(min(self.limits.concurrency,
+                                                                           MAX_CHILD_RLMS)))
+            async with sem:
                 child = _Rlm(self._new_id(), parent, depth, prompt, model,
                              context or {"type": "text", "text": prompt})
                 answer = await self._run_rlm(child)
@@ -565,11 +585,14 @@ class Engine:
 
     async def _batch(self, owner: _Rlm, prompts_: list[str], contexts: list[Any], model: str, rlm: bool) -> list[str]:
         """Many prompts as one node; at most --concurrency run at once, results in order."""
-        node = self._new_id()
         n = len(prompts_)
+        granted = self._reserve(n)
+        if n and (granted == 0 or self._exhausted()):  # nothing can run: fail loudly, like a lone call
+            self.subcalls -= granted
+            raise Refused(self._refusal().removeprefix("Error: "))
+        node = self._new_id()
         self.emit(ev.NODE_STARTED, node, owner.node, node_kind="batch", depth=owner.depth + 1, model=model, n=n,
                   prompt=prompts_[0] if prompts_ else "", label=f"{'rlm' if rlm else 'llm'}_query_batched × {n}")
-        granted = self._reserve(n)
         results = [self._refusal()] * n
         order = iter(range(granted))
 

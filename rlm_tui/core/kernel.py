@@ -20,6 +20,8 @@ from typing import Callable
 
 from jupyter_client import AsyncKernelManager
 
+from .redaction import kernel_env
+
 OutputHook = Callable[[str, str], None]  # (stream, text)
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
@@ -66,7 +68,7 @@ class Kernel:
 
     async def start(self) -> None:
         self._log = open(self.log_path, "ab")
-        await self.km.start_kernel(stdout=self._log, stderr=self._log)
+        await self.km.start_kernel(stdout=self._log, stderr=self._log, env=kernel_env())
         self.kc = self.km.client()
         self.kc.start_channels()
         await self.kc.wait_for_ready(timeout=60)

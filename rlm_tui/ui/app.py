@@ -9,6 +9,7 @@ engine for anything, so live runs and (later) replays look the same.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from typing import Iterable
 
@@ -34,6 +35,7 @@ from .widgets.status import RunHeader, StatusBar
 from .widgets.transcript_view import TranscriptView
 
 FRAME_S = 1 / 30
+QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 #: Ctrl+C quits only when pressed twice within this many seconds.
 CTRL_C_WINDOW_S = 2.0
 
@@ -66,7 +68,7 @@ class RlmApp(App[None]):
         self._code_themes: dict[str, str] = {}
         self._theme_errors: list[str] = []
         self._palette: Palette | None = None
-        self._dirty: dict[str, None] = {}  # node ids changed since the last flush, in arrival order
+        self._dirty: dict[str, None] = {}  # node ids changed since the last render, in arrival order
         self._render_pending = False
         self._last_event_clock = time.monotonic()
         self._frame = 0
@@ -98,18 +100,23 @@ class RlmApp(App[None]):
         return self._palette
 
     def compose(self) -> ComposeResult:
-        yield RunHeader(id="header")
+        # Kept as attributes: the frame timer must reach them while another screen (help) is on top.
+        self.header_bar = RunHeader(id="header")
+        self.tree_view = CallTreeView(self.calls, self.palette, id="calls")
+        self.transcript_view = TranscriptView(self.palette, id="transcript")
+        self.answer_panel = AnswerPanel(id="answer")
+        self.status_bar = StatusBar(id="status")
+        yield self.header_bar
         with Horizontal(id="panes"):
-            yield CallTreeView(self.calls, self.palette, id="calls")
-            yield TranscriptView(self.palette, id="transcript")
-        yield AnswerPanel(id="answer")
-        yield StatusBar(id="status")
+            yield self.tree_view
+            yield self.transcript_view
+        yield self.answer_panel
+        yield self.status_bar
         yield Footer()
 
     def on_mount(self) -> None:
-        calls = self.query_one(CallTreeView)
-        calls.border_title = "Calls"
-        calls.focus()
+        self.tree_view.border_title = "Calls"
+        self.tree_view.focus()
         self._set_transcript_title()
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         for message in self._theme_errors:
@@ -118,6 +125,15 @@ class RlmApp(App[None]):
         self.set_interval(FRAME_S, self._tick)
         if self.source is not None:
             self.call_after_refresh(self.source.start)  # the first frame is already on screen
+            loop = asyncio.get_running_loop()
+            for signum in QUIT_SIGNALS:  # a closed terminal or `kill` quits like q: kernels shut down
+                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.action_quit()))
+
+    def on_unmount(self) -> None:
+        if self.source is not None:
+            loop = asyncio.get_running_loop()
+            for signum in QUIT_SIGNALS:
+                loop.remove_signal_handler(signum)
 
     # --- events in -------------------------------------------------------------------
 
@@ -155,7 +171,7 @@ class RlmApp(App[None]):
         if not self.calls.nodes and self._frame % 3 == 0:
             self._refresh_status()  # the "starting" spinner
         elif self._frame % 30 == 0 and self._clock_runs():
-            self.query_one(CallTreeView).relabel_all(self.now(), only_active=True)
+            self.tree_view.relabel_all(self.now(), only_active=True)
             self._refresh_status()
 
     def _clock_runs(self) -> bool:
@@ -172,23 +188,23 @@ class RlmApp(App[None]):
         self._render_pending = False
         dirty, self._dirty = self._dirty, {}
         now = self.now()
-        self.query_one(CallTreeView).sync(dirty, now)
-        view = self.query_one(TranscriptView)
+        self.tree_view.sync(dirty, now)
+        view = self.transcript_view
         changes = self.transcripts.take_changes()
         if view.node_id is None and self.calls.root is not None:
             self.show_node(self.calls.root)
         elif view.node_id in changes:
             view.blocks_changed(changes[view.node_id])
         self._refresh_status()
-        if self.run_state.finished and not self.query_one(AnswerPanel).display:
+        if self.run_state.finished and not self.answer_panel.display:
             self._show_answer()
 
     def _refresh_status(self) -> None:
-        self.query_one(RunHeader).show(self.run_state, self.palette, self.source.badge if self.source else None)
-        self.query_one(StatusBar).show(self.run_state, self.calls, self.now(), self.palette, self._frame // 3)
+        self.header_bar.show(self.run_state, self.palette, self.source.badge if self.source else None)
+        self.status_bar.show(self.run_state, self.calls, self.now(), self.palette, self._frame // 3)
 
     def _show_answer(self) -> None:
-        self.query_one(AnswerPanel).show(self.run_state, self.calls)
+        self.answer_panel.show(self.run_state, self.calls)
 
     # --- the transcript pane follows the tree cursor ------------------------------------
 
@@ -198,14 +214,14 @@ class RlmApp(App[None]):
 
     def show_node(self, node_id: str) -> None:
         """Show one call node's own transcript in the transcript pane."""
-        view = self.query_one(TranscriptView)
+        view = self.transcript_view
         if view.node_id != node_id:
             node = self.calls.nodes.get(node_id)
             view.show(node_id, self.transcripts.blocks(node_id), follow=node is not None and node.finished_t is None)
             self._set_transcript_title()
 
     def _set_transcript_title(self) -> None:
-        view = self.query_one(TranscriptView)
+        view = self.transcript_view
         node = self.calls.nodes.get(view.node_id or "")
         if node is None:
             view.border_title = "Transcript"
@@ -218,10 +234,9 @@ class RlmApp(App[None]):
 
     def _theme_changed(self, theme: Theme) -> None:
         self._palette = self._palette_for(theme)
-        calls = self.query_one(CallTreeView)
-        calls.palette = self.palette
-        calls.relabel_all(self.now())
-        self.query_one(TranscriptView).set_palette(self.palette)
+        self.tree_view.palette = self.palette
+        self.tree_view.relabel_all(self.now())
+        self.transcript_view.set_palette(self.palette)
         self._refresh_status()
         if self._remember_theme and theme.name != self._startup_theme:
             self._startup_theme = None
@@ -237,11 +252,11 @@ class RlmApp(App[None]):
 
     def action_show_root(self) -> None:
         if self.calls.root is not None:
-            self.query_one(CallTreeView).move_to(self.calls.root)
+            self.tree_view.move_to(self.calls.root)
             self.show_node(self.calls.root)
 
     def action_toggle_answer(self) -> None:
-        panel = self.query_one(AnswerPanel)
+        panel = self.answer_panel
         if not self.run_state.finished:
             self.notify("No answer yet: the run is still going.")
         elif panel.display:
@@ -255,6 +270,10 @@ class RlmApp(App[None]):
             self.notify("Final answer copied to the clipboard.")
         else:
             self.notify("There is no final answer to copy yet.")
+
+    def action_copy_transcript(self) -> None:
+        self.copy_to_clipboard(self.transcript_view.plain_text())
+        self.notify("The transcript shown was copied to the clipboard.")
 
     async def action_ctrl_c(self) -> None:
         now = time.monotonic()
@@ -282,7 +301,9 @@ class RlmApp(App[None]):
         yield SystemCommand("Show root transcript", "Show the root model's transcript", self.action_show_root)
         yield SystemCommand("Final answer: show or hide", "Toggle the final-answer panel", self.action_toggle_answer)
         yield SystemCommand("Final answer: copy", "Copy the final answer to the clipboard", self.action_copy_answer)
+        yield SystemCommand("Transcript: copy", "Copy the transcript shown, as text, to the clipboard",
+                            self.action_copy_transcript)
         yield SystemCommand("Expand all calls", "Expand every node of the call tree (batches too)",
-                            lambda: self.query_one(CallTreeView).root.expand_all())
+                            lambda: self.tree_view.root.expand_all())
         yield SystemCommand("Collapse all calls", "Collapse the call tree to the root",
-                            lambda: self.query_one(CallTreeView).root.collapse_all())
+                            lambda: self.tree_view.root.collapse_all())

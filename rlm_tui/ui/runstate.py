@@ -11,6 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import events as ev
+from ..core.tree import CallTree, Usage
+
+
+def run_totals(tree: CallTree) -> tuple[Usage, int]:
+    """The whole run's usage and number of sub-calls: the root's subtree."""
+    if tree.root is None:
+        return Usage(), 0
+    return tree.subtree_usage(tree.root), tree.subtree_calls(tree.root)
 
 
 @dataclass

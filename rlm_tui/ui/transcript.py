@@ -17,7 +17,7 @@ from ..core import events as ev
 from ..core.tree import CallNode, CallTree
 
 #: Output chunks of one stream are merged into one block up to this size.
-MERGE_CHARS = 4096
+MERGE_CHARS = 1024
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ from textual.widgets import Markdown, Static
 
 from ...core.tree import CallTree
 from .. import fmt
-from ..runstate import RunState
+from ..runstate import RunState, run_totals
 
 
 class AnswerPanel(VerticalScroll, can_focus=False):
@@ -52,8 +52,7 @@ class AnswerPanel(VerticalScroll, can_focus=False):
         else:
             self.border_title = f"No answer: stopped by {run.stopped_by or 'unknown'}"
             body = "The run ended without a final answer."
-        usage = tree.total_usage()
-        calls = tree.subtree_calls(tree.root) if tree.root else 0
+        usage, calls = run_totals(tree)
         ended = f"stopped by {run.stopped_by}" if run.stopped_by else "answered"
         saved = f"session saved to {fmt.home_path(run.session_path)}" if run.session_path else "session not saved"
         self.query_one(Markdown).update(body)

@@ -23,7 +23,7 @@ from ..render import STATUS_ICONS, Palette
 
 ACTIVE = ("running", "waiting", "queued")
 #: Below this many cells for the prompt, a node's own token counts are left out of its label.
-MIN_LABEL = 20
+MIN_LABEL = 16
 
 
 class CallTreeView(Tree[str]):
@@ -107,41 +107,49 @@ class CallTreeView(Tree[str]):
         widget.set_label(self.label_for(self.calls.nodes[node_id], self._width - indent))
 
     def label_for(self, node: CallNode, width: int) -> Text:
-        """``✓ llm Summarise part 3…   1.2k→340 · $0.004 · 2.1s``, fitted to ``width`` cells."""
+        """``✓ llm Summarise part 3…   1.2k→340 · $0.004 · 2.1s``, fitted to ``width`` cells.
+
+        The numbers get shorter (``detail`` 2, 1, 0) before the prompt gets shorter than ``MIN_LABEL``.
+        """
         palette = self.palette
         color = palette.status(node.status)
         head = Text.assemble((f"{STATUS_ICONS.get(node.status, '?')} ", f"bold {color}"),
                              (f"{node.kind} ", f"bold {palette.secondary if node.kind == 'llm' else palette.primary}"))
-        stats = self._stats(node, short=False)
-        room = width - head.cell_len - stats.cell_len - 2
-        if room < MIN_LABEL:
-            stats = self._stats(node, short=True)
+        for detail in (2, 1, 0):
+            stats = self._stats(node, detail)
             room = width - head.cell_len - stats.cell_len - 2
-        room = max(room, 12)
+            if room >= MIN_LABEL:
+                break
+        room = max(room, 8)
         label = node.label if len(node.label) <= room else node.label[: room - 1] + "…"
         head.append(label.ljust(room), style=palette.foreground)
         head.append("  ")
         head.append_text(stats)
         return head
 
-    def _stats(self, node: CallNode, short: bool) -> Text:
-        """A node's numbers: own tokens for a leaf, subtree totals (Σ) for an inner node."""
+    def _stats(self, node: CallNode, detail: int) -> Text:
+        """A node's numbers: own tokens for a leaf, subtree totals (Σ) for an inner node.
+
+        ``detail`` 2 adds an inner node's own tokens; 0 drops times and words.
+        """
         palette, calls = self.palette, self.calls
         own = f"{fmt.tokens(node.usage.tokens_in)}→{fmt.tokens(node.usage.tokens_out)}"
-        elapsed = fmt.seconds(node.elapsed(self._now))
+        elapsed = f" · {fmt.seconds(node.elapsed(self._now))}" if detail else ""
         if not node.children:
             if not node.usage.lm_calls:
-                return Text(f"{node.status} · {elapsed}", style=palette.muted)
-            return Text(f"{own} · {fmt.dollars(node.usage.cost_usd)} · {elapsed}", style=palette.muted)
+                return Text(f"{node.status}{elapsed}", style=palette.muted)
+            return Text(f"{own} · {fmt.dollars(node.usage.cost_usd)}{elapsed}", style=palette.muted)
         total = calls.subtree_usage(node.id)
-        totals = f"{fmt.tokens(total.total_tokens)} tok · {fmt.dollars(total.cost_usd)} · {elapsed}"
+        tok = " tok" if detail else ""
+        totals = f"{fmt.tokens(total.total_tokens)}{tok} · {fmt.dollars(total.cost_usd)}{elapsed}"
         if node.kind == "batch":
             done = sum(1 for child in node.children if calls.nodes[child].status not in ACTIVE)
-            return Text.assemble((f"{done}/{len(node.children)} done", palette.status(node.status)),
+            return Text.assemble((f"{done}/{len(node.children)}{' done' if detail else ''}", palette.status(node.status)),
                                  (f" · {totals}", palette.accent))
         text = Text()
-        if not short and node.usage.lm_calls:
+        if detail == 2 and node.usage.lm_calls:
             text.append(f"{own} · ", style=palette.muted)
         count = calls.subtree_calls(node.id)
-        text.append(f"Σ {count} call{'s' if count != 1 else ''} · {totals}", style=palette.accent)
+        calls_word = f" call{'s' if count != 1 else ''}" if detail else ""
+        text.append(f"Σ {count}{calls_word} · {totals}", style=palette.accent)
         return text

@@ -5,16 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
+from textual.widget import Widget
 from textual.widgets import Static
 
 from ...core.tree import CallTree
 from .. import fmt
 from ..render import Palette
-from ..runstate import RunState
+from ..runstate import RunState, run_totals
 
 #: A budget this full is shown in the warning colour; a full one in the error colour.
 NEAR_LIMIT = 0.8
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+SEPARATOR = " │ "
 
 
 class RunHeader(Static):
@@ -41,8 +43,11 @@ class RunHeader(Static):
         self.update(text)
 
 
-class StatusBar(Static):
-    """One line of run facts; budgets turn yellow near their limit and red at it."""
+class StatusBar(Widget):
+    """One line of run facts; budgets turn yellow near their limit and red at it.
+
+    The session path is fitted at paint time, when the bar's width is known.
+    """
 
     DEFAULT_CSS = """
     StatusBar {
@@ -53,15 +58,38 @@ class StatusBar(Static):
     }
     """
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._facts = Text()
+        self._path: Text | None = None
+
     def show(self, run: RunState, tree: CallTree, now: float, palette: Palette, frame: int) -> None:
+        self._facts = self._run_facts(run, tree, now, palette, frame)
+        self._path = Text(fmt.home_path(run.session_path), style=palette.muted) if run.session_path else None
+        self.refresh()
+
+    def render(self) -> Text:
+        """The facts, then the session path if it fits, else its file name, else nothing (the panel has it)."""
+        text = self._facts.copy()
+        if self._path is not None:
+            room = self.size.width - text.cell_len - len(SEPARATOR)
+            for shown in (self._path, Text(Path(self._path.plain).name, style=self._path.style)):
+                if shown.cell_len <= room:
+                    text.append(SEPARATOR, style=self._path.style)
+                    text.append_text(shown)
+                    break
+        text.no_wrap = True
+        text.overflow = "ellipsis"
+        return text
+
+    def _run_facts(self, run: RunState, tree: CallTree, now: float, palette: Palette, frame: int) -> Text:
         limits = run.limits
-        sep = (" │ ", palette.muted)
+        sep = (SEPARATOR, palette.muted)
         text = Text()
         if not tree.nodes:
             text.append(f"{SPINNER[frame % len(SPINNER)]} starting the engine: loading the model client, "
                         f"starting a Python kernel…", style=palette.primary)
-            self.update(text)
-            return
+            return text
         settings = run.settings
         model, sub = settings.get("model", ""), settings.get("sub_model", "")
         text.append(model, style=f"bold {palette.foreground}")
@@ -73,8 +101,7 @@ class StatusBar(Static):
         text.append_text(Text.assemble(sep, (f"depth {depth}/{limits.get('max_depth', '?')}", palette.foreground),
                                        (f" · turn {root.turns if root else 0}/{limits.get('max_iterations', '?')}",
                                         palette.foreground)))
-        usage = tree.total_usage()
-        calls = tree.subtree_calls(tree.root) if tree.root else 0
+        usage, calls = run_totals(tree)
         elapsed = run.duration_s if run.duration_s is not None else (root.elapsed(now) if root else 0.0)
         budgets = [("tok", usage.total_tokens, limits.get("max_tokens"), fmt.tokens),
                    ("", usage.cost_usd, limits.get("budget"), fmt.dollars),
@@ -87,14 +114,7 @@ class StatusBar(Static):
         kernel = run.kernel_summary()
         kernel_color = {"busy": palette.primary, "idle": palette.success}.get(kernel, palette.warning)
         text.append_text(Text.assemble(sep, ("kernel ", palette.muted), (kernel, kernel_color)))
-        if run.session_path:
-            path = fmt.home_path(run.session_path)
-            if text.cell_len + 3 + len(path) > self.size.width - 2:
-                path = Path(path).name  # the full path is in the final-answer panel
-            text.append_text(Text.assemble(sep, (path, palette.muted)))
-        text.no_wrap = True
-        text.overflow = "ellipsis"
-        self.update(text)
+        return text
 
     @staticmethod
     def _budget_style(used: float, limit: float | None, palette: Palette) -> str:

@@ -70,7 +70,7 @@ class TranscriptView(ScrollView, can_focus=True):
             self.scroll_end(animate=False, immediate=False, x_axis=False)
 
     def plain_text(self) -> str:
-        """What the pane shows, as text (tests and copy-out)."""
+        """The whole transcript as plain text (the "copy transcript" command, tests)."""
         return "\n".join(strip.text.rstrip() for strip in self._lines)
 
     def _content_width(self) -> int:
