@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -90,22 +91,29 @@ def _wait_gone(pids: set[int], within: float) -> set[int]:
     return {p for p in pids if alive(p)}
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
-def test_signal_shuts_kernels_down_and_records_interrupted(sig: int, code: int, corpus: Path,
-                                                           tmp_path: Path) -> None:
-    session = tmp_path / "s.jsonl"
+def _interrupt_mid_cell(corpus: Path, session: Path,
+                        act: Callable[[subprocess.Popen[str]], None]) -> tuple[int, set[int], str]:
+    """Start a run, wait for its sleeping cell, ``act`` on the process; (exit code, its kernels, stderr)."""
     with ScriptedServer(_script) as server:
         proc = _start(corpus, session, server)
         try:
             _wait_for_cell(session, proc)
             kernels = kernels_of(descendants(proc.pid))
-            assert len(kernels) >= 2  # the root's kernel and a warm spare
-            proc.send_signal(sig)
+            act(proc)
             _, err = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
-    assert proc.returncode == code, err
+    return proc.returncode, kernels, err
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_signal_shuts_kernels_down_and_records_interrupted(sig: int, code: int, corpus: Path,
+                                                           tmp_path: Path) -> None:
+    session = tmp_path / "s.jsonl"
+    returncode, kernels, err = _interrupt_mid_cell(corpus, session, lambda proc: proc.send_signal(sig))
+    assert returncode == code, err
+    assert len(kernels) >= 2  # the root's kernel and a warm spare
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("rlm-tui: interrupted; session saved to")
     assert _wait_gone(kernels, within=10) == set()
@@ -121,17 +129,8 @@ def test_signal_shuts_kernels_down_and_records_interrupted(sig: int, code: int, 
 def test_kill_9_leaves_no_orphan_kernels(corpus: Path, tmp_path: Path) -> None:
     """Even a host killed without a chance to clean up: each kernel watches its parent and exits."""
     session = tmp_path / "s.jsonl"
-    with ScriptedServer(_script) as server:
-        proc = _start(corpus, session, server)
-        try:
-            _wait_for_cell(session, proc)
-            kernels = kernels_of(descendants(proc.pid))
-            assert kernels
-            proc.kill()
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    _, kernels, _ = _interrupt_mid_cell(corpus, session, lambda proc: proc.kill())
+    assert kernels
     assert _wait_gone(kernels, within=30) == set()
     loaded = load(session)  # a torn last line at worst; everything before it reads
     assert loaded.events[0].kind == ev.SESSION and len(loaded.bad_lines) <= 1
