@@ -195,7 +195,7 @@ class Steering:
 
     def approve_all(self) -> concurrent.futures.Future[bool]:
         """Approve every spawn waiting now (not steps)."""
-        return self._post(self._approve_all, None)
+        return self._post(self._approve_all)
 
     def always(self, kind: str) -> concurrent.futures.Future[bool]:
         """Approve ``kind`` (llm | rlm, or the kind of a waiting gate's id) for the rest of the run."""
@@ -538,7 +538,7 @@ class Steering:
         if kind not in KINDS:
             return False
         self.rules[kind] = "auto"
-        self._record("always", kind=kind)
+        self._record("always", spawn_kind=kind)
         for gate in [g for g in self._gates.values() if g.kind == "spawn" and g.item_kind == kind]:
             self._resolve(gate, Decision("approve"))
         return True

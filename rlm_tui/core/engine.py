@@ -20,7 +20,7 @@ from . import events as ev
 from . import prompts
 from .config import Settings
 from .bridge import Bridge
-from .control import KILLED_RESULT, SKIPPED_OUTPUT, Decision, Killed, Steering, edited_cell_note
+from .control import APPROVED, KILLED_RESULT, SKIPPED_OUTPUT, Decision, Killed, Steering, edited_cell_note
 from .kernel import Kernel, KernelDied, KernelPool, kernel_source, strip_ansi
 from .lm import LMClient, LMError, LMFatalError, LMResult
 from .parsing import parse_reply
@@ -628,7 +628,7 @@ class Engine:
             if granted < n:
                 results[granted:] = [self._refusal()] * (n - granted)
             nodes: list[str | None] = [None] * n
-            decided: list[Decision | None] = [None] * n
+            decided: list[Decision | None] = [APPROVED] * n  # approved with the batch
             if decision.action == "open":  # the user decides prompt by prompt
                 nodes[:granted] = [self._new_id() for _ in range(granted)]
                 decided[:granted] = await asyncio.gather(*(
