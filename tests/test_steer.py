@@ -357,6 +357,34 @@ async def test_kill_the_root_stops_the_run_cleanly(corpus: Path, tmp_path: Path)
     assert not run.ui.do(run.ui.steering.approve(run.ui.seen["spawn"]))  # after the run: nothing to do
 
 
+async def test_kill_a_running_batch_gives_each_unfinished_slot_the_killed_result(corpus: Path,
+                                                                                tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def script(messages, model):
+        if not is_rlm_call(messages):
+            release.wait(60)
+            return "too late"
+        if turn_of(messages) == 1:
+            return fence("print(llm_query_batched(['a', 'b', 'c']))")
+        return "FINAL(done)"
+
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.LM_STARTED and event.parent not in (None, "n0") and not ui.seen:
+            ui.seen["batch"] = event.parent
+            assert ui.do(ui.steering.kill(event.parent))
+
+    try:
+        run = await steer_run(script, corpus, tmp_path, react, approve="auto")
+    finally:
+        release.set()
+    assert f"[{KILLED_RESULT!r}, {KILLED_RESULT!r}, {KILLED_RESULT!r}]" in run.cell_text()
+    tree = run.tree()
+    batch = tree.nodes[run.ui.seen["batch"]]
+    assert batch.status == "killed" and {tree.nodes[c].status for c in batch.children} == {"killed"}
+    assert run.result.answer == "done"
+
+
 # ---- pausing, stepping, interrupting --------------------------------------------------------
 
 
@@ -473,3 +501,35 @@ def test_policy_defaults_ui_rlm_headless_auto() -> None:
     assert settings_from(parser.parse_args(["p", "q", "--approve", "ask", "--step", "cell"])).step == "cell"
     with pytest.raises(ValueError):
         Steering("sometimes")
+
+
+# ---- the command interface without a run -----------------------------------------------------
+
+
+async def test_commands_check_what_they_apply_to() -> None:
+    import asyncio
+
+    steering = Steering("ask")
+    assert steering.pause().result() and steering.paused  # before the run: a setting
+    assert not steering.approve("n1").result()  # nothing to approve yet
+    recorded: list[tuple[str, str | None, dict[str, Any]]] = []
+    steering.bind(lambda kind, node, parent, **data: recorded.append((kind, node, data)))
+    assert recorded[0][0] == ev.STEERING and recorded[0][2]["action"] == "pause"
+    one = asyncio.ensure_future(steering.spawn_gate("n1", None, "llm", "p", "m", 1))
+    many = asyncio.ensure_future(steering.spawn_gate("n2", None, "llm", "a", "m", 1, prompts=["a", "b"]))
+    await asyncio.sleep(0)
+    assert steering.waiting == 2 and [p["id"] for p in steering.pending()] == ["n1", "n2"]
+
+    async def do(future) -> bool:
+        return await asyncio.wrap_future(future)
+
+    assert not await do(steering.open_batch("n1"))  # not a batch
+    assert not await do(steering.edit("n2", prompts=["only one"]))  # a batch keeps its length
+    assert not await do(steering.edit("n1", code="print(1)"))  # code is for cells
+    assert not await do(steering.step())  # no step is waiting
+    assert await do(steering.edit("n2", prompts=["A", "B"], model="m2"))
+    decision = await many
+    assert decision.action == "edit" and decision.prompts == ["A", "B"] and decision.model == "m2"
+    steering.close()
+    assert (await one).action == "kill" and steering.waiting == 0
+    assert not await do(steering.approve("n1"))  # the run is over

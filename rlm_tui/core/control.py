@@ -305,8 +305,7 @@ class Steering:
             self._closed = True
             self._loop = None
         for gate in list(self._gates.values()):
-            if gate.future is not None and not gate.future.done():
-                gate.future.set_result(Decision("kill", by="run", reason="the run stopped"))
+            self._resolve(gate, Decision("kill", by="run", reason="the run stopped"))
 
     def register(self, node: str, parent: str | None, task: asyncio.Future[Any]) -> None:
         """A node's task (the engine registers the root this way; sub-calls go through ``track``)."""
@@ -426,7 +425,8 @@ class Steering:
         self._emit_(ev.STEERING, node, None, action=action, by="user", at=now_iso(), **data)
 
     async def _ask(self, gate: Gate, kind: str, fields: dict[str, Any]) -> Decision:
-        assert self._loop is not None or self._emit is not None, "the engine did not bind its steering"
+        if self._closed:  # the run is over: nobody is left to answer
+            return Decision("kill", by="run", reason="the run stopped")
         gate.future = asyncio.get_running_loop().create_future()
         gate.asked = time.perf_counter()
         gate.chain = self._chain(gate.parent if gate.kind == "spawn" else self._parent(gate.node))
