@@ -46,12 +46,12 @@ def __rlm_install(cfg):
                     msg = json.loads(line)
                     waiter = self.pending.pop(msg.get("id"), None)
                     if waiter is not None:
-                        waiter[1].append(msg.get("result"))
+                        waiter[1].append(msg)
                         waiter[0].set()
             except (OSError, ValueError):
                 pass
             for done, slot in list(self.pending.values()):
-                slot.append("Error: the connection to the rlm-tui host was lost")
+                slot.append({"result": "Error: the connection to the rlm-tui host was lost"})
                 done.set()
 
         def request(self, op, **fields):
@@ -68,7 +68,9 @@ def __rlm_install(cfg):
                 except OSError:
                     pass
                 raise
-            return slot[0]
+            if "error" in slot[0]:  # a hard limit: stop the calling code, not just this call
+                raise RuntimeError(slot[0]["error"])
+            return slot[0].get("result")
 
     bridge = Bridge(cfg["port"], cfg["secret"], cfg["kernel"])
     state = {"final": None, "source": None}
@@ -165,6 +167,79 @@ def __rlm_install(cfg):
         if answer.get("ready") and state["final"] is None:
             state["final"], state["source"] = str(answer.get("content", "")), "answer"
 
+    # Output is capped here, in the kernel, so a cell printing 100 MB never crosses to the host:
+    # each cell may pass ``cap`` characters of stdout/stderr/results; the rest is only counted.
+    import sys
+
+    cap = max(1, int(cfg.get("output_chars") or 20_000))
+    out = {"room": cap, "dropped": 0, "in_cell": False}
+    out_lock = threading.Lock()
+
+    def _take_room(n):
+        with out_lock:
+            room = min(out["room"], n)
+            out["room"] -= room
+            out["dropped"] += n - room
+            return room
+
+    def _capped(write):
+        def capped_write(text):
+            if not isinstance(text, str):
+                return write(text)  # the stream's own TypeError
+            room = _take_room(len(text))
+            if room:
+                write(text if room == len(text) else text[:room])
+            return len(text)
+        return capped_write
+
+    for stream in (sys.stdout, sys.stderr):
+        stream.write = _capped(stream.write)
+
+    formatter = shell.display_formatter
+    plain_format = formatter.format
+
+    def capped_format(obj, include=None, exclude=None):
+        data, meta = plain_format(obj, include=include, exclude=exclude)
+        if not out["in_cell"]:  # user_expressions (the host's own queries) are formatted after the cell
+            return data, meta
+        text = data.get("text/plain")
+        if isinstance(text, str):
+            room = _take_room(len(text))
+            data["text/plain"] = text[:room]
+        for key in [k for k, v in data.items() if k != "text/plain" and len(str(v)) > cap]:
+            del data[key]  # a huge image or HTML rendering is not worth shipping
+        return data, meta
+
+    formatter.format = capped_format
+
+    def _clip(text):
+        text = str(text)
+        if len(text) <= cap:
+            return text
+        return text[:cap // 2] + f"\n[... {len(text) - cap:,} characters cut ...]\n" + text[-cap // 2:]
+
+    plain_showtraceback = shell._showtraceback
+
+    def capped_showtraceback(etype, evalue, stb):
+        return plain_showtraceback(etype, _clip(evalue), [_clip(line) for line in stb][-50:])
+
+    shell._showtraceback = capped_showtraceback
+
+    def new_cell(*_args):
+        with out_lock:
+            out["room"] = cap
+            out["in_cell"] = True
+
+    def clip_error(result=None):
+        out["in_cell"] = False
+        error = getattr(result, "error_in_exec", None)
+        if error is not None:
+            try:
+                if len(str(error)) > cap:  # the reply repeats str(error); keep it small too
+                    error.args = (_clip(error),)
+            except Exception:  # noqa: BLE001 - an exception whose str() fails is left alone
+                pass
+
     def load(spec):
         value, info = __rlm_load_context(spec)  # noqa: F821 - defined by loader.py
         state["context"] = value
@@ -173,13 +248,17 @@ def __rlm_install(cfg):
 
     def take_state():
         restore()
-        out = {"final": state["final"], "source": state["source"],
-               "vars": [f"{k}: {type(v).__name__}" for k, v in ns.items() if _user_var(k, v)][:50]}
+        with out_lock:
+            dropped, out["dropped"] = out["dropped"], 0
+        taken = {"final": state["final"], "source": state["source"], "dropped": dropped,
+                 "vars": [f"{k}: {type(v).__name__}" for k, v in ns.items() if _user_var(k, v)][:50]}
         state["final"] = state["source"] = None
-        return json.dumps(out)
+        return json.dumps(taken)
 
     ns.update(reserved)
     ns["answer"] = {"content": "", "ready": False}
     ns["__rlm_load"] = load
     ns["__rlm_state"] = take_state
     shell.events.register("post_run_cell", restore)
+    shell.events.register("post_run_cell", clip_error)
+    shell.events.register("pre_run_cell", new_cell)

@@ -43,7 +43,11 @@ def __rlm_load_context(spec):
         result = {}
         total = 0
         specs = []  # (base relative dir, GitIgnoreSpec)
-        for current, dirs, files in os.walk(root, followlinks=False, onerror=lambda e: skip("unreadable", clean(str(e.filename)))):
+        def unreadable_dir(exc):
+            rel = os.path.relpath(str(exc.filename), root)
+            skip("unreadable (" + (exc.strerror or type(exc).__name__) + ")", clean(rel) + "/")
+
+        for current, dirs, files in os.walk(root, followlinks=False, onerror=unreadable_dir):
             rel_dir = os.path.relpath(current, root)
             rel_dir = "" if rel_dir == "." else rel_dir
             if pathspec is not None and ".gitignore" in files:

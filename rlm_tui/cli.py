@@ -6,15 +6,17 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from . import __version__
 from .core.config import Limits, Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_LIMIT = 0, 1, 2, 3
+T = TypeVar("T")
 
 DESCRIPTION = """\
 Run a Recursive Language Model over PATH to answer QUESTION. The input is
@@ -32,7 +34,10 @@ EPILOG = """\
 exit codes: 0 answered, 1 error, 2 usage error (bad path, bad flag),
 3 a limit stopped the run without an answer.
 API keys come from --api-key or the provider's usual variable
-(OPENAI_API_KEY, ANTHROPIC_API_KEY, ...)."""
+(OPENAI_API_KEY, ANTHROPIC_API_KEY, ...).
+
+other commands (rlm-tui COMMAND --help): demo, sessions (list saved runs),
+replay FILE, resume FILE --at TURN, export FILE --to md|ipynb."""
 
 
 def _positive_int(text: str) -> int:
@@ -95,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--session", type=Path, help="session file to write (default: a new file in "
                    "~/.local/share/rlm-tui/sessions/)")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
+    o.add_argument("--theme", metavar="NAME", help="UI colour theme (default: the last one chosen, else "
+                   "rlm-midnight); themes are files in ~/.config/rlm-tui/themes/ too")
     return p
 
 
@@ -132,15 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = Path(stdin_file)
         else:
             path = Path(args.path).expanduser()
-            if not path.exists():
-                return fail(f"no such file or directory: {args.path}", EXIT_USAGE)
-            if not os.access(path, os.R_OK):
-                return fail(f"cannot read {args.path}: permission denied", EXIT_USAGE)
+            problem = _unusable(path)
+            if problem:
+                return fail(f"{problem}: {args.path}", EXIT_USAGE)
         settings = settings_from(args)
         if not args.headless:
             from .ui import launch  # the UI is imported only when it is used
 
-            return launch(settings, args.question, path)
+            return launch(settings, args.question, path, theme=args.theme)
         return run_headless(settings, args.question, path, as_json=args.json, debug=args.debug)
     finally:
         if stdin_file:
@@ -152,6 +158,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
 
 
+def _demo(argv: list[str]) -> int:
+    """``rlm-tui demo``: the UI on a bundled scripted run (see ``rlm_tui/demo.py``)."""
+    from .demo import main as demo_main
+
+    return demo_main(argv)
+
+
+SUBCOMMANDS["demo"] = _demo
+
+
+def _unusable(path: Path) -> str | None:
+    """Why ``path`` cannot be the input (missing, a symlink loop, unreadable), or None."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return "no such file or directory"
+    except OSError as exc:
+        return f"cannot open ({(exc.strerror or type(exc).__name__).lower()})"
+    if not os.access(path, os.R_OK):
+        return "cannot read (permission denied)"
+    if path.is_file():
+        try:
+            open(path, "rb").close()  # os.access trusts root; opening tells the truth
+        except OSError as exc:
+            return f"cannot read ({(exc.strerror or type(exc).__name__).lower()})"
+    return None
+
+
 def _stdin_to_file() -> str:
     """Standard input goes to a private temporary file the kernel then loads."""
     fd, name = tempfile.mkstemp(prefix="rlm-tui-stdin-", suffix=".txt")
@@ -161,18 +195,40 @@ def _stdin_to_file() -> str:
     return name
 
 
-def run_headless(settings: Settings, question: str, path: Path, as_json: bool, debug: bool) -> int:
+async def _cancel_on_signals(work: Awaitable[T], received: list[int]) -> T:
+    """SIGTERM and SIGHUP cancel the run like Ctrl+C does (asyncio.run handles SIGINT itself),
+    so kernels are shut down and the session is closed instead of the process dying mid-write."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if task is not None:
+            task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, on_signal, signum)
+    return await work
+
+
+def run_headless(settings: Settings, question: str, path: Path, as_json: bool, debug: bool,
+                 prepare: Callable[[Any], None] | None = None) -> int:
+    """Run without the UI; ``prepare(engine)`` may adjust the engine first (rlm-tui resume)."""
     from .core.engine import Engine, SetupError
     from .headless import ProgressPrinter
 
     engine = Engine(settings, question, path, sink=ProgressPrinter())
+    if prepare is not None:
+        prepare(engine)
+    received: list[int] = []
     try:
         engine.open_session()
-        result = asyncio.run(engine.run())
+        result = asyncio.run(_cancel_on_signals(engine.run(), received))
     except SetupError as exc:
         return fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail(f"interrupted; session saved to {engine.session_path}", 130)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # The engine has shut its kernels down and recorded an "interrupted" run_finished.
+        return fail(f"interrupted; session saved to {engine.session_path}", 128 + (received or [signal.SIGINT])[0])
     except Exception as exc:  # noqa: BLE001 - one line unless --debug
         if debug:
             raise
@@ -189,3 +245,9 @@ def run_headless(settings: Settings, question: str, path: Path, as_json: bool, d
     if result.answer is None:
         return fail(f"stopped by {result.stopped_by or 'an unknown cause'} without an answer", EXIT_LIMIT)
     return EXIT_OK
+
+
+# rlm-tui replay / sessions / resume / export (rlm_tui/sessions/commands.py)
+from .sessions.commands import COMMANDS as _SESSION_COMMANDS  # noqa: E402 - needs SUBCOMMANDS defined
+
+SUBCOMMANDS.update(_SESSION_COMMANDS)

@@ -32,7 +32,14 @@ class ProgressPrinter:
         indent = "  " * (node.depth if node else 0)
         total = self.tree.total_usage()
         if kind == ev.CONTEXT_LOADED and node is not None and node.kind == "root":
-            return f"[{event.t:6.1f}s] context: {event.get('info', {}).get('description', '').splitlines()[0]}"
+            info = event.get("info", {})
+            line = f"[{event.t:6.1f}s] context: {info.get('description', '').splitlines()[0]}"
+            skipped = info.get("skipped") or {}
+            if skipped:  # what was left out, so a user is never surprised by a missing file
+                line += "\n         skipped: " + ", ".join(f"{v['count']} {why}" for why, v in skipped.items())
+            if info.get("truncated_bytes"):
+                line += f"\n         cut: the last {info['truncated_bytes']:,} bytes were not loaded"
+            return line
         if kind == ev.TURN_STARTED:
             return f"[{event.t:6.1f}s] {indent}{node.kind if node else ''} {event.node} turn {event.get('turn')}"
         if kind == ev.CELL_FINISHED:

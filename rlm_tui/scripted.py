@@ -44,11 +44,15 @@ def question_of(messages: list[dict[str, Any]]) -> str:
 
 @dataclass
 class Fault:
-    """What to do instead of answering: an HTTP ``status``, or ``break_stream`` after some text."""
+    """What to do instead of answering: an HTTP ``status``, or ``break_stream`` after some text.
+
+    ``delay`` seconds pass first (longer than the client's timeout: a timeout).
+    """
 
     status: int = 0
     break_stream: bool = False
     body: str = ""
+    delay: float = 0.0
 
 
 @dataclass
@@ -77,7 +81,7 @@ class ScriptedServer:
         class Handler(_Handler):
             owner = server
 
-        self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._httpd = _Server((self.host, self.port), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         threading.Thread(target=self._httpd.serve_forever, name="scripted-llm", daemon=True).start()
@@ -110,9 +114,18 @@ class ScriptedServer:
             self.max_inflight = max(self.max_inflight, self.inflight)
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of 32 new connections
+    # (a batch's first wave) overflowed it and the dropped SYNs were resent 1 s later.
+    request_queue_size = 1024
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: ScriptedServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle on, the client's
+    # delayed ACK adds ~40 ms to every reply.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence per-request logs
         pass
@@ -132,6 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
         if owner.latency:
             time.sleep(owner.latency)
         fault = owner.next_fault()
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
         if fault is not None and fault.status:
             self._json(fault.status, {"error": {"message": fault.body or f"scripted fault {fault.status}",
                                                 "type": "scripted", "code": fault.status}})

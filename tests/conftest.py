@@ -14,7 +14,7 @@ from rlm_tui.core import events as ev
 from rlm_tui.core.config import Limits, Settings
 from rlm_tui.core.engine import Engine, RunResult
 from rlm_tui.core.session import load
-from rlm_tui.scripted import Script, ScriptedServer
+from rlm_tui.scripted import Fault, Script, ScriptedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -39,13 +39,20 @@ class Run:
 
 
 async def run_script(script: Script, path: Path, tmp_path: Path, *, model: str = "openai/scripted",
-                     latency: float = 0.0, question: str = "What is the answer?", **limits: Any) -> Run:
-    """Run the real engine (kernel, bridge, litellm) against a scripted loopback model."""
+                     latency: float = 0.0, question: str = "What is the answer?",
+                     faults: list[Fault] | None = None, settings: dict[str, Any] | None = None,
+                     **limits: Any) -> Run:
+    """Run the real engine (kernel, bridge, litellm) against a scripted loopback model.
+
+    ``faults`` are queued on the server before the run; ``settings`` override Settings fields.
+    """
     events: list[ev.Event] = []
     with ScriptedServer(script, latency=latency) as server:
-        settings = Settings(model=model, api_base=server.url, api_key="sk-test-not-a-real-key-1234",
-                            limits=Limits(**limits), session_path=tmp_path / "session.jsonl", lm_backoff=0.05)
-        result = await Engine(settings, question, path, sink=events.append).run()
+        server.faults.extend(faults or [])
+        fields: dict[str, Any] = {"api_key": "sk-test-not-a-real-key-1234", "lm_backoff": 0.05, **(settings or {})}
+        config = Settings(model=model, api_base=server.url, limits=Limits(**limits),
+                          session_path=tmp_path / "session.jsonl", **fields)
+        result = await Engine(config, question, path, sink=events.append).run()
     return Run(result, events, server)
 
 

@@ -29,16 +29,18 @@ async def test_max_iterations_asks_once_for_a_final_answer(corpus: Path, tmp_pat
     assert run.kinds(ev.FINAL_ANSWER)[0].get("source") == "forced"
 
 
-async def test_max_subcalls_returns_error_strings_and_run_continues(corpus: Path, tmp_path: Path) -> None:
+async def test_max_subcalls_raises_in_the_code_and_run_continues(corpus: Path, tmp_path: Path) -> None:
+    # A refused call raises (so a loop of them stops at once); the code may catch it.
     def script(messages, model):
         if not is_rlm_call(messages):
             return "ok"
         if turn_of(messages) == 1:
-            return fence("r = [llm_query(str(i)) for i in range(8)]\nprint(r.count('ok'), r[-1])")
+            return fence("r = []\ntry:\n    for i in range(8):\n        r.append(llm_query(str(i)))\n"
+                         "except RuntimeError as exc:\n    print(r.count('ok'), exc)")
         return "FINAL(finished anyway)"
 
     run = await run_script(script, corpus, tmp_path, max_subcalls=5)
-    assert "5 Error: limit reached (max_subcalls)" in run.cell_text()
+    assert "5 limit reached (max_subcalls)" in run.cell_text()
     assert run.result.answer == "finished anyway"
     assert run.result.calls == 5
     assert limits_hit(run) == ["max_subcalls"]

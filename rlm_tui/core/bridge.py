@@ -20,6 +20,14 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]  # (kernel id, request
 MAX_LINE = 1 << 30  # a prompt may be large; a line is one request
 
 
+class Refused(Exception):
+    """Raised by the handler for a call that must fail loudly in the kernel (a hard limit).
+
+    The kernel-side call raises RuntimeError with this message instead of
+    returning a string, so a runaway loop of sub-calls stops at once.
+    """
+
+
 class Bridge:
     """Serves kernel requests through ``handler``; ``secret`` authenticates kernels."""
 
@@ -55,6 +63,8 @@ class Bridge:
                 return
             while line := await reader.readline():
                 request = json.loads(line)
+                if not isinstance(request, dict):
+                    raise ValueError("a request must be a JSON object")
                 rid = request.get("id")
                 if request.get("op") == "cancel":
                     task = inflight.pop(rid, None)
@@ -63,6 +73,10 @@ class Bridge:
                     continue
                 inflight[rid] = asyncio.ensure_future(self._answer(kernel, request, writer, inflight))
         except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:
+            # Closing the bridge: end normally. Python 3.11's stream callback calls
+            # task.exception() and would log a traceback for a cancelled handler task.
             pass
         finally:
             for task in inflight.values():
@@ -77,7 +91,9 @@ class Bridge:
             hello = json.loads(line)
         except (asyncio.TimeoutError, ValueError):
             return None
-        given = str(hello.get("secret", "")) if isinstance(hello, dict) else ""
+        if not isinstance(hello, dict):
+            return None
+        given = str(hello.get("secret", ""))
         if hello.get("op") != "hello" or not hmac.compare_digest(given.encode(), self.secret.encode()):
             return None
         writer.write(b'{"ok": true}\n')
@@ -87,14 +103,16 @@ class Bridge:
     async def _answer(self, kernel: str, request: dict[str, Any], writer: asyncio.StreamWriter,
                       inflight: dict[int, asyncio.Task[None]]) -> None:
         rid = request.get("id")
+        reply: dict[str, Any] = {"id": rid}
         try:
-            result = await self.handler(kernel, request)
+            reply["result"] = await self.handler(kernel, request)
         except asyncio.CancelledError:
             return
+        except Refused as exc:
+            reply["error"] = str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure becomes the call's error string
-            result = f"Error: {type(exc).__name__}: {exc}"
+            reply["result"] = f"Error: {type(exc).__name__}: {exc}"
         finally:
             inflight.pop(rid, None)
-        writer.write((json.dumps({"id": rid, "result": result}, ensure_ascii=False) + "\n")
-                     .encode("utf-8", "surrogatepass"))
+        writer.write((json.dumps(reply, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass"))
         await writer.drain()

@@ -14,16 +14,17 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import events as ev
 from . import prompts
 from .config import Settings
-from .bridge import Bridge
+from .bridge import Bridge, Refused
 from .control import APPROVED, KILLED_RESULT, SKIPPED_OUTPUT, Decision, Killed, Steering, edited_cell_note
 from .kernel import Kernel, KernelDied, KernelPool, kernel_source, strip_ansi
 from .lm import LMClient, LMError, LMFatalError, LMResult
 from .parsing import parse_reply
+from .redaction import known_secrets, redact
 from .session import SessionWriter, new_session_path
 from .tree import one_line
 
@@ -112,12 +113,17 @@ class Engine:
         self._writer: SessionWriter | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="rlm-tui-"))
         self.bridge = Bridge(self._handle)
+        self.secrets = known_secrets([settings.api_key, self.bridge.secret])  # redacted wherever shown
         self.lm = LMClient(api_base=settings.api_base, api_key=settings.api_key, timeout=settings.lm_timeout,
                            retries=settings.lm_retries, backoff=settings.lm_backoff,
                            on_unpriced=self._unpriced)
         self._sem: asyncio.Semaphore | None = None
-        self._child_sem: asyncio.Semaphore | None = None
+        self._child_sems: dict[int, asyncio.Semaphore] = {}  # per depth: a parent never waits on its own permit
         self.pool: KernelPool | None = None
+        # rlm-tui resume: recorded replies handed out before the live model is asked
+        # (node, parent, model, turn, messages) -> LMResult or None; and extra run_started fields.
+        self.recorded: Callable[[str, str | None, str, int | None, list[dict[str, str]]], LMResult | None] | None = None
+        self.run_info: dict[str, Any] = {}
 
     # ---- events -------------------------------------------------------------------------
 
@@ -145,12 +151,19 @@ class Engine:
 
     def open_session(self) -> None:
         """Create the session file; raises SetupError when it cannot be written."""
-        secrets = [s for s in (self.settings.api_key, self.bridge.secret) if s]
+        secrets = self.secrets
+        where = f"cannot write the session file {self.session_path}"
         try:
             self._writer = SessionWriter(self.session_path, secrets)
+        except (FileExistsError, NotADirectoryError):  # a file where a folder should be
+            blocker = next((p for p in self.session_path.parents if p.exists() and not p.is_dir()), None)
+            raise SetupError(f"{where}: {blocker or 'a part of the path'} is not a directory") from None
         except OSError as exc:
-            raise SetupError(f"cannot write the session file {self.session_path}: {exc.strerror or exc}") from None
+            raise SetupError(f"{where}: {exc.strerror or exc}") from None
         self._writer.write(self._writer.header())
+        if self._writer.error:  # disk full or a device that refuses writes: say so before the run
+            error, self._writer = self._writer.error.rsplit(": ", 1)[-1], None
+            raise SetupError(f"{where}: {error}")
 
     async def run(self) -> RunResult:
         """Run to an answer, a limit, or an error; always shuts kernels down."""
@@ -159,10 +172,10 @@ class Engine:
         if self._writer is None:
             self.open_session()
         self._t0 = time.perf_counter()
-        self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=self.settings.public())
+        self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=self.settings.public(),
+                  **self.run_info)
         self.steering.bind(self.emit)
         self._sem = asyncio.Semaphore(self.limits.concurrency)
-        self._child_sem = asyncio.Semaphore(min(self.limits.concurrency, MAX_CHILD_RLMS))
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
         self.pool = KernelPool(self._tmp, self._prepare_kernel, warm)
         answer: str | None = None
@@ -196,6 +209,9 @@ class Engine:
             error = str(exc)
         except LMError as exc:
             error = str(exc)
+        except KernelDied as exc:
+            self.stopped_by = self.stopped_by or "kernel_deaths"
+            error = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported as the run's error, not a traceback
             error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -204,6 +220,8 @@ class Engine:
         if answer is None and self.steering.root is not None and self.steering.is_killed(self.steering.root):
             self.stopped_by = self.stopped_by or "killed"
         error = error or self.fatal
+        answer = redact(answer, self.secrets) if answer is not None else None
+        error = redact(error, self.secrets) if error is not None else None
         result = RunResult(answer, self.stopped_by, self.totals.as_dict(), self.subcalls, self.session_path,
                            time.perf_counter() - self._t0, error)
         self.emit(ev.RUN_FINISHED, answer=answer, stopped_by=self.stopped_by, usage=result.usage,
@@ -218,12 +236,14 @@ class Engine:
 
     async def _shutdown(self) -> None:
         await self.bridge.close()
+        await self.lm.aclose()
         if self.pool is not None:
             await self.pool.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     async def _prepare_kernel(self, kernel: Kernel) -> None:
-        cfg = {"port": self.bridge.port, "secret": self.bridge.secret, "kernel": kernel.id}
+        cfg = {"port": self.bridge.port, "secret": self.bridge.secret, "kernel": kernel.id,
+               "output_chars": self.limits.output_chars}
         code = kernel_source("loader.py") + "\n" + kernel_source("bootstrap.py") + f"\n__rlm_install({cfg!r})\ndel __rlm_install\n"
         await kernel.call(code, "'ok'", timeout=60)
 
@@ -242,7 +262,6 @@ class Engine:
                 # The litellm import (seconds) overlaps the kernel start.
                 from .lm import litellm_module
                 _, rlm.kernel = await asyncio.gather(asyncio.to_thread(litellm_module), self.pool.acquire())
-                self.pool.fill()
             else:
                 rlm.kernel = await self.pool.acquire()
             self._kernel_owner[rlm.kernel.id] = rlm
@@ -354,9 +373,13 @@ class Engine:
 
     async def _final_var(self, rlm: _Rlm, name: str, notes: list[str]) -> tuple[str, str] | None:
         assert rlm.kernel is not None
+        if not name.isidentifier():
+            notes.append(f"FINAL_VAR({name}): give the name of a variable, not an expression "
+                         "(assign it first, or answer with FINAL(...)).")
+            return None
         try:
-            value = await rlm.kernel.call("", f"str({name})" if name.isidentifier() else "None.__class__")
-        except RuntimeError:
+            value = await rlm.kernel.call("", f"str({name})")
+        except (RuntimeError, ValueError, SyntaxError):
             notes.append(f"FINAL_VAR({name}): there is no such variable in the REPL. Define it first.")
             return None
         return value, "FINAL_VAR"
@@ -384,7 +407,7 @@ class Engine:
             room = cap - total
             total += len(text)
             if room > 0:
-                piece = text[:room]
+                piece = redact(text[:room], self.secrets)  # the model and the UI never see a key
                 kept.append(piece)
                 self.emit(ev.CELL_OUTPUT, rlm.node, rlm.parent, cell=cell, stream=stream, text=piece)
 
@@ -401,15 +424,24 @@ class Engine:
             self.steering.cell(rlm.node, rlm.kernel, False)
         notes: list[str] = []
         if result.status == "died":
-            notes.append(await self._revive(rlm))
+            try:
+                notes.append(await self._revive(rlm))
+            except KernelDied as exc:
+                self.emit(ev.CELL_OUTPUT, rlm.node, rlm.parent, cell=cell, stream="error", text=f"[{exc}]\n")
+                self.emit(ev.CELL_FINISHED, rlm.node, rlm.parent, cell=cell, status="died",
+                          duration_s=round(result.duration_s, 3), output_chars=total, truncated_chars=0)
+                raise
         elif result.status == "timeout":
             notes.append(f"[the cell was stopped after {self.limits.cell_timeout:g} s (--cell-timeout)]")
-            if result.error:
+            if result.restarted:
                 notes.append(f"[{result.error}; the REPL state was lost and the context reloaded]")
                 await self._reload(rlm)
         else:
             rlm.deaths = 0
+        for note in notes:  # the transcript shows what the model is told
+            self.emit(ev.CELL_OUTPUT, rlm.node, rlm.parent, cell=cell, stream="error", text=note + "\n")
         state = await self._state(rlm, result.user_expressions.get("state"))
+        total += int(state.get("dropped") or 0)  # output the kernel counted but never sent
         self.emit(ev.CELL_FINISHED, rlm.node, rlm.parent, cell=cell, status=result.status,
                   duration_s=round(result.duration_s, 3), output_chars=total, truncated_chars=max(0, total - cap))
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
@@ -435,7 +467,7 @@ class Engine:
         rlm.deaths += 1
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="dead")
         if rlm.deaths >= MAX_KERNEL_DEATHS:
-            raise KernelDied(f"the kernel died {rlm.deaths} times in a row")
+            raise KernelDied(f"the kernel died {rlm.deaths} times in a row; stopping this RLM")
         await self._reload(rlm)
         return ("[the kernel died while running this cell; a fresh kernel was started and `context` "
                 "reloaded, but your other variables are gone]")
@@ -473,13 +505,19 @@ class Engine:
             self.emit(ev.LM_RETRY, node, parent, attempt=attempt, error=error, wait_s=round(wait, 2))
 
         assert self._sem is not None
-        async with self._sem:
-            result = await self.lm.complete(model, messages, on_text if stream else None, on_retry=on_retry)
+        recorded = self.recorded(node, parent, model, turn, messages) if self.recorded is not None else None
+        if recorded is not None:
+            if stream:
+                on_text(recorded.text)
+            result = recorded
+        else:
+            async with self._sem:
+                result = await self.lm.complete(model, messages, on_text if stream else None, on_retry=on_retry)
         flush()
         self.totals.add(model, result)
         self.emit(ev.LM_FINISHED, node, parent, model=model, text=result.text, tokens_in=result.tokens_in,
                   tokens_out=result.tokens_out, cost_usd=result.cost_usd, cost_known=result.cost_known,
-                  latency_s=round(result.latency_s, 4))
+                  latency_s=round(result.latency_s, 4), **({"replayed": True} if recorded is not None else {}))
         return result
 
     # ---- limits -------------------------------------------------------------------------
@@ -541,6 +579,8 @@ class Engine:
         if (not reserved and self._reserve(1) == 0) or self._exhausted():
             if node is not None and decided is not None and decided.runs:  # approved while the limit was hit
                 self.emit(ev.NODE_FINISHED, node, parent, status="limit", result="", error="limit reached")
+            if not reserved:  # a lone call raises in the kernel: a loop of them stops at once
+                raise Refused(self._refusal().removeprefix("Error: "))
             return self._refusal()
         if self.steering.doomed(parent):
             return KILLED_RESULT
@@ -561,8 +601,11 @@ class Engine:
         prompt = decided.prompt if decided.prompt is not None else prompt
         model = decided.model or model
         if child:
-            assert self._child_sem is not None
-            async with self._child_sem:
+            # Children at each depth share a cap; one semaphore for all depths would deadlock
+            # a chain deeper than the cap (each ancestor holds a permit while its child waits).
+            sem = self._child_sems.setdefault(depth, asyncio.Semaphore(min(self.limits.concurrency,
+                                                                           MAX_CHILD_RLMS)))
+            async with sem:
                 answer = await self._run_rlm(_Rlm(node, parent, depth, prompt, model,
                                                   context or {"type": "text", "text": prompt}))
             return answer if answer is not None else "Error: the child RLM stopped without an answer"
@@ -593,16 +636,21 @@ class Engine:
 
     async def _batch(self, owner: _Rlm, prompts_: list[str], contexts: list[Any], model: str, rlm: bool) -> list[str]:
         """Many prompts as one node (approved as one); at most --concurrency run at once, results in order."""
-        node = self._new_id()
-        results: list[str | None] = [None] * len(prompts_)
+        n = len(prompts_)
         if self.steering.doomed(owner.node):
-            return [KILLED_RESULT] * len(prompts_)
+            return [KILLED_RESULT] * n
+        granted = self._reserve(n)
+        if n and (granted == 0 or self._exhausted()):  # nothing can run: fail loudly, like a lone call
+            self.subcalls -= granted
+            raise Refused(self._refusal().removeprefix("Error: "))
+        node = self._new_id()
+        results: list[str | None] = [None] * n
         return await self.steering.track(
-            node, owner.node, self._run_batch(node, owner, prompts_, contexts, model, rlm, results),
+            node, owner.node, self._run_batch(node, owner, prompts_, contexts, model, rlm, results, granted),
             killed=lambda: [r if r is not None else KILLED_RESULT for r in results])
 
     async def _run_batch(self, node: str, owner: _Rlm, prompts_: list[str], contexts: list[Any], model: str,
-                         rlm: bool, results: list[str | None]) -> list[str | None]:
+                         rlm: bool, results: list[str | None], granted: int) -> list[str | None]:
         n = len(prompts_)
         depth = owner.depth + 1
         kind = "rlm" if rlm and depth < self.limits.max_depth else "llm"
@@ -624,7 +672,6 @@ class Engine:
                   prompt=prompts_[0] if prompts_ else "", label=f"{'rlm' if rlm else 'llm'}_query_batched × {n}")
         status = "done"
         try:
-            granted = self._reserve(n)
             if granted < n:
                 results[granted:] = [self._refusal()] * (n - granted)
             nodes: list[str | None] = [None] * n

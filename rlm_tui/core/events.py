@@ -17,7 +17,7 @@ FORMAT_VERSION = 1
 
 # Kinds of event, with the fields each carries (besides seq, t, kind, node, parent).
 SESSION = "session"  # format, version, created, rlm_tui_version (always the first line)
-RUN_STARTED = "run_started"  # question, path, settings{...}
+RUN_STARTED = "run_started"  # question, path, settings{...}, resumed_from{path, at_turn, created}?
 NODE_STARTED = "node_started"  # node_kind(root|rlm|llm|batch), depth, model, label, prompt, n?, context?
 CONTEXT_LOADED = "context_loaded"  # info{type, chars, files, largest, skipped, description}
 KERNEL = "kernel"  # state(starting|idle|busy|restarting|dead), detail?
@@ -25,7 +25,7 @@ TURN_STARTED = "turn_started"  # turn
 LM_STARTED = "lm_started"  # turn, model, messages (only those added since this node's last call)
 LM_CHUNK = "lm_chunk"  # text (streamed reply text; root and child RLM turns only)
 LM_RETRY = "lm_retry"  # attempt, error, wait_s
-LM_FINISHED = "lm_finished"  # model, text, tokens_in, tokens_out, cost_usd, cost_known, latency_s
+LM_FINISHED = "lm_finished"  # model, text, tokens_in, tokens_out, cost_usd, cost_known, latency_s, replayed?
 CELL_STARTED = "cell_started"  # cell, code
 CELL_OUTPUT = "cell_output"  # cell, stream(stdout|stderr|error|result), text
 CELL_FINISHED = "cell_finished"  # cell, status(ok|error|interrupted|timeout|died), duration_s, output_chars, truncated_chars

@@ -20,6 +20,8 @@ from typing import Callable
 
 from jupyter_client import AsyncKernelManager
 
+from .redaction import kernel_env
+
 OutputHook = Callable[[str, str], None]  # (stream, text)
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
@@ -49,6 +51,7 @@ class ExecResult:
     duration_s: float
     user_expressions: dict = field(default_factory=dict)
     error: str = ""
+    restarted: bool = False  # the kernel was replaced: its namespace is empty
 
 
 class Kernel:
@@ -65,7 +68,7 @@ class Kernel:
 
     async def start(self) -> None:
         self._log = open(self.log_path, "ab")
-        await self.km.start_kernel(stdout=self._log, stderr=self._log)
+        await self.km.start_kernel(stdout=self._log, stderr=self._log, env=kernel_env())
         self.kc = self.km.client()
         self.kc.start_channels()
         await self.kc.wait_for_ready(timeout=60)
@@ -103,7 +106,8 @@ class Kernel:
                 elif interrupted_at is not None and elapsed - interrupted_at > interrupt_grace:
                     await self.restart()
                     return ExecResult(status, time.perf_counter() - started,
-                                      error="the cell ignored the interrupt; the kernel was restarted")
+                                      error="the cell ignored the interrupt; the kernel was restarted",
+                                      restarted=True)
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue

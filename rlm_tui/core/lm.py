@@ -17,17 +17,24 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import fastlm
+from .fastlm import FastOpenAI
+from .redaction import known_secrets, redact
+
 _import_lock = threading.Lock()
+_litellm: Any = None  # set once imported: later calls skip the thread hop
 
 
 def litellm_module() -> Any:
     """Import litellm once, configured for offline price lookups and quiet logs."""
+    global _litellm
     with _import_lock:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False
+        _litellm = litellm
         return litellm
 
 
@@ -63,6 +70,12 @@ class LMClient:
     def __post_init__(self) -> None:
         self._unpriced: set[str] = set()
         self._windows: dict[str, int | None] = {}
+        self._secrets = known_secrets([self.api_key])  # a provider may echo a key in its error text
+        self._fast = FastOpenAI(self.api_base, self.api_key, self.timeout) if self.api_base else None
+
+    async def aclose(self) -> None:
+        if self._fast is not None:
+            await self._fast.aclose()
 
     async def complete(self, model: str, messages: list[dict[str, str]],
                        on_text: Callable[[str], None] | None = None,
@@ -72,11 +85,13 @@ class LMClient:
         ``on_retry(attempt, error, wait_s)`` is told before each retry; text
         streamed before a retry is void (the reply starts again).
         """
-        litellm = await asyncio.to_thread(litellm_module)
+        litellm = _litellm or await asyncio.to_thread(litellm_module)
         errors = litellm.exceptions
         retryable = (errors.RateLimitError, errors.Timeout, errors.APIConnectionError,
                      errors.InternalServerError, errors.ServiceUnavailableError, errors.BadGatewayError,
                      errors.MidStreamFallbackError)
+        if model.startswith("local/"):
+            self._use_local(litellm, model)
         self._check_window(litellm, model, messages)
         attempt = 0
         while True:
@@ -86,24 +101,24 @@ class LMClient:
                 break
             except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
                 raise LMFatalError(f"authentication failed for {model}: check the API key "
-                                   f"({_short(exc)})") from None
+                                   f"({self._say(exc)})") from None
             except errors.NotFoundError as exc:
-                raise LMFatalError(f"model {model} not found: {_short(exc)}") from None
+                raise LMFatalError(f"model {model} not found: {self._say(exc)}") from None
             except errors.ContextWindowExceededError as exc:
-                raise LMError(f"the prompt is larger than {model}'s context window ({_short(exc)})") from None
+                raise LMError(f"the prompt is larger than {model}'s context window ({self._say(exc)})") from None
             except retryable as exc:
                 if "Missing credentials" in str(exc):  # litellm files this under server errors
                     raise LMFatalError(f"no API key for {model}: pass --api-key or set the provider's "
                                        "environment variable") from None
                 attempt += 1
                 if attempt > self.retries:
-                    raise LMError(f"{model} failed after {self.retries} retries: {_short(exc)}") from None
+                    raise LMError(f"{model} failed after {self.retries} retries: {self._say(exc)}") from None
                 wait = min(30.0, self.backoff * 2 ** (attempt - 1)) * (0.75 + random.random() / 2)
                 if on_retry:
-                    on_retry(attempt, _short(exc), wait)
+                    on_retry(attempt, self._say(exc), wait)
                 await asyncio.sleep(wait)
             except errors.APIError as exc:
-                raise LMError(f"{model} error: {_short(exc)}") from None
+                raise LMError(f"{model} error: {self._say(exc)}") from None
         tokens_in, tokens_out = usage
         if tokens_in == 0 and tokens_out == 0:
             tokens_in = litellm.token_counter(model=model, messages=messages)
@@ -113,6 +128,8 @@ class LMClient:
 
     async def _call(self, litellm: Any, model: str, messages: list[dict[str, str]],
                     on_text: Callable[[str], None] | None) -> tuple[str, tuple[int, int]]:
+        if self._fast is not None and fastlm.applies(model, self.api_base):
+            return await self._fast.call(litellm, model, messages, on_text)
         kwargs: dict[str, Any] = {"model": model, "messages": messages, "timeout": self.timeout,
                                   "num_retries": 0}
         if self.api_base:
@@ -141,7 +158,24 @@ class LMClient:
                     on_text(delta)
         return "".join(parts), (_tok(usage, "prompt_tokens"), _tok(usage, "completion_tokens"))
 
+    def _say(self, exc: BaseException) -> str:
+        """The error for users and the model: secrets redacted first, then cut short."""
+        return _short(redact(str(exc), self._secrets))
+
+    @staticmethod
+    def _use_local(litellm: Any, model: str) -> None:
+        """``local/<name>``: the offline model of the ``local`` extra (see local_model.py)."""
+        from .local_model import LocalModelMissing, check, register
+
+        try:
+            check(model)
+        except LocalModelMissing as exc:
+            raise LMFatalError(str(exc)) from None
+        register(litellm)
+
     def _cost(self, litellm: Any, model: str, tokens_in: int, tokens_out: int) -> tuple[float, bool]:
+        if model in self._unpriced:  # litellm's failed lookup costs ~0.4 ms a call
+            return 0.0, False
         try:
             cost_in, cost_out = litellm.cost_per_token(model=model, prompt_tokens=tokens_in,
                                                        completion_tokens=tokens_out)
@@ -172,6 +206,6 @@ def _tok(usage: Any, name: str) -> int:
     return int(value or 0)
 
 
-def _short(exc: BaseException) -> str:
+def _short(exc: BaseException | str) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= 300 else text[:297] + "..."

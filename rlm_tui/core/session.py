@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator
@@ -51,10 +52,19 @@ class SessionWriter:
         self.path = path
         self.secrets = [s for s in secrets if s and len(s) >= 4]
         self.error: str | None = None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in reversed([path.parent, *path.parent.parents]):
+            if not folder.is_dir():
+                try:
+                    folder.mkdir(mode=0o700)  # folders made for sessions are private too
+                except FileExistsError:
+                    if not folder.is_dir():
+                        raise
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.chmod(path, 0o600)
-        self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # never chmod a device (/dev/stdout) or a named pipe
+            os.fchmod(fd, 0o600)
+        # backslashreplace: a lone surrogate (a file name that is not UTF-8) is written as the JSON
+        # escape "\udcff", so the file stays valid UTF-8 and reads back to the same string.
+        self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
 
     def header(self) -> ev.Event:
         """The first event of every session file."""

@@ -7,7 +7,7 @@ model, so what the tree shows and what the run reports cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from . import events as ev
 
@@ -52,6 +52,8 @@ class CallNode:
     error: str = ""
     turns: int = 0
     size: int = 0  # prompts in a batch
+    subtree: Usage = field(default_factory=Usage)  # own usage plus all descendants', kept up to date
+    calls_below: int = 0  # llm and rlm nodes below this one, kept up to date
 
     def elapsed(self, now: float) -> float:
         end = self.finished_t if self.finished_t is not None else now
@@ -90,6 +92,9 @@ class CallTree:
                 self.nodes[node.id] = node
                 if event.parent in self.nodes:
                     self.nodes[event.parent].children.append(node.id)
+                    if node.kind != "batch":
+                        for ancestor in self._ancestors(event.parent):
+                            ancestor.calls_below += 1
                 elif self.root is None:
                     self.root = node.id
             node.depth = event.get("depth", node.depth)
@@ -112,8 +117,10 @@ class CallTree:
         if node is None:
             return None
         if kind == ev.LM_FINISHED:
-            node.usage.add(Usage(event.get("tokens_in", 0), event.get("tokens_out", 0),
-                                 event.get("cost_usd", 0.0), 1))
+            usage = Usage(event.get("tokens_in", 0), event.get("tokens_out", 0), event.get("cost_usd", 0.0), 1)
+            node.usage.add(usage)
+            for ancestor in self._ancestors(node.id):
+                ancestor.subtree.add(usage)
         elif kind == ev.TURN_STARTED:
             node.turns = event.get("turn", node.turns)
         elif kind == ev.SPAWN_DECIDED:
@@ -133,26 +140,22 @@ class CallTree:
         for event in events:
             self.apply(event)
 
+    def _ancestors(self, node_id: str | None) -> Iterator[CallNode]:
+        """The node itself, then its parent, up to the root: the nodes whose totals an event moves."""
+        node = self.nodes.get(node_id or "")
+        while node is not None:
+            yield node
+            node = self.nodes.get(node.parent or "")
+
     def subtree_usage(self, node_id: str) -> Usage:
-        """A node's own usage plus all its descendants'."""
+        """A node's own usage plus all its descendants' (kept as events arrive: O(1), for live views)."""
         total = Usage()
-        stack = [node_id]
-        while stack:
-            node = self.nodes[stack.pop()]
-            total.add(node.usage)
-            stack.extend(node.children)
+        total.add(self.nodes[node_id].subtree)
         return total
 
     def subtree_calls(self, node_id: str) -> int:
         """How many sub-calls (llm and rlm nodes) lie below a node."""
-        count = 0
-        stack = list(self.nodes[node_id].children)
-        while stack:
-            node = self.nodes[stack.pop()]
-            if node.kind != "batch":
-                count += 1
-            stack.extend(node.children)
-        return count
+        return self.nodes[node_id].calls_below
 
     def total_usage(self) -> Usage:
         total = Usage()

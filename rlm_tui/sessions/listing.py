@@ -1,0 +1,154 @@
+"""``rlm-tui sessions``: saved sessions, newest first, from the head and tail of each file.
+
+A session's header and run_started are its first lines, and run_finished
+(answer, how it stopped, usage) its last, so a summary reads a few kilobytes
+however big the file is. A file without run_finished is a run still going or
+one that was killed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core import events as ev
+
+TAIL_BYTES = 64 * 1024
+MAX_LINE = 16 * 1024 * 1024  # a last line longer than this is not read for a summary
+
+
+@dataclass
+class SessionSummary:
+    path: Path
+    created: _dt.datetime | None
+    question: str = ""
+    model: str = ""
+    answer: str | None = None
+    outcome: str = "unfinished"  # answered | stopped by X | error: ... | unfinished | unreadable: ...
+    tokens: int | None = None
+    cost_usd: float | None = None
+    size: int = 0
+    resumed_from: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "created": self.created.isoformat() if self.created else None,
+                "question": self.question, "model": self.model, "answer": self.answer, "outcome": self.outcome,
+                "tokens": self.tokens, "cost_usd": self.cost_usd, "bytes": self.size,
+                "resumed_from": self.resumed_from}
+
+
+def summarize(path: Path) -> SessionSummary:
+    """What a session was, from its first two lines and its last one."""
+    stat = path.stat()
+    summary = SessionSummary(path, _dt.datetime.fromtimestamp(stat.st_mtime, _dt.timezone.utc), size=stat.st_size)
+    try:
+        with open(path, "rb") as handle:
+            header = _json(handle.readline(MAX_LINE))
+            if header.get("kind") != ev.SESSION:
+                summary.outcome = "unreadable: not an rlm-tui session file"
+                return summary
+            created = header.get("created")
+            if isinstance(created, str):
+                try:
+                    summary.created = _dt.datetime.fromisoformat(created)
+                except ValueError:
+                    pass
+            run = _json(handle.readline(MAX_LINE))
+            if run.get("kind") == ev.RUN_STARTED:
+                summary.question = str(run.get("question", ""))
+                summary.model = str((run.get("settings") or {}).get("model", ""))
+                origin = run.get("resumed_from")
+                if isinstance(origin, dict):
+                    summary.resumed_from = f"{Path(str(origin.get('path'))).name} turn {origin.get('at_turn')}"
+            finished = _last_event(handle, stat.st_size)
+    except OSError as exc:
+        summary.outcome = f"unreadable: {exc.strerror or exc}"
+        return summary
+    if finished is not None:
+        summary.answer = finished.get("answer")
+        usage = finished.get("usage") or {}
+        summary.tokens = usage.get("total_tokens")
+        summary.cost_usd = usage.get("cost_usd")
+        if finished.get("error"):
+            summary.outcome = f"error: {finished['error']}"
+        elif summary.answer is not None:
+            summary.outcome = "answered"
+        else:
+            summary.outcome = f"stopped by {finished.get('stopped_by') or 'an unknown cause'}"
+    return summary
+
+
+def _json(line: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _last_event(handle: Any, size: int) -> dict[str, Any] | None:
+    """The run_finished event among the file's last lines, if the run finished."""
+    chunk = TAIL_BYTES
+    while True:
+        start = max(0, size - chunk)
+        handle.seek(start)
+        tail = handle.read(size - start)
+        lines = tail.split(b"\n")
+        if start > 0:
+            lines = lines[1:]  # the first piece is probably part of a line
+        complete = [line for line in lines if line.strip()]
+        for line in reversed(complete):
+            if b'"run_finished"' in line:
+                obj = _json(line)
+                if obj.get("kind") == ev.RUN_FINISHED:
+                    return obj
+        if complete or start == 0 or chunk >= MAX_LINE:
+            return None  # the last lines are not run_finished: the run did not finish
+        chunk *= 4  # the last line is longer than what was read: read more
+
+
+def list_sessions(directory: Path, limit: int | None = 50) -> list[SessionSummary]:
+    """Summaries of the ``*.jsonl`` files in ``directory``, newest first."""
+    try:
+        entries = [Path(e.path) for e in os.scandir(directory) if e.name.endswith(".jsonl") and e.is_file()]
+    except OSError:
+        return []
+    summaries = [summarize(p) for p in entries]
+    epoch = _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
+    summaries.sort(key=lambda s: (not s.outcome.startswith("unreadable"), _aware(s.created) or epoch), reverse=True)
+    return summaries if limit is None else summaries[:limit]
+
+
+def _aware(when: _dt.datetime | None) -> _dt.datetime | None:
+    if when is not None and when.tzinfo is None:
+        return when.replace(tzinfo=_dt.timezone.utc)
+    return when
+
+
+def _short(text: str, width: int) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def format_table(sessions: list[SessionSummary]) -> str:
+    """A numbered table for the terminal (numbers are what --open takes)."""
+    rows = [("#", "date", "question", "model", "answer / how it stopped", "tokens", "cost", "file")]
+    for number, s in enumerate(sessions, 1):
+        when = _aware(s.created).astimezone().strftime("%Y-%m-%d %H:%M") if s.created else "?"
+        result = s.answer if s.outcome == "answered" and s.answer is not None else s.outcome
+        tokens = f"{s.tokens:,}" if s.tokens is not None else "-"
+        cost = f"${s.cost_usd:.4f}" if s.cost_usd is not None else "-"
+        question = _short(s.question, 40) + (f" (resumed {s.resumed_from})" if s.resumed_from else "")
+        rows.append((str(number), when, question, _short(s.model, 24), _short(result or "", 40), tokens, cost,
+                     s.path.name))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    right = {0, 5, 6}
+    lines = []
+    for row in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

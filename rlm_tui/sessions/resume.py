@@ -1,0 +1,171 @@
+"""``rlm-tui resume FILE --at TURN``: re-run a recorded session from a turn.
+
+The root model's recorded replies for the turns before TURN are handed to the
+engine in place of the live model (``Engine.recorded``); their code runs again
+in a fresh kernel, so the REPL state is real. From turn TURN on, the live
+model (possibly another one, with other limits) writes the replies. While the
+recorded turns replay, sub-calls whose prompt was recorded get their recorded
+replies too (``llm_query`` by model and prompt, child RLM turns by their
+question and turn), so nothing is paid twice; ``--live-subcalls`` asks the
+live model for them instead. The new run is recorded to a new session file
+whose ``run_started`` names its origin (``resumed_from``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..core import events as ev
+from ..core.config import Limits, Settings
+from ..core.lm import LMResult
+from .index import SessionIndex
+
+
+class ResumeError(Exception):
+    """The session cannot be resumed as asked (a usage error: exit code 2)."""
+
+
+@dataclass
+class RecordedReplies:
+    """Recorded model replies, consumed in order until the live model takes over.
+
+    Called by the engine as ``recorded(node, parent, model, turn, messages)``
+    before each model call; returns an LMResult (no tokens, no cost: nothing was
+    spent) or None for "ask the live model".
+    """
+
+    at: int  # the first root turn the live model writes
+    root: dict[int, str] = field(default_factory=dict)  # turn -> reply
+    rlm: dict[tuple[str, int], deque[str]] = field(default_factory=dict)  # (first user message, turn) -> replies
+    llm: dict[tuple[str, str], deque[str]] = field(default_factory=dict)  # (model, prompt) -> replies
+    subcalls: bool = True  # replay recorded sub-call replies too
+    live: bool = False  # the live model has taken over
+    used: int = 0  # recorded replies handed out
+
+    def __post_init__(self) -> None:
+        self.live = self.live or self.at <= 1
+
+    @classmethod
+    def from_events(cls, events: Iterable[ev.Event], at: int, subcalls: bool = True) -> "RecordedReplies":
+        replies = cls(at=at, subcalls=subcalls)
+        kinds: dict[str, str] = {}  # node -> node_kind
+        prompts: dict[str, str] = {}  # llm node -> prompt
+        first_user: dict[str, str] = {}  # rlm node -> its first user message
+        turns: dict[str, int | None] = {}  # node -> turn of its current model call
+        for event in events:
+            node = event.node or ""
+            if event.kind == ev.NODE_STARTED:
+                kinds[node] = event.get("node_kind", "llm")
+                prompts[node] = event.get("prompt", "")
+            elif event.kind == ev.LM_STARTED:
+                turns[node] = event.get("turn")
+                if node not in first_user:
+                    user = next((m.get("content", "") for m in event.get("messages") or []
+                                 if m.get("role") == "user"), None)
+                    if user is not None:
+                        first_user[node] = user
+            elif event.kind == ev.LM_FINISHED:
+                text, turn, kind = event.get("text", ""), turns.get(node), kinds.get(node)
+                if kind == "root" and turn is not None:
+                    replies.root.setdefault(turn, text)
+                elif kind == "rlm" and turn is not None and node in first_user:
+                    replies.rlm.setdefault((first_user[node], turn), deque()).append(text)
+                elif kind == "llm":
+                    replies.llm.setdefault((event.get("model", ""), prompts.get(node, "")), deque()).append(text)
+        return replies
+
+    @property
+    def recorded_turns(self) -> int:
+        return max(self.root, default=0)
+
+    def __call__(self, node: str, parent: str | None, model: str, turn: int | None,
+                 messages: list[dict[str, str]]) -> LMResult | None:
+        if self.live:
+            return None
+        text: str | None = None
+        if parent is None:  # the root
+            if turn is None or turn >= self.at or turn not in self.root:
+                self.live = True
+                return None
+            text = self.root[turn]
+        elif self.subcalls:
+            if turn is None:  # an llm_query: one user message, the prompt
+                queue = self.llm.get((model, messages[-1].get("content", "") if messages else ""))
+            else:  # a child RLM's turn
+                user = next((m.get("content", "") for m in messages if m.get("role") == "user"), "")
+                queue = self.rlm.get((user, turn))
+            text = queue.popleft() if queue else None
+        if text is None:
+            return None
+        self.used += 1
+        return LMResult(text, 0, 0, 0.0, True, 0.0)
+
+
+@dataclass
+class ResumePlan:
+    """Everything a resumed run needs: what to ask, with which settings, and the recorded replies."""
+
+    source: Path
+    at: int
+    question: str
+    path: Path
+    settings: Settings
+    replies: RecordedReplies
+    run_info: dict[str, Any]
+
+    def prepare(self, engine: Any) -> None:
+        """Hook the recorded replies and the origin into an Engine before it runs."""
+        engine.recorded = self.replies
+        engine.run_info = dict(self.run_info)
+
+
+LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(Limits))
+_SETTING_FIELDS = {f.name for f in dataclasses.fields(Settings)} - {"api_key", "session_path", "limits"}
+
+
+def recorded_settings(recorded: dict[str, Any]) -> Settings:
+    """Settings as a session recorded them (no API key: that never goes to disk)."""
+    limits = Limits(**{k: v for k, v in (recorded.get("limits") or {}).items() if k in LIMIT_FIELDS})
+    values = {k: v for k, v in recorded.items() if k in _SETTING_FIELDS and v is not None}
+    return Settings(limits=limits, **values)
+
+
+def plan(source: Path, at: int, *, overrides: dict[str, Any] | None = None, path: Path | None = None,
+         subcalls: bool = True) -> ResumePlan:
+    """Read ``source`` and work out the resumed run; raises ResumeError when it cannot be done.
+
+    ``overrides`` are Settings fields (model, sub_model, api_base, api_key,
+    session_path) and Limits fields by name; ``path`` replaces the recorded input.
+    """
+    overrides = dict(overrides or {})
+    with SessionIndex.open(source) as index:
+        events = list(index.iter_events())
+        header = index.header or {}
+    run = next((e for e in events if e.kind == ev.RUN_STARTED), None)
+    if run is None:
+        raise ResumeError(f"{source} has no run_started event: there is no run to resume")
+    replies = RecordedReplies.from_events(events, at, subcalls=subcalls)
+    turns = replies.recorded_turns
+    if at < 1 or at > turns + 1:
+        raise ResumeError(f"--at must be between 1 and {turns + 1}: the session has {turns} recorded "
+                          f"root turn{'s' if turns != 1 else ''}")
+    missing = [t for t in range(1, at) if t not in replies.root]
+    if missing:
+        raise ResumeError(f"turn {missing[0]}'s reply is not in the session (the file is damaged there); "
+                          f"resume at a turn up to {missing[0]}")
+    input_path = path or Path(run.get("path", ""))
+    if not input_path.exists():
+        raise ResumeError(f"the recorded input {input_path} does not exist here; give it with --path")
+    settings = recorded_settings(run.get("settings") or {})
+    for name, value in overrides.items():
+        if name in LIMIT_FIELDS:
+            setattr(settings.limits, name, value)
+        else:
+            setattr(settings, name, value)
+    origin = {"path": str(Path(source).resolve()), "at_turn": at, "created": header.get("created")}
+    return ResumePlan(Path(source), at, run.get("question", ""), input_path, settings, replies,
+                      {"resumed_from": origin})

@@ -1,0 +1,460 @@
+"""A recorded run as a readable document: per-node turns, cells and sub-calls.
+
+``SessionLog`` folds a session's events into what a reader wants: for each RLM
+node its turns (the reply, then each cell's code and output and the sub-calls
+that cell made), for each llm call its prompt and response, plus the run's
+question, settings, answer, warnings and the ``CallTree`` with usage.
+``render_text`` prints it for ``rlm-tui replay --headless``; the Markdown
+export (``export.py``) uses the same walk with Markdown primitives.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from ..core import events as ev
+from ..core.kernel import strip_ansi
+from ..core.tree import CallNode, CallTree, one_line
+from .index import SessionIndex
+
+
+@dataclass
+class CellLog:
+    number: int
+    code: str
+    outputs: list[tuple[str, str]] = field(default_factory=list)  # (stream, text)
+    status: str | None = None  # None while running (or when the run was cut off)
+    duration_s: float = 0.0
+    truncated_chars: int = 0
+    children: list[str] = field(default_factory=list)  # sub-calls this cell made
+
+    def output(self, ansi: bool = False) -> str:
+        text = "".join(text for _, text in self.outputs)
+        return text if ansi else strip_ansi(text)
+
+
+@dataclass
+class TurnLog:
+    number: int
+    chunks: list[str] = field(default_factory=list)
+    reply: str | None = None  # the whole reply, once lm_finished arrived
+    cells: list[CellLog] = field(default_factory=list)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    duration_s: float | None = None
+    retries: list[str] = field(default_factory=list)
+    replayed: bool = False  # the reply came from a recording (rlm-tui resume)
+
+    @property
+    def text(self) -> str:
+        return self.reply if self.reply is not None else "".join(self.chunks)
+
+
+@dataclass
+class NodeLog:
+    id: str
+    turns: list[TurnLog] = field(default_factory=list)
+    context: dict[str, Any] | None = None
+    final: dict[str, Any] | None = None  # final_answer fields
+    response: str | None = None  # an llm call's reply
+    loose_children: list[str] = field(default_factory=list)  # spawned outside any cell
+    notes: list[str] = field(default_factory=list)  # warnings, limits, kernel deaths
+
+
+class SessionLog:
+    """Fold of a whole session for reading; ``apply`` one event at a time or ``read`` a file."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.header: dict[str, Any] = {}
+        self.run: dict[str, Any] = {}  # run_started fields
+        self.finished: dict[str, Any] | None = None  # run_finished fields
+        self.tree = CallTree()
+        self.nodes: dict[str, NodeLog] = {}
+        self.notes: list[str] = []  # run-wide warnings and limits
+        self.bad_lines: list[tuple[int, str]] = []
+        self.events = 0
+        self._open_cell: dict[str, CellLog] = {}
+        self._attached: set[str] = set()
+
+    @classmethod
+    def read(cls, path: Path | str) -> "SessionLog":
+        """Read a session file (raises FileNotFoundError or SessionFormatError)."""
+        with SessionIndex.open(path) as index:
+            log = cls(Path(path))
+            log.extend(index.iter_events())
+            log.header = index.header or {}
+            log.bad_lines = list(index.bad_lines)
+        return log
+
+    def extend(self, events: Iterable[ev.Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def node(self, node_id: str) -> NodeLog:
+        log = self.nodes.get(node_id)
+        if log is None:
+            log = self.nodes[node_id] = NodeLog(node_id)
+        return log
+
+    def apply(self, event: ev.Event) -> None:
+        self.events += 1
+        self.tree.apply(event)
+        kind = event.kind
+        if kind == ev.SESSION:
+            self.header = dict(event.data)
+            return
+        if kind == ev.RUN_STARTED:
+            self.run = dict(event.data)
+            return
+        if kind == ev.RUN_FINISHED:
+            self.finished = dict(event.data)
+            return
+        if event.node is None:
+            if kind == ev.LIMIT_REACHED:
+                self.notes.append(f"limit {event.get('limit')}: {event.get('detail')}")
+            elif kind == ev.WARNING:
+                self.notes.append(f"warning: {event.get('message')}")
+            return
+        log = self.node(event.node)
+        turn = log.turns[-1] if log.turns else None
+        if kind in (ev.NODE_STARTED, ev.SPAWN_REQUESTED):
+            if event.get("context") is not None and log.context is None:
+                log.context = event.get("context")
+            if event.node not in self._attached:
+                self._attached.add(event.node)
+                self._attach(event)
+        elif kind == ev.CONTEXT_LOADED:
+            log.context = event.get("info")
+        elif kind == ev.TURN_STARTED:
+            log.turns.append(TurnLog(event.get("turn", len(log.turns) + 1)))
+        elif kind == ev.LM_STARTED and event.get("turn") is not None:
+            if turn is None or turn.number != event.get("turn"):  # the last-chance call has no turn_started
+                log.turns.append(TurnLog(event.get("turn")))
+        elif kind == ev.LM_CHUNK and turn is not None:
+            turn.chunks.append(event.get("text", ""))
+        elif kind == ev.LM_RETRY and turn is not None:
+            turn.chunks.clear()
+            turn.retries.append(f"retry {event.get('attempt')}: {event.get('error')}")
+        elif kind == ev.LM_FINISHED:
+            if turn is None:
+                log.response = event.get("text", "")
+            else:
+                turn.reply = event.get("text", "")
+                turn.tokens_in += event.get("tokens_in", 0)
+                turn.tokens_out += event.get("tokens_out", 0)
+                turn.cost_usd += event.get("cost_usd", 0.0)
+                turn.replayed = bool(event.get("replayed"))
+        elif kind == ev.CELL_STARTED:
+            cell = CellLog(event.get("cell", 0), event.get("code", ""))
+            if turn is None:
+                turn = TurnLog(0)
+                log.turns.append(turn)
+            turn.cells.append(cell)
+            self._open_cell[event.node] = cell
+        elif kind == ev.CELL_OUTPUT:
+            cell = self._open_cell.get(event.node)
+            if cell is not None:
+                cell.outputs.append((event.get("stream", "stdout"), event.get("text", "")))
+        elif kind == ev.CELL_FINISHED:
+            cell = self._open_cell.pop(event.node, None)
+            if cell is not None:
+                cell.status = event.get("status")
+                cell.duration_s = event.get("duration_s", 0.0)
+                cell.truncated_chars = event.get("truncated_chars", 0)
+        elif kind == ev.TURN_FINISHED and turn is not None:
+            turn.duration_s = event.get("duration_s")
+        elif kind == ev.FINAL_ANSWER:
+            log.final = dict(event.data)
+        elif kind == ev.LIMIT_REACHED:
+            log.notes.append(f"limit {event.get('limit')}: {event.get('detail')}")
+        elif kind == ev.WARNING:
+            log.notes.append(f"warning: {event.get('message')}")
+        elif kind == ev.KERNEL and event.get("state") in ("dead", "restarting"):
+            log.notes.append(f"kernel {event.get('state')}")
+        elif kind == ev.SPAWN_DECIDED and event.get("decision") != "approve":
+            reason = f" ({event.get('reason')})" if event.get("reason") else ""
+            log.notes.append(f"spawn {event.get('decision')} by {event.get('by')}{reason}")
+
+    def _attach(self, event: ev.Event) -> None:
+        """Record a new node under the cell of its parent that was running when it appeared."""
+        parent = event.parent
+        if parent is None or event.node is None:
+            return
+        known = self.nodes.get(parent)
+        if known is None:
+            known = self.node(parent)
+        cell = self._open_cell.get(parent)
+        target = cell.children if cell is not None else known.loose_children
+        if event.node not in target:
+            target.append(event.node)
+
+    # ---- facts for renderers ----------------------------------------------------------
+
+    @property
+    def root(self) -> CallNode | None:
+        return self.tree.nodes.get(self.tree.root or "")
+
+    @property
+    def answer(self) -> str | None:
+        if self.finished is not None:
+            return self.finished.get("answer")
+        return self.tree.answer
+
+    def outcome(self) -> str:
+        """How the run ended, in a few words."""
+        if self.finished is None:
+            return "unfinished (the file ends before run_finished: still running, or killed)"
+        if self.finished.get("error"):
+            return f"error: {self.finished['error']}"
+        if self.finished.get("answer") is not None:
+            return "answered"
+        return f"stopped by {self.finished.get('stopped_by') or 'an unknown cause'} without an answer"
+
+    def recorded(self) -> str:
+        created = self.header.get("created")
+        if not created:
+            return "unknown date"
+        try:
+            when = _dt.datetime.fromisoformat(created)
+            return when.strftime("%Y-%m-%d %H:%M %Z").strip()
+        except ValueError:
+            return str(created)
+
+
+# ---- rendering ----------------------------------------------------------------------------
+
+
+def human_tokens(n: float) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(int(n))
+
+
+def usage_line(tree: CallTree, node: CallNode) -> str:
+    """``12 calls · 37.5k tok · $0.0400 · 41.0s`` for a node and everything below it."""
+    usage = tree.subtree_usage(node.id)
+    parts = []
+    if node.children:
+        calls = tree.subtree_calls(node.id)
+        parts.append(f"{calls} call{'s' if calls != 1 else ''}")
+    parts += [f"{human_tokens(usage.total_tokens)} tok", f"${usage.cost_usd:.4f}", f"{node.elapsed(tree.now):.1f}s"]
+    return " · ".join(parts)
+
+
+def tree_lines(tree: CallTree, max_children: int | None = 12) -> list[str]:
+    """The call tree drawn with box characters, each node with status and subtree usage."""
+    out: list[str] = []
+
+    def walk(node_id: str, prefix: str, last: bool, top: bool) -> None:
+        node = tree.nodes[node_id]
+        branch = "" if top else ("└─ " if last else "├─ ")
+        label = node.label or one_line(node.prompt)
+        out.append(f"{prefix}{branch}{node.kind} {node.id} [{node.status}] {label} · {usage_line(tree, node)}")
+        children = node.children
+        shown = children if max_children is None or len(children) <= max_children else children[:max_children]
+        inner = prefix if top else prefix + ("   " if last else "│  ")
+        for i, child in enumerate(shown):
+            walk(child, inner, i == len(children) - 1, False)
+        if len(shown) < len(children):
+            out.append(f"{inner}└─ … {len(children) - len(shown)} more")
+
+    if tree.root is not None:
+        walk(tree.root, "", True, True)
+    return out
+
+
+class Renderer:
+    """Walks a SessionLog; subclasses say how headings, code and output look."""
+
+    def __init__(self, log: SessionLog, out: TextIO, *, max_output: int | None = 4000,
+                 max_children: int | None = 12) -> None:
+        self.log = log
+        self.out = out
+        self.max_output = max_output
+        self.max_children = max_children
+
+    # primitives
+    def heading(self, level: int, text: str, indent: str) -> None:
+        raise NotImplementedError
+
+    def code(self, text: str, lang: str, indent: str) -> None:
+        raise NotImplementedError
+
+    def para(self, text: str, indent: str) -> None:
+        for line in text.rstrip("\n").splitlines() or [""]:
+            self.out.write(f"{indent}{line}".rstrip() + "\n")
+
+    def blank(self) -> None:
+        self.out.write("\n")
+
+    def begin_child(self, title: str, indent: str) -> str:
+        """Start a nested section; returns the indent for its contents."""
+        self.para(title, indent)
+        return indent + "    "
+
+    def end_child(self, indent: str) -> None:
+        pass
+
+    # the document
+    def render(self) -> None:
+        log = self.log
+        self.summary()
+        root = log.root
+        if root is not None:
+            self.node_body(root, "", level=2)
+        self.heading(2, "Call tree", "")
+        self.code("\n".join(tree_lines(log.tree, self.max_children)), "text", "")
+        self.blank()
+        self.result()
+
+    def summary(self) -> None:
+        log = self.log
+        run = log.run
+        settings = run.get("settings") or {}
+        limits = settings.get("limits") or {}
+        self.heading(1, "rlm-tui session", "")
+        rows = [("file", str(log.path) if log.path else "-"),
+                ("recorded", f"{log.recorded()} · rlm-tui {log.header.get('rlm_tui_version', '?')} · "
+                             f"format v{log.header.get('version', '?')}"),
+                ("question", run.get("question", "?")),
+                ("input", run.get("path", "?"))]
+        if settings:
+            rows.append(("models", f"root {settings.get('model')} · sub-calls {settings.get('sub_model')} · "
+                                   f"max depth {limits.get('max_depth', '?')}"))
+        if run.get("resumed_from"):
+            origin = run["resumed_from"]
+            rows.append(("resumed", f"from {origin.get('path')} at turn {origin.get('at_turn')}"))
+        self.table(rows)
+
+    def table(self, rows: list[tuple[str, str]]) -> None:
+        width = max(len(k) for k, _ in rows)
+        for key, value in rows:
+            self.para(f"{key.ljust(width)}  {value}", "")
+        self.blank()
+
+    def node_body(self, node: CallNode, indent: str, level: int) -> None:
+        log = self.log
+        nlog = log.nodes.get(node.id) or NodeLog(node.id)
+        if nlog.context and node.kind == "root" and nlog.context.get("description"):
+            self.para(nlog.context["description"], indent)
+            self.blank()
+        for turn in nlog.turns:
+            usage = f"{human_tokens(turn.tokens_in + turn.tokens_out)} tok · ${turn.cost_usd:.4f}"
+            if turn.duration_s is not None:
+                usage += f" · {turn.duration_s:.1f}s"
+            if turn.replayed:
+                usage += " · replayed from the recording"
+            self.heading(level + 1, f"{node.kind} {node.id} · turn {turn.number} · {usage}", indent)
+            for retry in turn.retries:
+                self.para(f"({retry})", indent)
+            if turn.text.strip():
+                self.reply(turn.text, indent)
+            for cell in turn.cells:
+                self.cell(cell, indent)
+                for child in cell.children:
+                    self.child(child, indent, level)
+        for child in nlog.loose_children:
+            self.child(child, indent, level)
+        for note in nlog.notes:
+            self.para(f"! {note}", indent)
+        if nlog.final:
+            self.heading(level + 1, f"{node.kind} {node.id} · final answer ({nlog.final.get('source')})", indent)
+            self.para(str(nlog.final.get("answer", "")), indent)
+            self.blank()
+
+    def reply(self, text: str, indent: str) -> None:
+        self.para(text, indent)
+        self.blank()
+
+    def cell(self, cell: CellLog, indent: str) -> None:
+        status = cell.status or "did not finish"
+        self.heading(0, f"cell {cell.number} · {status} · {cell.duration_s:.2f}s", indent)
+        output = cell.output()
+        if self.max_output is not None and len(output) > self.max_output:
+            output = output[:self.max_output] + f"\n[... {len(output) - self.max_output:,} more characters]"
+        if cell.truncated_chars:
+            output += f"\n[the model saw this cut: {cell.truncated_chars:,} characters over the limit]"
+        if output.strip():
+            self.code(output, "text", indent)
+        else:
+            self.para("(no output)", indent)
+        self.blank()
+
+    def child(self, node_id: str, indent: str, level: int) -> None:
+        tree = self.log.tree
+        node = tree.nodes.get(node_id)
+        if node is None:
+            return
+        title = (f"↳ {node.kind} {node.id} [{node.status}] {node.label or one_line(node.prompt)} · "
+                 f"{usage_line(tree, node)}")
+        inner = self.begin_child(title, indent)
+        if node.kind in ("root", "rlm"):
+            self.node_body(node, inner, level + 1)
+        elif node.kind == "batch":
+            children = node.children
+            shown = children if self.max_children is None else children[:self.max_children]
+            for child in shown:
+                self.child(child, inner, level + 1)
+            if len(shown) < len(children):
+                self.para(f"… {len(children) - len(shown)} more", inner)
+            if node.result:
+                self.para(f"→ {node.result}", inner)
+        else:
+            response = (self.log.nodes.get(node_id) or NodeLog(node_id)).response
+            if node.prompt.strip() != (node.label or "").strip():
+                self.para(f"prompt: {self._short(node.prompt)}", inner)
+            if node.error:
+                self.para(f"error: {node.error}", inner)
+            else:
+                self.para(f"→ {self._short(response if response is not None else node.result)}", inner)
+        self.end_child(indent)
+
+    @staticmethod
+    def _short(text: str, width: int = 200) -> str:
+        flat = " ".join(text.split())
+        return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+    def result(self) -> None:
+        log = self.log
+        self.heading(2, "Result", "")
+        rows = [("outcome", log.outcome())]
+        finished = log.finished or {}
+        usage = finished.get("usage") or {}
+        total = log.tree.total_usage()
+        tokens_in = usage.get("tokens_in", total.tokens_in)
+        tokens_out = usage.get("tokens_out", total.tokens_out)
+        cost = usage.get("cost_usd", total.cost_usd)
+        calls = finished.get("calls", log.tree.subtree_calls(log.tree.root) if log.tree.root else 0)
+        rows.append(("usage", f"{tokens_in + tokens_out:,} tokens ({tokens_in:,} in / {tokens_out:,} out) · "
+                              f"${cost:.4f} · {calls} sub-calls · {finished.get('duration_s', log.tree.now):.1f}s"))
+        for note in log.notes:
+            rows.append(("note", note))
+        for _, why in log.bad_lines:
+            rows.append(("damaged", why))
+        self.table(rows)
+        self.heading(2, "Answer", "")
+        answer = log.answer
+        self.para(answer if answer is not None else "(none)", "")
+
+
+class TextRenderer(Renderer):
+    """Plain text for a terminal or a pipe."""
+
+    def heading(self, level: int, text: str, indent: str) -> None:
+        if level == 1:
+            self.out.write(f"{indent}{text}\n{indent}{'=' * len(text)}\n")
+        elif level <= 0 or level > 4:
+            self.out.write(f"{indent}-- {text} --\n")
+        else:
+            bar = {2: "══", 3: "━━", 4: "──"}[level]
+            self.out.write(f"{indent}{bar} {text} {bar}\n")
+
+    def code(self, text: str, lang: str, indent: str) -> None:
+        self.para(text, indent + ("  " if lang == "text" else ""))
+
+
+def render_text(log: SessionLog, out: TextIO, **options: Any) -> None:
+    TextRenderer(log, out, **options).render()

@@ -1,0 +1,309 @@
+"""The rlm-tui Textual app: call tree, transcript, status, final answer.
+
+The app is fed events (``feed``), from an ``EventSource`` polled 30 times a
+second or directly by tests; it folds them into ``CallTree`` / ``Transcripts``
+/ ``RunState`` and repaints what changed once per batch. It never asks the
+engine for anything, so live runs and (later) replays look the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Iterable
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.theme import Theme
+from textual.widgets import Footer, Tree
+
+from ..core import events as ev
+from ..core.tree import CallTree
+from . import prefs
+from .help import HelpScreen, key_sections
+from .render import Palette
+from .runstate import RunState
+from .source import EventSource
+from .themes import DEFAULT_THEME, load_themes
+from .transcript import Transcripts
+from .widgets.answer import AnswerPanel
+from .widgets.call_tree import CallTreeView
+from .widgets.status import RunHeader, StatusBar
+from .widgets.transcript_view import TranscriptView
+
+FRAME_S = 1 / 30
+QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: Ctrl+C quits only when pressed twice within this many seconds.
+CTRL_C_WINDOW_S = 2.0
+
+
+class RlmApp(App[None]):
+    """Watch a Recursive Language Model run: what the root wrote, what ran, what it spawned and cost."""
+
+    TITLE = "rlm-tui"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("q", "quit", "Quit", tooltip="Quit: stop the run, shut down its kernels, close the session file"),
+        Binding("ctrl+c", "ctrl_c", "Quit", show=False, tooltip="Quit when pressed twice within 2 seconds"),
+        Binding("question_mark", "help", "Keys", tooltip="This list of keys"),
+        Binding("r", "show_root", "Root", tooltip="Show the root model's transcript"),
+        Binding("a", "toggle_answer", "Answer", tooltip="Show or hide the final-answer panel"),
+        Binding("t", "change_theme", "Theme", tooltip="Pick a colour theme (remembered for next time)"),
+        Binding("tab", "app.focus_next", "Switch pane", tooltip="Move between the call tree and the transcript"),
+    ]
+
+    def __init__(self, source: EventSource | None = None, *, theme: str | None = None,
+                 remember_theme: bool = True) -> None:
+        super().__init__()
+        self.source = source
+        self.calls = CallTree()
+        self.transcripts = Transcripts(self.calls)
+        self.run_state = RunState()
+        self._requested_theme = theme
+        self._remember_theme = remember_theme
+        self._startup_theme: str | None = None
+        self._code_themes: dict[str, str] = {}
+        self._theme_errors: list[str] = []
+        self._palette: Palette | None = None
+        self._dirty: dict[str, None] = {}  # node ids changed since the last render, in arrival order
+        self._render_pending = False
+        self._last_event_clock = time.monotonic()
+        self._frame = 0
+        self._last_ctrl_c = 0.0
+        self._stopping: asyncio.Task[None] | None = None
+        self._load_themes()
+
+    # --- setup ------------------------------------------------------------------
+
+    def _load_themes(self) -> None:
+        files, self._theme_errors = load_themes()
+        for loaded in files.values():
+            self.register_theme(loaded.theme)
+            self._code_themes[loaded.theme.name] = loaded.code_theme
+        wanted = self._requested_theme or prefs.load_theme_name() or DEFAULT_THEME
+        if wanted not in self.available_themes:
+            self._theme_errors.append(f"theme {wanted!r} not found; using {DEFAULT_THEME}")
+            wanted = DEFAULT_THEME
+        self._startup_theme = wanted
+        self.theme = wanted
+        self._palette = self._palette_for(self.current_theme)
+
+    def _palette_for(self, theme: Theme) -> Palette:
+        return Palette.from_theme(theme, self._code_themes.get(theme.name))
+
+    @property
+    def palette(self) -> Palette:
+        assert self._palette is not None
+        return self._palette
+
+    def compose(self) -> ComposeResult:
+        # Kept as attributes: the frame timer must reach them while another screen (help) is on top.
+        self.header_bar = RunHeader(id="header")
+        self.tree_view = CallTreeView(self.calls, self.palette, id="calls")
+        self.transcript_view = TranscriptView(self.palette, id="transcript")
+        self.answer_panel = AnswerPanel(id="answer")
+        self.status_bar = StatusBar(id="status")
+        yield self.header_bar
+        with Horizontal(id="panes"):
+            yield self.tree_view
+            yield self.transcript_view
+        yield self.answer_panel
+        yield self.status_bar
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.tree_view.border_title = "Calls"
+        self.tree_view.focus()
+        self._set_transcript_title()
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        for message in self._theme_errors:
+            self.notify(message, title="Theme", severity="warning", timeout=8)
+        self._refresh_status()
+        self.set_interval(FRAME_S, self._tick)
+        if self.source is not None:
+            self.call_after_refresh(self.source.start)  # the first frame is already on screen
+            loop = asyncio.get_running_loop()
+            for signum in QUIT_SIGNALS:  # a closed terminal or `kill` quits like q: kernels shut down
+                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.action_quit()))
+
+    def on_unmount(self) -> None:
+        if self.source is not None:
+            loop = asyncio.get_running_loop()
+            for signum in QUIT_SIGNALS:
+                loop.remove_signal_handler(signum)
+
+    # --- events in -------------------------------------------------------------------
+
+    def feed(self, events: Iterable[ev.Event]) -> None:
+        """Fold events into the models; the screen catches up once per batch."""
+        for event in events:
+            node = self.calls.apply(event)
+            if node is not None:
+                self._dirty[node.id] = None
+            self.run_state.apply(event)
+            self.transcripts.apply(event)
+        self._last_event_clock = time.monotonic()
+        if not self._render_pending:
+            self._render_pending = True
+            self.call_later(self._render_changes)
+
+    def reset_run(self) -> None:
+        """Forget every event fed so far (a replay moving back): empty models, panes and answer."""
+        self.calls = CallTree()
+        self.transcripts = Transcripts(self.calls)
+        self.run_state = RunState()
+        self._dirty = {}
+        self.query_one(CallTreeView).restart(self.calls)
+        self.query_one(TranscriptView).show(None, [], follow=True)
+        self._set_transcript_title()
+        self.query_one(AnswerPanel).display = False
+
+    def _tick(self) -> None:
+        """Per frame: take what the source has; once a second let running clocks tick."""
+        self._frame += 1
+        if self.source is not None:
+            events = self.source.drain()
+            if events:
+                self.feed(events)
+        if not self.calls.nodes and self._frame % 3 == 0:
+            self._refresh_status()  # the "starting" spinner
+        elif self._frame % 30 == 0 and self._clock_runs():
+            self.tree_view.relabel_all(self.now(), only_active=True)
+            self._refresh_status()
+
+    def _clock_runs(self) -> bool:
+        return bool(self.source is not None and self.source.live and self.calls.nodes
+                    and not self.run_state.finished)
+
+    def now(self) -> float:
+        """Run time for elapsed columns: the last event's time, advancing with the wall clock while live."""
+        if self._clock_runs():
+            return self.calls.now + (time.monotonic() - self._last_event_clock)
+        return self.calls.now
+
+    def _render_changes(self) -> None:
+        self._render_pending = False
+        dirty, self._dirty = self._dirty, {}
+        now = self.now()
+        self.tree_view.sync(dirty, now)
+        view = self.transcript_view
+        changes = self.transcripts.take_changes()
+        if view.node_id is None and self.calls.root is not None:
+            self.show_node(self.calls.root)
+        elif view.node_id in changes:
+            view.blocks_changed(changes[view.node_id])
+        self._refresh_status()
+        if self.run_state.finished and not self.answer_panel.display:
+            self._show_answer()
+
+    def _refresh_status(self) -> None:
+        self.header_bar.show(self.run_state, self.palette, self.source.badge if self.source else None)
+        self.status_bar.show(self.run_state, self.calls, self.now(), self.palette, self._frame // 3)
+
+    def _show_answer(self) -> None:
+        self.answer_panel.show(self.run_state, self.calls)
+
+    # --- the transcript pane follows the tree cursor ------------------------------------
+
+    def on_tree_node_highlighted(self, message: Tree.NodeHighlighted[str]) -> None:
+        if message.node.data is not None:
+            self.show_node(message.node.data)
+
+    def show_node(self, node_id: str) -> None:
+        """Show one call node's own transcript in the transcript pane."""
+        view = self.transcript_view
+        if view.node_id != node_id:
+            node = self.calls.nodes.get(node_id)
+            view.show(node_id, self.transcripts.blocks(node_id), follow=node is not None and node.finished_t is None)
+            self._set_transcript_title()
+
+    def _set_transcript_title(self) -> None:
+        view = self.transcript_view
+        node = self.calls.nodes.get(view.node_id or "")
+        if node is None:
+            view.border_title = "Transcript"
+        elif node.id == self.calls.root:
+            view.border_title = "Transcript · root"
+        else:
+            view.border_title = f"Transcript · {node.kind} {node.id} · {node.label}"
+
+    # --- themes -----------------------------------------------------------------------
+
+    def _theme_changed(self, theme: Theme) -> None:
+        self._palette = self._palette_for(theme)
+        self.tree_view.palette = self.palette
+        self.tree_view.relabel_all(self.now())
+        self.transcript_view.set_palette(self.palette)
+        self._refresh_status()
+        if self._remember_theme and theme.name != self._startup_theme:
+            self._startup_theme = None
+            try:
+                prefs.save_theme_name(theme.name)
+            except OSError as exc:
+                self.notify(f"could not remember the theme: {exc}", severity="warning")
+
+    # --- actions ----------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(key_sections([*self.BINDINGS, *App.BINDINGS], self.COMMAND_PALETTE_BINDING)))
+
+    def action_show_root(self) -> None:
+        if self.calls.root is not None:
+            self.tree_view.move_to(self.calls.root)
+            self.show_node(self.calls.root)
+
+    def action_toggle_answer(self) -> None:
+        panel = self.answer_panel
+        if not self.run_state.finished:
+            self.notify("No answer yet: the run is still going.")
+        elif panel.display:
+            panel.display = False
+        else:
+            self._show_answer()
+
+    def action_copy_answer(self) -> None:
+        if self.run_state.answer:
+            self.copy_to_clipboard(self.run_state.answer)
+            self.notify("Final answer copied to the clipboard.")
+        else:
+            self.notify("There is no final answer to copy yet.")
+
+    def action_copy_transcript(self) -> None:
+        self.copy_to_clipboard(self.transcript_view.plain_text())
+        self.notify("The transcript shown was copied to the clipboard.")
+
+    async def action_ctrl_c(self) -> None:
+        now = time.monotonic()
+        if now - self._last_ctrl_c <= CTRL_C_WINDOW_S:
+            await self.action_quit()
+        else:
+            self._last_ctrl_c = now
+            self.notify("Press Ctrl+C again to quit (kernels are shut down first).", title="Quit?")
+
+    async def action_quit(self) -> None:
+        """Stop the run (kernels, session file) off the UI thread, then exit."""
+        if self._stopping is None:
+            if self.source is not None:
+                self.notify("Stopping the run and shutting down kernels…", timeout=30)
+            self._stopping = asyncio.create_task(self._stop_and_exit())
+
+    async def _stop_and_exit(self) -> None:
+        if self.source is not None:
+            await asyncio.to_thread(self.source.stop)
+        self.exit()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help: all keys", "List every key binding", self.action_help)
+        yield SystemCommand("Show root transcript", "Show the root model's transcript", self.action_show_root)
+        yield SystemCommand("Final answer: show or hide", "Toggle the final-answer panel", self.action_toggle_answer)
+        yield SystemCommand("Final answer: copy", "Copy the final answer to the clipboard", self.action_copy_answer)
+        yield SystemCommand("Transcript: copy", "Copy the transcript shown, as text, to the clipboard",
+                            self.action_copy_transcript)
+        yield SystemCommand("Expand all calls", "Expand every node of the call tree (batches too)",
+                            lambda: self.tree_view.root.expand_all())
+        yield SystemCommand("Collapse all calls", "Collapse the call tree to the root",
+                            lambda: self.tree_view.root.collapse_all())

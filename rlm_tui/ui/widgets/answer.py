@@ -1,0 +1,62 @@
+"""The end-of-run panel: the final answer, the totals and where the session was saved."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Markdown, Static
+
+from ...core.tree import CallTree
+from .. import fmt
+from ..runstate import RunState, run_totals
+
+
+class AnswerPanel(VerticalScroll, can_focus=False):
+    """Hidden until the run ends; then docked under the panes until the user hides it (``a``).
+
+    Not focusable: Tab moves between the two panes only; the root transcript holds the answer too.
+    """
+
+    DEFAULT_CSS = """
+    AnswerPanel {
+        display: none;
+        height: auto;
+        max-height: 40%;
+        border: round $success;
+        border-title-color: $success;
+        border-title-style: bold;
+        background: $background;
+        padding: 0 1;
+        & > Markdown { margin: 0; padding: 0; background: $background; }
+        & > Markdown > *:last-child { margin-bottom: 0; }
+        & > #answer-totals { color: $foreground-muted; }
+    }
+    AnswerPanel.failed {
+        border: round $error;
+        border-title-color: $error;
+        & > Markdown { color: $error; }
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Markdown(id="answer-text")
+        yield Static(id="answer-totals")
+
+    def show(self, run: RunState, tree: CallTree) -> None:
+        """Fill in the answer (or why there is none) and the run's totals."""
+        self.set_class(bool(run.error) or not run.answer, "failed")
+        if run.error:
+            self.border_title, body = "Run failed", run.error
+        elif run.answer:
+            self.border_title, body = "Final answer", run.answer
+        else:
+            self.border_title = f"No answer: stopped by {run.stopped_by or 'unknown'}"
+            body = "The run ended without a final answer."
+        usage, calls = run_totals(tree)
+        ended = f"stopped by {run.stopped_by}" if run.stopped_by else "answered"
+        saved = f"session saved to {fmt.home_path(run.session_path)}" if run.session_path else "session not saved"
+        self.query_one(Markdown).update(body)
+        self.query_one("#answer-totals", Static).update(
+            f"{ended} · {calls} sub-calls · {fmt.tokens(usage.total_tokens)} tok · {fmt.dollars(usage.cost_usd)}"
+            f" · {fmt.seconds(run.duration_s or tree.now)} · {saved}")
+        self.display = True

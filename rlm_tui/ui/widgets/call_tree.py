@@ -1,0 +1,155 @@
+"""The call-tree pane: a Textual ``Tree`` mirroring ``CallTree``, relabelled in place.
+
+Each widget node's data is a call-node id. ``sync`` adds nodes that appeared
+and relabels the ones that changed plus their ancestors (whose subtree totals
+moved); it is called once per frame with everything that changed since the
+last one, so a burst of sub-calls costs one repaint, not one per event.
+A batch is one collapsed node whose prompts are its children. Labels are
+fitted to the pane: the prompt is shortened so the numbers stay visible.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.text import Text
+from textual import events
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from ...core.tree import CallNode, CallTree
+from .. import fmt
+from ..render import STATUS_ICONS, Palette
+
+ACTIVE = ("running", "waiting", "queued")
+#: Below this many cells for the prompt, a node's own token counts are left out of its label.
+MIN_LABEL = 16
+
+
+class CallTreeView(Tree[str]):
+    """The live recursion tree."""
+
+    DEFAULT_CSS = """
+    CallTreeView {
+        background: $surface;
+        scrollbar-gutter: stable;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, calls: CallTree, palette: Palette, *, id: str | None = None) -> None:
+        super().__init__("starting…", id=id)
+        self.calls = calls
+        self.palette = palette
+        self.guide_depth = 3
+        self._widgets: dict[str, TreeNode[str]] = {}
+        self._depths: dict[str, int] = {}
+        self._now = 0.0
+        self._width = 0
+
+    def sync(self, changed: Iterable[str], now: float) -> None:
+        """Add new nodes and relabel changed ones and their ancestors."""
+        self._now = now
+        relabel: set[str] = set()
+        for node_id in changed:
+            node = self.calls.nodes.get(node_id)
+            if node is None:
+                continue
+            if node_id not in self._widgets:
+                self._add(node)
+            while node is not None and node.id not in relabel:
+                relabel.add(node.id)
+                node = self.calls.nodes.get(node.parent or "")
+        for node_id in relabel:
+            self._relabel(node_id)
+
+    def restart(self, calls: CallTree) -> None:
+        """Drop every node and mirror ``calls`` from now on (a replay moving back)."""
+        self.calls = calls
+        self.reset("starting…")
+        self._widgets.clear()
+        self._depths.clear()
+
+    def relabel_all(self, now: float, only_active: bool = False) -> None:
+        """Relabel every node (theme change, resize), or only active ones (their clocks tick)."""
+        self._now = now
+        for node_id in self._widgets:
+            if not only_active or self.calls.nodes[node_id].status in ACTIVE:
+                self._relabel(node_id)
+
+    def move_to(self, node_id: str) -> None:
+        """Put the cursor on a call node (the app then shows its transcript)."""
+        if node_id in self._widgets:
+            self.move_cursor(self._widgets[node_id])
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.scrollable_content_region.width != self._width:
+            self.relabel_all(self._now)
+
+    def _add(self, node: CallNode) -> None:
+        if node.id == self.calls.root or not self._widgets:
+            widget, depth = self.root, 0
+            widget.data = node.id
+            widget.expand()
+        else:
+            parent_id = node.parent if node.parent in self._widgets else self.root.data
+            parent = self._widgets.get(parent_id or "", self.root)
+            widget = parent.add("", data=node.id, expand=node.kind in ("rlm", "root"),
+                                allow_expand=node.kind != "llm")
+            depth = self._depths.get(parent_id or "", 0) + 1
+        self._widgets[node.id] = widget
+        self._depths[node.id] = depth
+
+    def _relabel(self, node_id: str) -> None:
+        widget = self._widgets[node_id]
+        self._width = self.scrollable_content_region.width
+        indent = self.guide_depth * self._depths[node_id] + (len(self.ICON_NODE) if widget.allow_expand else 0)
+        widget.set_label(self.label_for(self.calls.nodes[node_id], self._width - indent))
+
+    def label_for(self, node: CallNode, width: int) -> Text:
+        """``✓ llm Summarise part 3…   1.2k→340 · $0.004 · 2.1s``, fitted to ``width`` cells.
+
+        The numbers get shorter (``detail`` 2, 1, 0) before the prompt gets shorter than ``MIN_LABEL``.
+        """
+        palette = self.palette
+        color = palette.status(node.status)
+        head = Text.assemble((f"{STATUS_ICONS.get(node.status, '?')} ", f"bold {color}"),
+                             (f"{node.kind} ", f"bold {palette.secondary if node.kind == 'llm' else palette.primary}"))
+        for detail in (2, 1, 0):
+            stats = self._stats(node, detail)
+            room = width - head.cell_len - stats.cell_len - 2
+            if room >= MIN_LABEL:
+                break
+        room = max(room, 8)
+        label = node.label if len(node.label) <= room else node.label[: room - 1] + "…"
+        head.append(label.ljust(room), style=palette.foreground)
+        head.append("  ")
+        head.append_text(stats)
+        return head
+
+    def _stats(self, node: CallNode, detail: int) -> Text:
+        """A node's numbers: own tokens for a leaf, subtree totals (Σ) for an inner node.
+
+        ``detail`` 2 adds an inner node's own tokens; 0 drops times and words.
+        """
+        palette, calls = self.palette, self.calls
+        own = f"{fmt.tokens(node.usage.tokens_in)}→{fmt.tokens(node.usage.tokens_out)}"
+        elapsed = f" · {fmt.seconds(node.elapsed(self._now))}" if detail else ""
+        if not node.children:
+            if not node.usage.lm_calls:
+                return Text(f"{node.status}{elapsed}", style=palette.muted)
+            return Text(f"{own} · {fmt.dollars(node.usage.cost_usd)}{elapsed}", style=palette.muted)
+        total = calls.subtree_usage(node.id)
+        tok = " tok" if detail else ""
+        totals = f"{fmt.tokens(total.total_tokens)}{tok} · {fmt.dollars(total.cost_usd)}{elapsed}"
+        if node.kind == "batch":
+            done = sum(1 for child in node.children if calls.nodes[child].status not in ACTIVE)
+            return Text.assemble((f"{done}/{len(node.children)}{' done' if detail else ''}", palette.status(node.status)),
+                                 (f" · {totals}", palette.accent))
+        text = Text()
+        if detail == 2 and node.usage.lm_calls:
+            text.append(f"{own} · ", style=palette.muted)
+        count = calls.subtree_calls(node.id)
+        calls_word = f" call{'s' if count != 1 else ''}" if detail else ""
+        text.append(f"Σ {count}{calls_word} · {totals}", style=palette.accent)
+        return text

@@ -1,0 +1,138 @@
+"""Ctrl+C and SIGTERM on the headless CLI: no orphan kernels, an "interrupted" session that replays."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PYTHON, cli_env, fence
+from rlm_tui.core import events as ev
+from rlm_tui.core.session import load
+from rlm_tui.core.tree import CallTree
+from rlm_tui.scripted import ScriptedServer, is_rlm_call
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``, read from the process table (/proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True unless the process is gone or a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def kernels_of(pids: set[int]) -> set[int]:
+    found = set()
+    for pid in pids:
+        try:
+            if b"ipykernel" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
+        except OSError:
+            pass
+    return found
+
+
+def _script(messages, model):
+    if not is_rlm_call(messages):
+        return "sub"
+    return fence("import time\nprint('sleeping', flush=True)\ntime.sleep(600)")
+
+
+def _start(corpus: Path, session: Path, server: ScriptedServer) -> subprocess.Popen[str]:
+    return subprocess.Popen([PYTHON, "-m", "rlm_tui", str(corpus), "q", "--headless", "--model",
+                             "openai/scripted", "--api-base", server.url, "--session", str(session),
+                             "--max-depth", "2"],  # depth 2 keeps warm spare kernels too
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env(OPENAI_API_KEY="sk-test-signals"))
+
+
+def _wait_for_cell(session: Path, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if session.exists() and '"sleeping' in session.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError("the run never reached its sleeping cell")
+
+
+def _wait_gone(pids: set[int], within: float) -> set[int]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.2)
+    return {p for p in pids if alive(p)}
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_signal_shuts_kernels_down_and_records_interrupted(sig: int, code: int, corpus: Path,
+                                                           tmp_path: Path) -> None:
+    session = tmp_path / "s.jsonl"
+    with ScriptedServer(_script) as server:
+        proc = _start(corpus, session, server)
+        try:
+            _wait_for_cell(session, proc)
+            kernels = kernels_of(descendants(proc.pid))
+            assert len(kernels) >= 2  # the root's kernel and a warm spare
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("rlm-tui: interrupted; session saved to")
+    assert _wait_gone(kernels, within=10) == set()
+    loaded = load(session)
+    assert loaded.bad_lines == []
+    last = loaded.events[-1]
+    assert last.kind == ev.RUN_FINISHED and last.get("stopped_by") == "interrupted"
+    tree = CallTree()
+    tree.extend(loaded.events)  # it replays: the tree folds from the file
+    assert tree.nodes[tree.root].status == "killed"
+
+
+def test_kill_9_leaves_no_orphan_kernels(corpus: Path, tmp_path: Path) -> None:
+    """Even a host killed without a chance to clean up: each kernel watches its parent and exits."""
+    session = tmp_path / "s.jsonl"
+    with ScriptedServer(_script) as server:
+        proc = _start(corpus, session, server)
+        try:
+            _wait_for_cell(session, proc)
+            kernels = kernels_of(descendants(proc.pid))
+            assert kernels
+            proc.kill()
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert _wait_gone(kernels, within=30) == set()
+    loaded = load(session)  # a torn last line at worst; everything before it reads
+    assert loaded.events[0].kind == ev.SESSION and len(loaded.bad_lines) <= 1
+    assert json.loads(session.read_text().splitlines()[1])["kind"] == ev.RUN_STARTED

@@ -1,0 +1,183 @@
+"""The replay app (pilot): the same app fed from a session file, with play, steps and jumps."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from rlm_tui.core import events as ev
+from rlm_tui.core.tree import CallTree
+from rlm_tui.sessions.replay import Replayer
+from rlm_tui.ui.app import RlmApp
+from rlm_tui.ui.replay import ReplayApp, ReplayBar
+from rlm_tui.ui.widgets.answer import AnswerPanel
+from rlm_tui.ui.widgets.call_tree import CallTreeView
+from rlm_tui.ui.widgets.transcript_view import TranscriptView
+from sessions_sample import ANSWER, Sample, recorded_sample
+from test_ui_sample import isolated_dirs  # noqa: F401 - autouse fixture: no real config dirs
+
+SIZE = (160, 45)
+
+
+@pytest.fixture
+def sample() -> Sample:
+    return recorded_sample()
+
+
+def tree_ids(view: CallTreeView) -> list[str]:
+    out: list[str] = []
+    stack = [view.root]
+    while stack:
+        node = stack.pop()
+        if node.data:
+            out.append(node.data)
+        stack.extend(reversed(node.children))
+    return out
+
+
+def state(app: RlmApp) -> dict:
+    return {"nodes": {k: dataclasses.asdict(v) for k, v in app.calls.nodes.items()}, "answer": app.calls.answer,
+            "finished": app.run_state.finished}
+
+
+def recorded(events: list[ev.Event]) -> list[ev.Event]:
+    return [ev.Event.from_dict(json.loads(e.to_json())) for e in events]
+
+
+async def live_app_state(events: list[ev.Event]) -> tuple[dict, list[str], str]:
+    """What the app shows when a live run's events are fed to it."""
+    app = RlmApp(theme="rlm-midnight", remember_theme=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.feed(events)
+        await pilot.pause()
+        return state(app), tree_ids(app.query_one(CallTreeView)), app.query_one(TranscriptView).plain_text()
+
+
+async def test_replay_at_the_end_shows_what_the_live_run_showed(sample: Sample) -> None:
+    live_state, live_tree, live_text = await live_app_state(recorded(sample.run.events))
+    app = ReplayApp(Replayer.open(sample.path), end=True, theme="rlm-midnight", remember_theme=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert state(app) == live_state
+        assert tree_ids(app.query_one(CallTreeView)) == live_tree
+        assert app.query_one(TranscriptView).plain_text() == live_text
+        assert app.run_state.answer == ANSWER and app.query_one(AnswerPanel).display
+        bar = app.query_one(ReplayBar).render().plain  # type: ignore[union-attr]
+        assert "paused" in bar and f"event {len(app.replayer):,} of {len(app.replayer):,}" in bar
+        assert "turn 3" in bar
+
+
+async def test_steps_back_and_forth_match_a_fold_from_the_start(sample: Sample) -> None:
+    replayer = Replayer.open(sample.path)
+    events = list(replayer.index.iter_events())
+    app = ReplayApp(replayer, play=False, theme="rlm-midnight", remember_theme=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert replayer.position == 0 and not app.calls.nodes
+
+        async def check() -> None:
+            await pilot.pause()
+            tree = CallTree()
+            tree.extend(events[:replayer.position])
+            assert {k: dataclasses.asdict(v) for k, v in app.calls.nodes.items()} == \
+                {k: dataclasses.asdict(v) for k, v in tree.nodes.items()}, replayer.position
+            assert set(tree_ids(app.query_one(CallTreeView))) == set(tree.nodes)
+
+        await pilot.press("right_curly_bracket")  # turn 1 starts
+        assert replayer.position == replayer.turn_stops()[0]
+        await check()
+        await pilot.press("right_curly_bracket", "right_curly_bracket")  # turn 3 starts
+        assert app.calls.nodes["n0"].turns == 3
+        await check()
+        await pilot.press("left_curly_bracket")  # back to the start of turn 2
+        assert app.calls.nodes["n0"].turns == 2 and replayer.position == replayer.turn_stops()[1]
+        await check()
+        assert "turn 3" not in app.query_one(TranscriptView).plain_text()
+        await pilot.press("left_square_bracket")  # back one cell (the root is shown: its cells)
+        assert replayer.position == replayer.cell_stops("n0")[0]
+        await check()
+        await pilot.press("full_stop", "full_stop", "full_stop", "comma")
+        assert replayer.position == replayer.cell_stops("n0")[0] + 2
+        await check()
+        await pilot.press("G")
+        assert replayer.position == len(replayer) and app.run_state.finished
+        await check()
+        await pilot.press("g")
+        assert replayer.position == 0 and not app.calls.nodes
+        await check()
+
+
+async def test_jump_to_the_selected_node(sample: Sample) -> None:
+    app = ReplayApp(Replayer.open(sample.path), end=True, theme="rlm-midnight", remember_theme=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        child = next(n for n in app.calls.nodes.values() if n.kind == "rlm")
+        view = app.query_one(CallTreeView)
+        view.move_to(child.id)
+        await pilot.pause()
+        await pilot.press("j")
+        await pilot.pause()
+        assert app.replayer.position == app.replayer.node_first(child.id) + 1
+        assert app.calls.nodes[child.id].status == "running"
+        assert app.query_one(TranscriptView).node_id == child.id
+        assert not app.run_state.finished
+
+
+async def until_finished(app: ReplayApp, pilot, seconds: float = 30) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if app.run_state.finished:
+            break
+        await asyncio.sleep(0.05)
+    await pilot.pause()
+
+
+async def test_play_reaches_the_end(sample: Sample) -> None:
+    app = ReplayApp(Replayer.open(sample.path), speed=128, theme="rlm-midnight", remember_theme=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until_finished(app, pilot)
+        assert app.run_state.finished and app.run_state.answer == ANSWER
+        assert not app.player.playing
+        app.player.speed = 0.25
+        await pilot.press("space")  # at the end, play starts over
+        assert app.player.playing and app.replayer.position < len(app.replayer)
+        await pilot.press("space")
+        assert not app.player.playing
+
+
+async def test_follow_shows_a_file_as_it_grows(sample: Sample, tmp_path: Path) -> None:
+    lines = sample.path.read_bytes().splitlines(keepends=True)
+    path = tmp_path / "live.jsonl"
+    path.write_bytes(b"".join(lines[:10]))
+    app = ReplayApp(Replayer.open(path, follow=True), follow=True, theme="rlm-midnight", remember_theme=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.replayer.position == 10  # following opens at the end
+        with open(path, "ab") as handle:
+            for start in range(10, len(lines), 15):
+                handle.write(b"".join(lines[start:start + 15]))
+                handle.flush()
+                await asyncio.sleep(0.3)
+        await until_finished(app, pilot)
+        assert app.run_state.finished and app.run_state.answer == ANSWER
+        assert app.replayer.position == len(lines)
+        assert "the run has ended" in app.query_one(ReplayBar).render().plain  # type: ignore[union-attr]
+
+
+async def test_help_and_palette_list_the_replay_keys(sample: Sample) -> None:
+    from rlm_tui.ui.help import HelpScreen
+
+    app = ReplayApp(Replayer.open(sample.path), play=False, theme="rlm-midnight", remember_theme=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = "\n".join(str(t) for t in app.screen.sections[0][1])
+        for action in ("play_pause", "step(1)", "cell(-1)", "turn(1)", "to_end", "jump_to_node", "quit"):
+            assert action in text
+        await pilot.press("escape")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Replay: jump to the end" in titles and "Show root transcript" in titles
