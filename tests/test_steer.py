@@ -9,6 +9,7 @@ fixed time to pass: every decision is made in reaction to an event.
 from __future__ import annotations
 
 import queue
+from contextlib import contextmanager
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -119,6 +120,35 @@ def echo_sub(script_root: Callable[[list[dict[str, Any]], str], str]):
         return script_root(messages, model)
 
     return script
+
+
+def fed_root(first: str, fed: list[str]):
+    """An RLM that replies ``first`` on turn 1, then keeps what it was fed and answers FINAL(done)."""
+
+    def root(messages, model):
+        if turn_of(messages) == 1:
+            return first
+        fed.append(messages[-1]["content"])
+        return "FINAL(done)"
+
+    return root
+
+
+@contextmanager
+def held_subcalls(root):
+    """A script whose sub-calls never answer until the block ends: only a kill finishes them."""
+    release = threading.Event()
+
+    def script(messages, model):
+        if not is_rlm_call(messages):
+            release.wait(60)
+            return "too late"
+        return root(messages, model)
+
+    try:
+        yield script
+    finally:
+        release.set()
 
 
 def one_cell(code: str, final: str = "FINAL(done)"):
@@ -315,26 +345,14 @@ async def test_kill_a_running_child_rlm_interrupts_its_cell_and_the_parent_conti
 
 
 async def test_kill_a_running_llm_call_cancels_it(corpus: Path, tmp_path: Path) -> None:
-    release = threading.Event()
-
-    def root(messages, model):
-        return fence("print('got', llm_query('slow one'))") if turn_of(messages) == 1 else "FINAL(done)"
-
-    def script(messages, model):
-        if not is_rlm_call(messages):
-            release.wait(60)  # held until the test ends: only a kill can finish this call
-            return "too late"
-        return root(messages, model)
-
     def react(ui: FakeUI, event: ev.Event) -> None:
         if event.kind == ev.LM_STARTED and event.parent == "n0":
             ui.seen["llm"] = event.node
             assert ui.do(ui.steering.kill(event.node))
 
-    try:
+    root = fed_root(fence("print('got', llm_query('slow one'))"), [])
+    with held_subcalls(root) as script:
         run = await steer_run(script, corpus, tmp_path, react, approve="auto")
-    finally:
-        release.set()
     assert f"got {KILLED_RESULT}" in run.cell_text()
     assert run.tree().nodes[run.ui.seen["llm"]].status == "killed"
     assert run.result.answer == "done"
@@ -359,25 +377,13 @@ async def test_kill_the_root_stops_the_run_cleanly(corpus: Path, tmp_path: Path)
 
 async def test_kill_a_running_batch_gives_each_unfinished_slot_the_killed_result(corpus: Path,
                                                                                 tmp_path: Path) -> None:
-    release = threading.Event()
-
-    def script(messages, model):
-        if not is_rlm_call(messages):
-            release.wait(60)
-            return "too late"
-        if turn_of(messages) == 1:
-            return fence("print(llm_query_batched(['a', 'b', 'c']))")
-        return "FINAL(done)"
-
     def react(ui: FakeUI, event: ev.Event) -> None:
         if event.kind == ev.LM_STARTED and event.parent not in (None, "n0") and not ui.seen:
             ui.seen["batch"] = event.parent
             assert ui.do(ui.steering.kill(event.parent))
 
-    try:
+    with held_subcalls(fed_root(fence("print(llm_query_batched(['a', 'b', 'c']))"), [])) as script:
         run = await steer_run(script, corpus, tmp_path, react, approve="auto")
-    finally:
-        release.set()
     assert f"[{KILLED_RESULT!r}, {KILLED_RESULT!r}, {KILLED_RESULT!r}]" in run.cell_text()
     tree = run.tree()
     batch = tree.nodes[run.ui.seen["batch"]]
@@ -406,13 +412,8 @@ async def test_paused_run_makes_no_model_call_until_resumed(corpus: Path, tmp_pa
 async def test_step_mode_pauses_before_turns_and_cells_with_the_code_editable(corpus: Path,
                                                                               tmp_path: Path) -> None:
     fed: list[str] = []
-
-    def root(messages, model):
-        if turn_of(messages) == 1:
-            return ("Two blocks.\n```repl\nx = 1\nprint('original', x)\n```\n"
-                    "```repl\nimport shutil  # something the user does not want\n```\n")
-        fed.append(messages[-1]["content"])
-        return "FINAL(done)"
+    root = fed_root("Two blocks.\n```repl\nx = 1\nprint('original', x)\n```\n"
+                    "```repl\nimport shutil  # something the user does not want\n```\n", fed)
 
     def react(ui: FakeUI, event: ev.Event) -> None:
         if event.kind != ev.STEP_WAITING:
@@ -446,12 +447,7 @@ async def test_step_mode_pauses_before_turns_and_cells_with_the_code_editable(co
 
 async def test_interrupt_stops_the_cell_and_the_model_sees_it(corpus: Path, tmp_path: Path) -> None:
     fed: list[str] = []
-
-    def root(messages, model):
-        if turn_of(messages) == 1:
-            return fence("print('started', flush=True)\nimport time\ntime.sleep(60)")
-        fed.append(messages[-1]["content"])
-        return "FINAL(done)"
+    root = fed_root(fence("print('started', flush=True)\nimport time\ntime.sleep(60)"), fed)
 
     def react(ui: FakeUI, event: ev.Event) -> None:
         if event.kind == ev.CELL_OUTPUT and "started" in event.get("text", "") and not ui.seen:

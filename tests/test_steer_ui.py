@@ -27,6 +27,7 @@ from rlm_tui.ui.steering_screens import DenyScreen, EditCellScreen, EditSpawnScr
 from rlm_tui.ui.widgets.approval import ApprovalPanel
 
 from conftest import fence
+from test_steer import fed_root
 from test_ui_app import shown
 from test_ui_sample import isolated_dirs  # noqa: F401 - autouse fixture
 
@@ -199,12 +200,7 @@ async def test_k_on_the_root_needs_a_second_press_and_ends_the_run(corpus: Path,
 
 async def test_step_mode_shows_the_cell_and_e_runs_the_edited_code(corpus: Path, tmp_path: Path) -> None:
     fed: list[str] = []
-
-    def root(messages, model):
-        if turn_of(messages) == 1:
-            return fence("print('as written')")
-        fed.append(messages[-1]["content"])
-        return "FINAL(done)"
+    root = fed_root(fence("print('as written')"), fed)
 
     with live_app(sub_echo(root), corpus, tmp_path, approve="auto", step="cell") as (app, _, session):
         async with app.run_test(size=SIZE) as pilot:
@@ -226,12 +222,7 @@ async def test_step_mode_shows_the_cell_and_e_runs_the_edited_code(corpus: Path,
 
 async def test_space_pauses_and_resumes_and_escape_interrupts_the_cell(corpus: Path, tmp_path: Path) -> None:
     fed: list[str] = []
-
-    def root(messages, model):
-        if turn_of(messages) == 1:
-            return fence("print('started', flush=True)\nimport time\ntime.sleep(60)")
-        fed.append(messages[-1]["content"])
-        return "FINAL(done)"
+    root = fed_root(fence("print('started', flush=True)\nimport time\ntime.sleep(60)"), fed)
 
     with live_app(sub_echo(root), corpus, tmp_path, approve="auto") as (app, _, session):
         async with app.run_test(size=SIZE) as pilot:

@@ -605,9 +605,17 @@ class Engine:
             # a chain deeper than the cap (each ancestor holds a permit while its child waits).
             sem = self._child_sems.setdefault(depth, asyncio.Semaphore(min(self.limits.concurrency,
                                                                            MAX_CHILD_RLMS)))
-            async with sem:
+            try:
+                await sem.acquire()
+            except asyncio.CancelledError:
+                if decided is not APPROVED:  # the tree shows it queued: say how it ended
+                    self.emit(ev.NODE_FINISHED, node, parent, status="killed", result="", error="stopped while queued")
+                raise
+            try:
                 answer = await self._run_rlm(_Rlm(node, parent, depth, prompt, model,
                                                   context or {"type": "text", "text": prompt}))
+            finally:
+                sem.release()
             return answer if answer is not None else "Error: the child RLM stopped without an answer"
         return await self._llm(parent, depth, prompt, model, node)
 

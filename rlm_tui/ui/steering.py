@@ -237,22 +237,10 @@ class SteeringMixin:
     def action_steer_edit(self) -> None:
         from .steering_screens import EditCellScreen, EditSpawnScreen
 
-        current, steering = self.current_question(), self.steering
-        if current is None or steering is None:
-            return
-        gate = current.id
-        if current.kind == "cell":
-            def edited_code(code: str | None) -> None:
-                if code is not None and self.steering is not None:
-                    self.steering.edit(gate, code=code)
-
-            self.push_screen(EditCellScreen(current), edited_code)  # type: ignore[attr-defined]
-        elif current.kind == "spawn":
-            def edited_spawn(result: dict[str, Any] | None) -> None:
-                if result is not None and self.steering is not None:
-                    self.steering.edit(gate, **result)
-
-            self.push_screen(EditSpawnScreen(current), edited_spawn)  # type: ignore[attr-defined]
+        current = self.current_question()
+        if current is not None and current.kind in ("spawn", "cell"):
+            screen = EditCellScreen(current) if current.kind == "cell" else EditSpawnScreen(current)
+            self._ask_then(screen, "edit", current.id)
 
     def action_steer_deny(self) -> None:
         from .steering_screens import DenyScreen
@@ -260,17 +248,19 @@ class SteeringMixin:
         current, steering = self.current_question(), self.steering
         if current is None or steering is None:
             return
-        gate = current.id
         if current.kind == "cell":
-            steering.deny(gate)  # skip the cell: the model is told it did not run
+            steering.deny(current.id)  # skip the cell: the model is told it did not run
             self.notify(f"Cell {current.data.get('cell')} skipped.")  # type: ignore[attr-defined]
-            return
+        elif current.kind == "spawn":
+            self._ask_then(DenyScreen(current), "deny", current.id)
 
-        def denied(reason: str | None) -> None:
-            if reason is not None and self.steering is not None:
-                self.steering.deny(gate, reason)
+    def _ask_then(self, screen: Any, command: str, gate: str) -> None:
+        """Open a modal; when it is confirmed, send ``command(gate, **its result)`` to the run."""
+        def done(result: dict[str, Any] | None) -> None:
+            if result is not None and self.steering is not None:
+                getattr(self.steering, command)(gate, **result)
 
-        self.push_screen(DenyScreen(current), denied)  # type: ignore[attr-defined]
+        self.push_screen(screen, done)  # type: ignore[attr-defined]
 
     def action_steer_open(self) -> None:
         current, steering = self.current_question(), self.steering

@@ -1,7 +1,8 @@
 """Modals for steering: edit a waiting call, deny it with a reason, edit a waiting cell.
 
-Each returns its result with ``dismiss`` (None when cancelled with Esc, which
-leaves the question waiting). Ctrl+S confirms an edit; Enter confirms a denial.
+Each is dismissed with the keyword arguments of its steering command (``edit``
+or ``deny``), or None when cancelled with Esc, which leaves the question
+waiting. Ctrl+S confirms an edit; Enter confirms a denial.
 """
 
 from __future__ import annotations
@@ -16,38 +17,6 @@ from textual.widgets import Input, Label, Static, TextArea
 
 from .steering import Question
 
-MODAL_CSS = """
-{name} {{
-    align: center middle;
-}}
-{name} > Vertical {{
-    width: 100;
-    max-width: 95%;
-    height: auto;
-    max-height: 90%;
-    border: round $warning;
-    border-title-color: $warning;
-    border-title-style: bold;
-    border-subtitle-color: $foreground-muted;
-    background: $surface;
-    padding: 0 1;
-}}
-{name} Label {{
-    color: $foreground-muted;
-    margin-top: 1;
-}}
-{name} TextArea {{
-    height: auto;
-    max-height: 20;
-    min-height: 4;
-}}
-{name} .hint {{
-    color: $foreground-muted;
-    margin-top: 1;
-}}
-"""
-
-
 def describe(question: Question) -> str:
     """``llm_query n5`` / ``rlm_query n7`` / ``llm_query_batched × 3 n9`` / ``cell 2 of n0``."""
     data = question.data
@@ -60,15 +29,53 @@ def describe(question: Question) -> str:
     return f"{question.spawn_kind}_query ({question.node})"
 
 
-class EditSpawnScreen(ModalScreen[dict[str, Any] | None]):
-    """The waiting call's model and prompt, editable; a batch's prompts are edited one by one after ``o``."""
+class QuestionScreen(ModalScreen[dict[str, Any] | None]):
+    """A modal about one waiting question; dismissed with the command's arguments, or None (Esc)."""
 
-    BINDINGS = [Binding("ctrl+s", "save", "Run it edited"), Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = MODAL_CSS.format(name="EditSpawnScreen")
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    QuestionScreen {
+        align: center middle;
+    }
+    QuestionScreen > Vertical {
+        width: 100;
+        max-width: 95%;
+        height: auto;
+        max-height: 90%;
+        border: round $warning;
+        border-title-color: $warning;
+        border-title-style: bold;
+        border-subtitle-color: $foreground-muted;
+        background: $surface;
+        padding: 0 1;
+    }
+    QuestionScreen Label {
+        color: $foreground-muted;
+        margin-top: 1;
+    }
+    QuestionScreen TextArea {
+        height: auto;
+        max-height: 20;
+        min-height: 4;
+    }
+    QuestionScreen .hint {
+        color: $foreground-muted;
+        margin-top: 1;
+    }
+    """
 
     def __init__(self, question: Question) -> None:
         super().__init__()
         self.question = question
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class EditSpawnScreen(QuestionScreen):
+    """The waiting call's model and prompt, editable; a batch's prompts are edited one by one after ``o``."""
+
+    BINDINGS = [Binding("ctrl+s", "save", "Run it edited")]
 
     def compose(self) -> ComposeResult:
         data = self.question.data
@@ -99,22 +106,12 @@ class EditSpawnScreen(ModalScreen[dict[str, Any] | None]):
             result["prompt"] = self.query_one("#prompt", TextArea).text
         self.dismiss(result)
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.action_save()
 
 
-class DenyScreen(ModalScreen[str | None]):
+class DenyScreen(QuestionScreen):
     """An optional reason; the code that asked receives ``Error: denied by user: <reason>``."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = MODAL_CSS.format(name="DenyScreen")
-
-    def __init__(self, question: Question) -> None:
-        super().__init__()
-        self.question = question
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -126,21 +123,13 @@ class DenyScreen(ModalScreen[str | None]):
                          classes="hint")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.dismiss({"reason": event.value.strip()})
 
 
-class EditCellScreen(ModalScreen[str | None]):
+class EditCellScreen(QuestionScreen):
     """A waiting cell's code, editable: what is saved is what runs, and what the session records."""
 
-    BINDINGS = [Binding("ctrl+s", "save", "Run it edited"), Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = MODAL_CSS.format(name="EditCellScreen")
-
-    def __init__(self, question: Question) -> None:
-        super().__init__()
-        self.question = question
+    BINDINGS = [Binding("ctrl+s", "save", "Run it edited")]
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -155,7 +144,4 @@ class EditCellScreen(ModalScreen[str | None]):
         self.query_one("#code", TextArea).focus()
 
     def action_save(self) -> None:
-        self.dismiss(self.query_one("#code", TextArea).text)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.dismiss({"code": self.query_one("#code", TextArea).text})
