@@ -172,8 +172,8 @@ class Engine:
         if self._writer is None:
             self.open_session()
         self._t0 = time.perf_counter()
-        self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=self.settings.public(),
-                  **self.run_info)
+        settings = dict(self.settings.public(), session_path=str(self.session_path))
+        self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=settings, **self.run_info)
         self.steering.bind(self.emit)
         self._sem = asyncio.Semaphore(self.limits.concurrency)
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)

@@ -164,10 +164,10 @@ class RlmApp(SteeringMixin, App[None]):
         self.run_state = RunState()
         self.questions = Questions()
         self._dirty = {}
-        self.query_one(CallTreeView).restart(self.calls)
-        self.query_one(TranscriptView).show(None, [], follow=True)
+        self.tree_view.restart(self.calls)
+        self.transcript_view.show(None, [], follow=True)
         self._set_transcript_title()
-        self.query_one(AnswerPanel).display = False
+        self.answer_panel.display = False
 
     def _tick(self) -> None:
         """Per frame: take what the source has; once a second let running clocks tick."""
