@@ -154,6 +154,30 @@ print(one.result(), '|', two.result())
     assert "sub says one | sub says two" in cell_text(session)
 
 
+async def test_o_opens_a_batch_then_n_and_always(corpus: Path, tmp_path: Path) -> None:
+    code = "r = llm_query_batched(['p0', 'p1'])\nprint(r, llm_query('after'))"
+    with live_app(one_cell(code), corpus, tmp_path) as (app, _, session):
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: any(q.is_batch for q in app.questions.items.values()), "the batch")
+            assert "o one by one" in str(app.query_one(ApprovalPanel).border_subtitle)
+            await pilot.press("o")
+            await wait_for(pilot, lambda: len(app.questions.items) == 2, "its two prompts waiting")
+            batch = next(n for n in app.calls.nodes.values() if n.kind == "batch")
+            assert app.tree_view.cursor_node.data == batch.id and app.tree_view.cursor_node.is_expanded
+            app.tree_view.move_to(batch.children[1])
+            await pilot.pause()
+            assert "p1" in panel_text(app)
+            await pilot.press("n", "enter")  # deny p1, no reason
+            await wait_for(pilot, lambda: len(app.questions.items) == 1, "p0 left")
+            await pilot.press("A")  # p0, and every llm_query after it, without asking
+            await wait_for(pilot, lambda: app.run_state.finished, "the end of the run")
+            await pilot.press("q")
+    assert "['sub says p0', 'Error: denied by user'] sub says after" in cell_text(session)
+    events = load(session).events
+    assert len([e for e in events if e.kind == ev.SPAWN_REQUESTED]) == 3  # the batch and its two prompts
+    assert [e.get("spawn_kind") for e in events if e.kind == ev.STEERING] == ["llm"]
+
+
 async def test_k_kills_the_running_child_and_the_parent_goes_on(corpus: Path, tmp_path: Path) -> None:
     def root(messages, model):
         if question_of(messages).startswith("slow child"):

@@ -266,6 +266,10 @@ class SteeringMixin:
         current, steering = self.current_question(), self.steering
         if current is not None and steering is not None and current.is_batch:
             steering.open_batch(current.id)
+            self.tree_view.move_to(current.node)  # type: ignore[attr-defined]
+            node = self.tree_view.cursor_node  # type: ignore[attr-defined]
+            if node is not None and node.data == current.node:
+                node.expand()  # its prompts appear below it, each waiting
 
     def action_steer_kill(self) -> None:
         steering, node_id = self.steering, self.cursor_node()

@@ -106,7 +106,7 @@ class ApprovalPanel(VerticalScroll, can_focus=False):
         if question.is_batch:
             prompts = data.get("prompts") or []
             for i, prompt in enumerate(prompts[:BATCH_SHOWN]):
-                parts.append(Text.assemble((f"[{i}] ", palette.accent), _short(prompt, 300)))
+                parts.append(Text.assemble((f"[{i}] ", palette.accent), _short(" ".join(prompt.split()), 300)))
             if len(prompts) > BATCH_SHOWN:
                 parts.append(Text(f"… and {len(prompts) - BATCH_SHOWN} more prompts", style=palette.muted))
         else:
