@@ -13,6 +13,7 @@ def __rlm_install(cfg):
     import json
     import os
     import pickle
+    import reprlib
     import socket
     import tempfile
     import threading
@@ -94,7 +95,15 @@ def __rlm_install(cfg):
         fd, path = tempfile.mkstemp(dir=stash_dir, suffix=".pkl")
         with os.fdopen(fd, "wb") as handle:
             pickle.dump(context, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        return {"type": "pickle", "path": path}
+        spec = {"type": "pickle", "path": path, "pytype": type(context).__name__, "bytes": os.path.getsize(path)}
+        try:  # a short summary for the approval prompt; never the whole value
+            spec["items"] = len(context)
+            short = reprlib.Repr()
+            short.maxstring, short.maxlist, short.maxdict, short.maxother = 100, 8, 8, 100
+            spec["preview"] = short.repr(context)
+        except Exception:  # noqa: BLE001 - an odd object: no summary
+            pass
+        return spec
 
     def rlm_query(prompt, context=None, model=None):
         """Start a child RLM (own REPL) on a sub-task; returns its final answer as a str."""

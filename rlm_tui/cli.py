@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds one code cell may run (default: %(default)s)")
     lim.add_argument("--output-chars", type=_positive_int, default=d.output_chars,
                      help="a cell's output shown to the model is cut to this (default: %(default)s)")
+    st = p.add_argument_group("steering (see README: Steering)")
+    st.add_argument("--approve", choices=("ask", "rlm", "auto", "deny"),
+                    help="which sub-calls wait for your approval: ask = every llm_query/rlm_query, rlm = only "
+                    "child RLMs, auto = none, deny = refuse all (the code gets an error string). "
+                    "Default: rlm in the UI, auto with --headless (which allows only auto or deny)")
+    st.add_argument("--step", choices=("off", "turn", "cell", "all"), default="off",
+                    help="start in step mode: pause before each root model call (turn), before each code "
+                    "cell with the code editable (cell), or both (all) (default: %(default)s; UI only)")
     o = p.add_argument_group("output")
     o.add_argument("--headless", action="store_true", help="no UI: answer on stdout, progress on stderr")
     o.add_argument("--json", action="store_true", help="with --headless: one JSON object on stdout")
@@ -102,8 +110,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     max_subcalls=args.max_subcalls, concurrency=args.concurrency, max_tokens=args.max_tokens,
                     budget=args.budget, timeout=args.timeout, cell_timeout=args.cell_timeout,
                     output_chars=args.output_chars)
+    approve = args.approve or ("auto" if args.headless else "rlm")
     return Settings(model=args.model, sub_model=args.sub_model, api_base=args.api_base, api_key=args.api_key,
-                    limits=limits, session_path=args.session)
+                    limits=limits, session_path=args.session, approve=approve, step=args.step)
 
 
 def fail(message: str, code: int) -> int:
@@ -118,6 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.json and not args.headless:
         return fail("--json needs --headless", EXIT_USAGE)
+    if args.headless and args.approve in ("ask", "rlm"):
+        return fail(f"--approve {args.approve} needs the UI: nobody can approve in --headless runs "
+                    "(use auto or deny)", EXIT_USAGE)
+    if args.headless and args.step != "off":
+        return fail("--step needs the UI: nobody can step a --headless run", EXIT_USAGE)
     stdin_file: str | None = None
     try:
         if args.path == "-":

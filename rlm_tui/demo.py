@@ -142,8 +142,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--theme", help="colour theme (see the command palette, Ctrl+P, for the list)")
     parser.add_argument("--pace", type=float, default=1.0,
                         help="multiply the scripted model's delays (0 = as fast as possible; default 1)")
+    parser.add_argument("--approve", choices=("ask", "rlm", "auto", "deny"), default="auto",
+                        help="which sub-calls wait for your approval (default: auto; try ask)")
+    parser.add_argument("--step", choices=("off", "turn", "cell", "all"), default="off",
+                        help="start in step mode (default: off)")
     args = parser.parse_args(argv)
     from .ui import launch
 
     settings, folder, stack = start_demo(args.pace)
+    settings.approve, settings.step = args.approve, args.step
     return launch(settings, QUESTION, folder, theme=args.theme, badge=BADGE, on_finish=stack.close)

@@ -34,7 +34,8 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)
     limits: Limits = field(default_factory=Limits)
     session_path: Path | None = None  # None = a new file in the sessions folder
-    approve: str = "auto"  # spawn policy: auto | ask | rlm | deny
+    approve: str = "auto"  # spawn policy: auto | ask | rlm | deny (see control.py)
+    step: str = "off"  # step mode: off | turn (before each root model call) | cell (before each cell) | all
     lm_timeout: float = 600.0  # seconds for one LM request
     lm_retries: int = 4  # retries on rate limits, 5xx, timeouts and broken streams
     lm_backoff: float = 1.0  # seconds before the first retry; doubles each time

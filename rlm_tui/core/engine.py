@@ -20,6 +20,7 @@ from . import events as ev
 from . import prompts
 from .config import Settings
 from .bridge import Bridge, Refused
+from .control import APPROVED, KILLED_RESULT, SKIPPED_OUTPUT, Decision, Killed, Steering, edited_cell_note
 from .kernel import Kernel, KernelDied, KernelPool, kernel_source, strip_ansi
 from .lm import LMClient, LMError, LMFatalError, LMResult
 from .parsing import parse_reply
@@ -90,8 +91,10 @@ class Engine:
     """One run of an RLM over ``path`` (a file or a directory) answering ``question``."""
 
     def __init__(self, settings: Settings, question: str, path: Path | str,
-                 sink: ev.Sink | None = None) -> None:
+                 sink: ev.Sink | None = None, steering: Steering | None = None) -> None:
         self.settings = settings
+        #: Approve/edit/deny spawns, kill, pause, step: safe to call from any thread (see control.py).
+        self.steering = steering or Steering(settings.approve, settings.step)
         self.limits = settings.limits
         self.question = question
         self.path = Path(path)
@@ -169,8 +172,9 @@ class Engine:
         if self._writer is None:
             self.open_session()
         self._t0 = time.perf_counter()
-        self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=self.settings.public(),
-                  **self.run_info)
+        settings = dict(self.settings.public(), session_path=str(self.session_path))
+        self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=settings, **self.run_info)
+        self.steering.bind(self.emit)
         self._sem = asyncio.Semaphore(self.limits.concurrency)
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
         self.pool = KernelPool(self._tmp, self._prepare_kernel, warm)
@@ -185,6 +189,7 @@ class Engine:
                          "max_file_bytes": self.limits.max_file_bytes,
                          "max_total_bytes": self.limits.max_context_bytes})
             self._root_task = asyncio.ensure_future(self._run_rlm(root))
+            self.steering.register(root.node, None, self._root_task)
             try:
                 answer = await asyncio.wait_for(asyncio.shield(self._root_task), self.limits.timeout)
             except asyncio.TimeoutError:
@@ -192,7 +197,9 @@ class Engine:
                 self._root_task.cancel()
                 await asyncio.gather(self._root_task, return_exceptions=True)
             except asyncio.CancelledError:
-                if self.fatal is None:  # cancelled from outside: Ctrl+C, SIGTERM, the UI quitting
+                if self.steering.is_killed(root.node) and not _cancelling():
+                    pass  # the user killed the root: a clean stop
+                elif self.fatal is None:  # cancelled from outside: Ctrl+C, SIGTERM, the UI quitting
                     interrupted = True
                     self.stopped_by = self.stopped_by or "interrupted"
                     self._root_task.cancel()
@@ -208,7 +215,10 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - reported as the run's error, not a traceback
             error = f"{type(exc).__name__}: {exc}"
         finally:
+            self.steering.close()
             await asyncio.shield(self._shutdown())
+        if answer is None and self.steering.root is not None and self.steering.is_killed(self.steering.root):
+            self.stopped_by = self.stopped_by or "killed"
         error = error or self.fatal
         answer = redact(answer, self.secrets) if answer is not None else None
         error = redact(error, self.secrets) if error is not None else None
@@ -264,6 +274,9 @@ class Engine:
         except asyncio.CancelledError:
             status = "killed"
             raise
+        except Killed:
+            status, error = "killed", "killed by user"
+            return None
         except (LMError, KernelDied, RuntimeError) as exc:
             error = str(exc)
             if rlm.parent is None:
@@ -299,6 +312,8 @@ class Engine:
         for turn in range(1, self.limits.max_iterations + 1):
             if self._exhausted():
                 return None
+            if rlm.parent is None:
+                await self.steering.step_gate(rlm.node, rlm.parent, turn)
             started = time.perf_counter()
             self.emit(ev.TURN_STARTED, rlm.node, rlm.parent, turn=turn)
             reply = await self._lm_call(rlm.node, rlm.parent, rlm.model, messages, messages[sent:], turn, stream=True)
@@ -311,6 +326,7 @@ class Engine:
             ran_before = code_ran
             for code in parsed.code_blocks:
                 output, state = await self._run_cell(rlm, code)
+                self.steering.check(rlm.node)
                 outputs.append(output)
                 code_ran = True
                 if state.get("final") is not None:
@@ -346,6 +362,8 @@ class Engine:
         if self._exhausted():
             return None
         messages.append({"role": "user", "content": prompts.LAST_CHANCE})
+        if rlm.parent is None:
+            await self.steering.step_gate(rlm.node, rlm.parent, self.limits.max_iterations + 1)
         reply = await self._lm_call(rlm.node, rlm.parent, rlm.model, messages, messages[sent:],
                                     self.limits.max_iterations + 1, stream=True)
         parsed = parse_reply(reply.text)
@@ -373,6 +391,13 @@ class Engine:
         assert rlm.kernel is not None
         rlm.cells += 1
         cell = rlm.cells
+        await self.steering.checkpoint(rlm.node)
+        step = await self.steering.cell_gate(rlm.node, rlm.parent, cell, code)
+        if step.action == "skip":
+            return SKIPPED_OUTPUT, {}
+        edited = ""
+        if step.code is not None and step.code != code:
+            code, edited = step.code, edited_cell_note(step.code)
         cap = self.limits.output_chars
         kept: list[str] = []
         total = 0
@@ -388,8 +413,15 @@ class Engine:
 
         self.emit(ev.CELL_STARTED, rlm.node, rlm.parent, cell=cell, code=code)
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="busy")
-        result = await rlm.kernel.execute(code, on_output, timeout=self.limits.cell_timeout,
-                                          user_expressions={"state": "__rlm_state()"})
+        limit, held = self.limits.cell_timeout, self.steering.held(rlm.node)
+        self.steering.cell(rlm.node, rlm.kernel, True)
+        try:
+            # Time spent waiting for the user (a sub-call awaiting approval, a pause) does not count.
+            result = await rlm.kernel.execute(
+                code, on_output, user_expressions={"state": "__rlm_state()"},
+                timeout=None if limit is None else (lambda: limit + self.steering.held(rlm.node) - held))
+        finally:
+            self.steering.cell(rlm.node, rlm.kernel, False)
         notes: list[str] = []
         if result.status == "died":
             try:
@@ -414,7 +446,7 @@ class Engine:
                   duration_s=round(result.duration_s, 3), output_chars=total, truncated_chars=max(0, total - cap))
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
         rlm.variables = state.get("vars", [])
-        output = strip_ansi("".join(kept))
+        output = edited + strip_ansi("".join(kept))
         if total > cap:
             output += f"\n[... {total - cap:,} more characters]"
         return "\n".join([output, *notes]) if notes else output, state
@@ -451,6 +483,7 @@ class Engine:
 
     async def _lm_call(self, node: str, parent: str | None, model: str, messages: list[dict[str, str]],
                        added: list[dict[str, str]], turn: int | None, stream: bool) -> LMResult:
+        await self.steering.checkpoint(node)
         self.emit(ev.LM_STARTED, node, parent, turn=turn, model=model, messages=added)
         buffer: list[str] = []
         last = time.perf_counter()
@@ -542,26 +575,52 @@ class Engine:
         return f"Error: unknown request {op!r}"
 
     async def _one(self, owner: _Rlm, parent: str, prompt: str, context: dict[str, Any] | None, model: str,
-                   rlm: bool, reserved: bool = False) -> str:
+                   rlm: bool, reserved: bool = False, node: str | None = None, decided: Decision | None = None) -> str:
         if (not reserved and self._reserve(1) == 0) or self._exhausted():
+            if node is not None and decided is not None and decided.runs:  # approved while the limit was hit
+                self.emit(ev.NODE_FINISHED, node, parent, status="limit", result="", error="limit reached")
             if not reserved:  # a lone call raises in the kernel: a loop of them stops at once
                 raise Refused(self._refusal().removeprefix("Error: "))
             return self._refusal()
-        depth = owner.depth + 1
-        if rlm and depth < self.limits.max_depth:
+        if self.steering.doomed(parent):
+            return KILLED_RESULT
+        node = node or self._new_id()
+        return await self.steering.track(node, parent, self._sub(owner.depth + 1, node, parent, prompt, context,
+                                                                 model, rlm, decided))
+
+    async def _sub(self, depth: int, node: str, parent: str, prompt: str, context: dict[str, Any] | None,
+                   model: str, rlm: bool, decided: Decision | None) -> str:
+        """One sub-call, once approved: a child RLM, or a plain call (also rlm_query at the depth limit)."""
+        child = rlm and depth < self.limits.max_depth
+        if decided is None:
+            preview = _context_preview(context or {"type": "text", "text": prompt}) if child else None
+            decided = await self.steering.spawn_gate(node, parent, "rlm" if child else "llm", prompt, model, depth,
+                                                     context=preview)
+        if not decided.runs:
+            return decided.result
+        prompt = decided.prompt if decided.prompt is not None else prompt
+        model = decided.model or model
+        if child:
             # Children at each depth share a cap; one semaphore for all depths would deadlock
             # a chain deeper than the cap (each ancestor holds a permit while its child waits).
             sem = self._child_sems.setdefault(depth, asyncio.Semaphore(min(self.limits.concurrency,
                                                                            MAX_CHILD_RLMS)))
-            async with sem:
-                child = _Rlm(self._new_id(), parent, depth, prompt, model,
-                             context or {"type": "text", "text": prompt})
-                answer = await self._run_rlm(child)
+            try:
+                await sem.acquire()
+            except asyncio.CancelledError:
+                if decided is not APPROVED:  # the tree shows it queued: say how it ended
+                    self.emit(ev.NODE_FINISHED, node, parent, status="killed", result="", error="stopped while queued")
+                raise
+            try:
+                answer = await self._run_rlm(_Rlm(node, parent, depth, prompt, model,
+                                                  context or {"type": "text", "text": prompt}))
+            finally:
+                sem.release()
             return answer if answer is not None else "Error: the child RLM stopped without an answer"
-        return await self._llm(parent, depth, prompt, model)
+        return await self._llm(parent, depth, prompt, model, node)
 
-    async def _llm(self, parent: str, depth: int, prompt: str, model: str) -> str:
-        node = self._new_id()
+    async def _llm(self, parent: str, depth: int, prompt: str, model: str, node: str | None = None) -> str:
+        node = node or self._new_id()
         self.emit(ev.NODE_STARTED, node, parent, node_kind="llm", depth=depth, model=model, prompt=prompt,
                   label=one_line(prompt))
         status, result, error = "failed", "", ""
@@ -577,38 +636,73 @@ class Engine:
         except LMError as exc:
             error = str(exc)
             return f"Error: {error}"
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, Killed):
             status = "killed"
             raise
         finally:
             self.emit(ev.NODE_FINISHED, node, parent, status=status, result=result[:RESULT_EXCERPT], error=error)
 
     async def _batch(self, owner: _Rlm, prompts_: list[str], contexts: list[Any], model: str, rlm: bool) -> list[str]:
-        """Many prompts as one node; at most --concurrency run at once, results in order."""
+        """Many prompts as one node (approved as one); at most --concurrency run at once, results in order."""
         n = len(prompts_)
+        if self.steering.doomed(owner.node):
+            return [KILLED_RESULT] * n
         granted = self._reserve(n)
         if n and (granted == 0 or self._exhausted()):  # nothing can run: fail loudly, like a lone call
             self.subcalls -= granted
             raise Refused(self._refusal().removeprefix("Error: "))
         node = self._new_id()
-        self.emit(ev.NODE_STARTED, node, owner.node, node_kind="batch", depth=owner.depth + 1, model=model, n=n,
+        results: list[str | None] = [None] * n
+        return await self.steering.track(
+            node, owner.node, self._run_batch(node, owner, prompts_, contexts, model, rlm, results, granted),
+            killed=lambda: [r if r is not None else KILLED_RESULT for r in results])
+
+    async def _run_batch(self, node: str, owner: _Rlm, prompts_: list[str], contexts: list[Any], model: str,
+                         rlm: bool, results: list[str | None], granted: int) -> list[str | None]:
+        n = len(prompts_)
+        depth = owner.depth + 1
+        kind = "rlm" if rlm and depth < self.limits.max_depth else "llm"
+
+        def context_of(i: int) -> Any:
+            return contexts[i] if i < len(contexts) else None
+
+        previews = [_context_preview(context_of(i) or {"type": "text", "text": p})
+                    for i, p in enumerate(prompts_)] if kind == "rlm" else None
+        decision = await self.steering.spawn_gate(node, owner.node, kind, prompts_[0] if prompts_ else "", model,
+                                                  depth, context=previews, prompts=prompts_)
+        if not decision.runs:
+            results[:] = [decision.result] * n
+            return results
+        if decision.action == "edit":
+            prompts_ = decision.prompts if decision.prompts is not None else prompts_
+            model = decision.model or model
+        self.emit(ev.NODE_STARTED, node, owner.node, node_kind="batch", depth=depth, model=model, n=n,
                   prompt=prompts_[0] if prompts_ else "", label=f"{'rlm' if rlm else 'llm'}_query_batched × {n}")
-        results = [self._refusal()] * n
-        order = iter(range(granted))
-
-        async def worker() -> None:
-            for i in order:
-                context = contexts[i] if i < len(contexts) else None
-                results[i] = await self._one(owner, node, prompts_[i], context, model, rlm, reserved=True)
-
         status = "done"
         try:
+            if granted < n:
+                results[granted:] = [self._refusal()] * (n - granted)
+            nodes: list[str | None] = [None] * n
+            decided: list[Decision | None] = [APPROVED] * n  # approved with the batch
+            if decision.action == "open":  # the user decides prompt by prompt
+                nodes[:granted] = [self._new_id() for _ in range(granted)]
+                decided[:granted] = await asyncio.gather(*(
+                    self.steering.spawn_gate(nodes[i], node, kind, prompts_[i], model, depth, force=True,
+                                             context=previews[i] if previews else None)
+                    for i in range(granted)))
+            order = iter(range(granted))
+
+            async def worker() -> None:
+                for i in order:
+                    results[i] = await self._one(owner, node, prompts_[i], context_of(i), model, rlm, reserved=True,
+                                                 node=nodes[i], decided=decided[i])
+
             await asyncio.gather(*(worker() for _ in range(min(granted, self.limits.concurrency))))
         except asyncio.CancelledError:
             status = "killed"
             raise
         finally:
-            failed = sum(1 for r in results if isinstance(r, str) and r.startswith("Error:"))
+            failed = sum(1 for r in results if r is None or r.startswith("Error:"))
             self.emit(ev.NODE_FINISHED, node, owner.node, status=status,
                       result=f"{n - failed} of {n} answered", error=f"{failed} failed" if failed else "")
         return results
@@ -625,7 +719,16 @@ def _context_preview(spec: dict[str, Any]) -> dict[str, Any]:
     """What a spawn's context looks like, for the tree and the approval prompt."""
     if spec.get("type") == "text":
         return {"type": "str", "chars": len(spec["text"]), "preview": spec["text"][:300]}
+    if spec.get("type") == "pickle":  # a non-str value from kernel code: its summary (kernels/bootstrap.py)
+        return {"type": spec.get("pytype", "object"), "items": spec.get("items"), "bytes": spec.get("bytes"),
+                "preview": spec.get("preview", "")}
     return {"type": spec.get("type"), "path": spec.get("path")}
+
+
+def _cancelling() -> int:
+    """How many cancellations of the current task are pending (0: it was not cancelled itself)."""
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
 
 
 def _empty_reason(path: Path, info: dict[str, Any]) -> str:

@@ -76,9 +76,13 @@ class Kernel:
     async def is_alive(self) -> bool:
         return await self.km.is_alive()
 
-    async def execute(self, code: str, on_output: OutputHook | None = None, *, timeout: float | None = None,
+    async def execute(self, code: str, on_output: OutputHook | None = None, *,
+                      timeout: float | Callable[[], float | None] | None = None,
                       user_expressions: dict[str, str] | None = None, interrupt_grace: float = 5.0) -> ExecResult:
-        """Run a cell, streaming its output; interrupt it after ``timeout`` seconds."""
+        """Run a cell, streaming its output; interrupt it after ``timeout`` seconds.
+
+        ``timeout`` may be a function giving the current limit (it may grow while the cell runs).
+        """
         assert self.kc is not None
         started = time.perf_counter()
         msg_id = self.kc.execute(code, store_history=False, allow_stdin=False,
@@ -94,7 +98,8 @@ class Kernel:
                 if not await self.km.is_alive():
                     return ExecResult("died", time.perf_counter() - started, error="the kernel died")
                 elapsed = time.perf_counter() - started
-                if timeout is not None and interrupted_at is None and elapsed > timeout:
+                limit = timeout() if callable(timeout) else timeout
+                if limit is not None and interrupted_at is None and elapsed > limit:
                     interrupted_at = elapsed
                     status = "timeout"
                     await self.km.interrupt_kernel()

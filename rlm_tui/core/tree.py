@@ -125,7 +125,8 @@ class CallTree:
             node.turns = event.get("turn", node.turns)
         elif kind == ev.SPAWN_DECIDED:
             node.prompt = event.get("prompt", node.prompt)
-            node.status = "denied" if event.get("decision") == "deny" else "queued"
+            decision = event.get("decision")
+            node.status = "denied" if decision == "deny" else "killed" if decision == "kill" else "queued"
         elif kind == ev.NODE_FINISHED:
             node.status = event.get("status", "done")
             node.finished_t = event.t

@@ -27,9 +27,11 @@ from .help import HelpScreen, key_sections
 from .render import Palette
 from .runstate import RunState
 from .source import EventSource
+from .steering import STEERING_BINDINGS, Questions, SteeringMixin
 from .themes import DEFAULT_THEME, load_themes
 from .transcript import Transcripts
 from .widgets.answer import AnswerPanel
+from .widgets.approval import ApprovalPanel
 from .widgets.call_tree import CallTreeView
 from .widgets.status import RunHeader, StatusBar
 from .widgets.transcript_view import TranscriptView
@@ -40,12 +42,13 @@ QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 CTRL_C_WINDOW_S = 2.0
 
 
-class RlmApp(App[None]):
+class RlmApp(SteeringMixin, App[None]):
     """Watch a Recursive Language Model run: what the root wrote, what ran, what it spawned and cost."""
 
     TITLE = "rlm-tui"
     CSS_PATH = "app.tcss"
     BINDINGS = [
+        *STEERING_BINDINGS,  # first: while a call waits, "a" approves all (it shows the answer after the run)
         Binding("q", "quit", "Quit", tooltip="Quit: stop the run, shut down its kernels, close the session file"),
         Binding("ctrl+c", "ctrl_c", "Quit", show=False, tooltip="Quit when pressed twice within 2 seconds"),
         Binding("question_mark", "help", "Keys", tooltip="This list of keys"),
@@ -62,6 +65,7 @@ class RlmApp(App[None]):
         self.calls = CallTree()
         self.transcripts = Transcripts(self.calls)
         self.run_state = RunState()
+        self.questions = Questions()
         self._requested_theme = theme
         self._remember_theme = remember_theme
         self._startup_theme: str | None = None
@@ -105,11 +109,13 @@ class RlmApp(App[None]):
         self.tree_view = CallTreeView(self.calls, self.palette, id="calls")
         self.transcript_view = TranscriptView(self.palette, id="transcript")
         self.answer_panel = AnswerPanel(id="answer")
+        self.approval_panel = ApprovalPanel(id="approval")
         self.status_bar = StatusBar(id="status")
         yield self.header_bar
         with Horizontal(id="panes"):
             yield self.tree_view
             yield self.transcript_view
+        yield self.approval_panel
         yield self.answer_panel
         yield self.status_bar
         yield Footer()
@@ -145,6 +151,7 @@ class RlmApp(App[None]):
                 self._dirty[node.id] = None
             self.run_state.apply(event)
             self.transcripts.apply(event)
+            self.questions.apply(event)
         self._last_event_clock = time.monotonic()
         if not self._render_pending:
             self._render_pending = True
@@ -155,11 +162,12 @@ class RlmApp(App[None]):
         self.calls = CallTree()
         self.transcripts = Transcripts(self.calls)
         self.run_state = RunState()
+        self.questions = Questions()
         self._dirty = {}
-        self.query_one(CallTreeView).restart(self.calls)
-        self.query_one(TranscriptView).show(None, [], follow=True)
+        self.tree_view.restart(self.calls)
+        self.transcript_view.show(None, [], follow=True)
         self._set_transcript_title()
-        self.query_one(AnswerPanel).display = False
+        self.answer_panel.display = False
 
     def _tick(self) -> None:
         """Per frame: take what the source has; once a second let running clocks tick."""
@@ -196,6 +204,7 @@ class RlmApp(App[None]):
         elif view.node_id in changes:
             view.blocks_changed(changes[view.node_id])
         self._refresh_status()
+        self.steering_changed()
         if self.run_state.finished and not self.answer_panel.display:
             self._show_answer()
 
@@ -211,6 +220,7 @@ class RlmApp(App[None]):
     def on_tree_node_highlighted(self, message: Tree.NodeHighlighted[str]) -> None:
         if message.node.data is not None:
             self.show_node(message.node.data)
+            self.steering_changed()  # the question shown follows the cursor
 
     def show_node(self, node_id: str) -> None:
         """Show one call node's own transcript in the transcript pane."""
@@ -248,7 +258,10 @@ class RlmApp(App[None]):
     # --- actions ----------------------------------------------------------------------
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(key_sections([*self.BINDINGS, *App.BINDINGS], self.COMMAND_PALETTE_BINDING)))
+        general = [b for b in self.BINDINGS if b not in STEERING_BINDINGS]
+        sections = key_sections([*general, *App.BINDINGS], self.COMMAND_PALETTE_BINDING)
+        sections.insert(1, ("Steering a live run (shown in the footer when they apply)", STEERING_BINDINGS))
+        self.push_screen(HelpScreen(sections))
 
     def action_show_root(self) -> None:
         if self.calls.root is not None:
@@ -298,6 +311,7 @@ class RlmApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help: all keys", "List every key binding", self.action_help)
+        yield from self.steering_commands()
         yield SystemCommand("Show root transcript", "Show the root model's transcript", self.action_show_root)
         yield SystemCommand("Final answer: show or hide", "Toggle the final-answer panel", self.action_toggle_answer)
         yield SystemCommand("Final answer: copy", "Copy the final answer to the clipboard", self.action_copy_answer)

@@ -23,6 +23,7 @@ from typing import Iterable
 from rich.text import Text
 from textual.app import SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -165,7 +166,10 @@ class ReplayApp(RlmApp):
 
     def _tick(self) -> None:
         playing = self.player.playing
-        super()._tick()
+        try:
+            super()._tick()
+        except NoMatches:  # a last frame while the app is closing: its widgets are already gone
+            return
         if playing or self._frame % 15 == 0:
             self._refresh_bar()
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Coroutine
 
 from ..core import events as ev
 from ..core.config import Settings
+from ..core.control import Steering
 from ..core.session import new_session_path
 
 #: How long quitting waits for the engine to shut its kernels down.
@@ -39,6 +40,8 @@ class EngineSource:
         self.badge = badge
         self._on_finish = on_finish
         self._prepare = prepare  # adjusts the Engine before it runs (rlm-tui resume)
+        #: Commands to the run (approve, deny, kill, pause...): safe from the UI thread, never blocking.
+        self.steering = Steering(settings.approve, settings.step)
         self._events: deque[ev.Event] = deque()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -101,7 +104,7 @@ class EngineSource:
         from ..core.engine import Engine, SetupError  # here, not at import: 0.1 s off the first frame
 
         try:
-            engine = Engine(self.settings, self.question, self.path, sink=self._sink)
+            engine = Engine(self.settings, self.question, self.path, sink=self._sink, steering=self.steering)
             if self._prepare is not None:
                 self._prepare(engine)
             with asyncio.Runner() as runner:  # closing it also ends what litellm left on the loop

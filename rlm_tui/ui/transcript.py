@@ -125,6 +125,7 @@ class Transcripts:
 
     def _spawn_requested(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is not None:
+            self._header(node)  # a waiting call's own transcript shows what it asks, while it waits
             self._spawn_line(node, "waiting")
 
     def _context_loaded(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:

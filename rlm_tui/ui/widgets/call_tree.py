@@ -137,7 +137,8 @@ class CallTreeView(Tree[str]):
         elapsed = f" · {fmt.seconds(node.elapsed(self._now))}" if detail else ""
         if not node.children:
             if not node.usage.lm_calls:
-                return Text(f"{node.status}{elapsed}", style=palette.muted)
+                status = "waiting for approval" if node.status == "waiting" else node.status
+                return Text(f"{status}{elapsed}", style=palette.muted)
             return Text(f"{own} · {fmt.dollars(node.usage.cost_usd)}{elapsed}", style=palette.muted)
         total = calls.subtree_usage(node.id)
         tok = " tok" if detail else ""
