@@ -120,6 +120,16 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+def entry() -> int:
+    """The console script: ``main`` with a reader that went away (``| head``) treated as done."""
+    try:
+        return main()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail again
+        return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:

@@ -142,3 +142,21 @@ def test_session_file_reads_back(corpus: Path, tmp_path: Path, server) -> None:
     assert loaded.events[-1].get("answer") == "forty-two"
     assert [e.seq for e in loaded.events[1:]] == list(range(1, len(loaded.events)))
     assert "sk-never-on-disk-5555" not in session.read_text()
+
+
+async def test_output_into_a_closed_pipe_is_not_an_error(corpus: Path, tmp_path: Path) -> None:
+    from conftest import run_script
+
+    def script(messages, model):
+        if turn_of(messages) == 1:
+            return fence("print('line\\n' * 100_000)")
+        return "FINAL(ok)"
+
+    run = await run_script(script, corpus, tmp_path, output_chars=500_000)  # more than a pipe buffer
+    proc = subprocess.Popen([PYTHON, "-m", "rlm_tui", "replay", str(run.result.session), "--headless", "--full"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in proc.stderr.read().decode()
