@@ -48,7 +48,6 @@ class RlmApp(SteeringMixin, App[None]):
     TITLE = "rlm-tui"
     CSS_PATH = "app.tcss"
     BINDINGS = [
-        *STEERING_BINDINGS,  # first: while a call waits, "a" approves all (it shows the answer after the run)
         Binding("q", "quit", "Quit", tooltip="Quit: stop the run, shut down its kernels, close the session file"),
         Binding("ctrl+c", "ctrl_c", "Quit", show=False, tooltip="Quit when pressed twice within 2 seconds"),
         Binding("question_mark", "help", "Keys", tooltip="This list of keys"),
@@ -56,6 +55,7 @@ class RlmApp(SteeringMixin, App[None]):
         Binding("a", "toggle_answer", "Answer", tooltip="Show or hide the final-answer panel"),
         Binding("t", "change_theme", "Theme", tooltip="Pick a colour theme (remembered for next time)"),
         Binding("tab", "app.focus_next", "Switch pane", tooltip="Move between the call tree and the transcript"),
+        *STEERING_BINDINGS,  # live runs only; while calls wait for approval, "a" approves them all
     ]
 
     def __init__(self, source: EventSource | None = None, *, theme: str | None = None,

@@ -43,7 +43,7 @@ STEERING_BINDINGS = [
             tooltip="Kill the call under the cursor and everything below it (twice on the root: ends the run)"),
     # Priority: the focused tree would take space (expand/collapse; Enter does that too) while a run is live.
     Binding("space", "steer_pause", "Pause", priority=True,
-            tooltip="Pause the run: nothing new starts; running calls finish"),
+            tooltip="Pause or resume the run: nothing new starts, running calls finish (enter expands tree nodes)"),
     Binding("space", "steer_resume", "Resume", priority=True, tooltip="Resume a paused run"),
     Binding("s", "steer_step", "Step",
             tooltip="Step mode: stop before each root model call and each cell; s again takes one step"),
@@ -171,6 +171,8 @@ class SteeringMixin:
         return self.questions.current(self.cursor_node())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_answer" and self.steering is not None and self.questions.spawns:
+            return False  # "a" approves all while calls wait; the answer comes after the run
         if action not in STEERING_ACTIONS:
             return super().check_action(action, parameters)  # type: ignore[misc]
         if self.steering is None or len(self.screen_stack) > 1:  # type: ignore[attr-defined]
