@@ -15,6 +15,14 @@ def echo(messages, model):
     return f"model={model} said:" + messages[-1]["content"]
 
 
+@pytest.fixture(params=["direct", "litellm"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each behaviour is checked on the direct path and through litellm itself."""
+    if request.param == "litellm":
+        monkeypatch.setenv("RLM_TUI_LITELLM_ONLY", "1")
+    return request.param
+
+
 async def _client(server: ScriptedServer) -> LMClient:
     return LMClient(api_base=server.url, api_key="sk-test-1234", retries=2, backoff=0.01)
 
@@ -27,7 +35,7 @@ def test_applies_only_to_openai_models_with_a_base(monkeypatch: pytest.MonkeyPat
     assert not fastlm.applies("openai/x", "http://127.0.0.1:1/v1")
 
 
-async def test_plain_and_streamed_replies_with_usage() -> None:
+async def test_plain_and_streamed_replies_with_usage(path: str) -> None:
     with ScriptedServer(echo) as server:
         client = await _client(server)
         plain = await client.complete(MODEL, [{"role": "user", "content": "hi"}])
@@ -40,7 +48,7 @@ async def test_plain_and_streamed_replies_with_usage() -> None:
     assert "".join(chunks) == streamed.text
 
 
-async def test_rate_limit_and_server_errors_are_retried() -> None:
+async def test_rate_limit_and_server_errors_are_retried(path: str) -> None:
     with ScriptedServer(echo) as server:
         server.faults.extend([Fault(status=429), Fault(status=500)])
         client = await _client(server)
@@ -51,7 +59,7 @@ async def test_rate_limit_and_server_errors_are_retried() -> None:
     assert result.text.endswith("said:a") and retries == [1, 2]
 
 
-async def test_broken_stream_is_retried_from_the_start() -> None:
+async def test_broken_stream_is_retried_from_the_start(path: str) -> None:
     with ScriptedServer(echo) as server:
         server.faults.append(Fault(break_stream=True))
         client = await _client(server)
@@ -63,7 +71,7 @@ async def test_broken_stream_is_retried_from_the_start() -> None:
     assert result.text.endswith("y" * 200) and len(retried) == 1
 
 
-async def test_auth_failure_is_fatal_and_missing_model_too() -> None:
+async def test_auth_failure_is_fatal_and_missing_model_too(path: str) -> None:
     with ScriptedServer(echo) as server:
         client = await _client(server)
         server.faults.append(Fault(status=401, body="bad key"))
@@ -75,7 +83,7 @@ async def test_auth_failure_is_fatal_and_missing_model_too() -> None:
         await client.aclose()
 
 
-async def test_context_window_and_exhausted_retries_are_plain_errors() -> None:
+async def test_context_window_and_exhausted_retries_are_plain_errors(path: str) -> None:
     with ScriptedServer(echo) as server:
         client = await _client(server)
         server.faults.append(Fault(status=400, body="This model's maximum context length is 8192 tokens"))
@@ -88,7 +96,7 @@ async def test_context_window_and_exhausted_retries_are_plain_errors() -> None:
         await client.aclose()
 
 
-async def test_unreachable_server_is_a_connection_error() -> None:
+async def test_unreachable_server_is_a_connection_error(path: str) -> None:
     client = LMClient(api_base="http://127.0.0.1:9/v1", api_key="sk-test-1234", retries=0)
     with pytest.raises(LMError, match="failed after 0 retries"):
         await client.complete(MODEL, [{"role": "user", "content": "a"}])

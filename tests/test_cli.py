@@ -21,9 +21,10 @@ def answer_script(messages, model):
     return "FINAL(forty-two)"
 
 
-def rlm_tui(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def rlm_tui(*args: str, input: str | None = None, timeout: float = 120,
+            **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PYTHON, "-m", "rlm_tui", *args], capture_output=True, text=True, input=input,
-                          env=cli_env(), timeout=timeout)
+                          env=cli_env(**env), timeout=timeout)
 
 
 @pytest.fixture
@@ -53,6 +54,17 @@ def test_headless_json_object(corpus: Path, tmp_path: Path, server) -> None:
     assert out["calls"] == 1 and out["stopped_by"] is None and out["session"] == str(session)
     assert out["usage"]["total_tokens"] > 0 and out["usage"]["cost_usd"] == 0
     assert set(out["usage"]["per_model"]) == {"openai/scripted", "openai/scripted-sub"}
+
+
+def test_headless_run_through_litellm_itself(corpus: Path, tmp_path: Path, server) -> None:
+    """Providers other than an OpenAI-compatible --api-base go through litellm: the same run, that path."""
+    proc = rlm_tui(str(corpus), "q?", "--headless", "--json", "--model", "openai/gpt-4o-mini", "--api-base",
+                   server.url, "--session", str(tmp_path / "s.jsonl"), RLM_TUI_LITELLM_ONLY="1")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["answer"] == "forty-two" and out["calls"] == 1
+    assert out["usage"]["cost_usd"] > 0  # litellm's price map knows this model
+    assert len(server.requests) == 3 and server.requests[0]["stream"] is True
 
 
 def test_stdin_context(tmp_path: Path) -> None:
