@@ -25,6 +25,7 @@ from rlm_tui.ui.runner import EngineSource
 from rlm_tui.ui.steering import STEERING_BINDINGS
 from rlm_tui.ui.steering_screens import DenyScreen, EditCellScreen, EditSpawnScreen
 from rlm_tui.ui.widgets.approval import ApprovalPanel
+from rlm_tui.ui.widgets.transcript_view import TranscriptView
 
 from conftest import fence
 from test_steer import fed_root
@@ -117,7 +118,10 @@ async def test_y_approves_e_edits_n_denies_with_a_reason(corpus: Path, tmp_path:
             await pilot.press(*"not needed", "enter")
             await wait_for(pilot, lambda: app.run_state.finished, "the end of the run")
             assert not panel.display and "y" not in footer_keys(app)
+            root_transcript = app.query_one(TranscriptView).plain_text()
             await pilot.press("q")
+    for line in ("✓ approved by user", "✓ edited and approved by user", "⊘ denied by user: not needed"):
+        assert line in root_transcript  # each waiting line is followed by what was decided
     assert "sub says first question | sub says second question edited | Error: denied by user: not needed" \
         in cell_text(session)
     decided = [e for e in load(session).events if e.kind == ev.SPAWN_DECIDED]

@@ -167,6 +167,10 @@ def output(block: Block, palette: Palette) -> RenderableType:
     return Padding(text, (0, 0, 0, 2))
 
 
+DECISION_WORDS = {"approve": "approved", "edit": "edited and approved", "deny": "denied", "kill": "killed",
+                  "open": "opened to decide prompt by prompt"}
+
+
 def spawn(block: Block, palette: Palette) -> Text:
     data = block.data
     tag = data.get("kind", "")
@@ -174,6 +178,13 @@ def spawn(block: Block, palette: Palette) -> Text:
     if phase == "waiting":
         return Text.assemble(("⏸ ", palette.warning), (f"{tag} ", "bold"), (block.text, palette.foreground),
                              ("  waiting for approval", palette.warning))
+    if phase == "decided":
+        decision = data.get("decision", "")
+        runs = decision in ("approve", "edit", "open")
+        words = DECISION_WORDS.get(decision, decision)
+        reason = f": {data['reason']}" if data.get("reason") else ""
+        return Text.assemble(("  ✓ " if runs else "  ⊘ ", palette.success if runs else palette.error),
+                             (f"{words} by {data.get('by', '?')}{reason}", palette.muted))
     if phase == "started":
         return Text.assemble(("↳ ", palette.primary), (f"{tag} ", "bold"), (block.text, palette.foreground))
     status = data.get("status", "done")

@@ -109,19 +109,21 @@ class Transcripts:
     def _spawn_decided(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is not None:  # an edited prompt replaces the requested one
             self._header(node)
+            self._spawn_line(node, "decided", decision=event.get("decision", ""), by=event.get("by", ""),
+                             reason=event.get("reason", ""))
 
-    def _spawn_line(self, node: CallNode, phase: str) -> None:
-        """A line in the parent's transcript when a child starts, waits or ends."""
+    def _spawn_line(self, node: CallNode, phase: str, **extra: str) -> None:
+        """A line in the parent's transcript when a child waits, is decided, starts or ends."""
         if node.parent is None or node.parent not in self.tree.nodes:
             return
         parent = self.tree.nodes[node.parent]
-        if parent.kind == "batch" and phase == "waiting":
+        if parent.kind == "batch" and phase in ("waiting", "decided"):
             return
         usage = self.tree.subtree_usage(node.id) if phase == "finished" else node.usage
         self._append(node.parent, Block("spawn", node.label, {
             "child": node.id, "kind": node.kind, "phase": phase, "status": node.status,
             "tokens": usage.total_tokens, "cost": usage.cost_usd,
-            "elapsed": node.elapsed(self.tree.now), "result": node.error or node.result}))
+            "elapsed": node.elapsed(self.tree.now), "result": node.error or node.result, **extra}))
 
     def _spawn_requested(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is not None:
