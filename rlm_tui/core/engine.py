@@ -259,7 +259,11 @@ class Engine:
         try:
             self.emit(ev.KERNEL, rlm.node, rlm.parent, state="starting")
             if rlm.parent is None:
-                # The litellm import (seconds) overlaps the kernel start.
+                # The litellm import (seconds) overlaps the kernel start. Both reach pygments.lexers
+                # (litellm directly, the kernel start through IPython); imported here first, it is never
+                # seen half-initialised by the other thread ("cannot import name 'PythonLexer'").
+                import pygments.lexers  # noqa: F401
+
                 from .lm import litellm_module
                 _, rlm.kernel = await asyncio.gather(asyncio.to_thread(litellm_module), self.pool.acquire())
             else:
