@@ -21,7 +21,7 @@ from . import prompts
 from .config import Settings
 from .bridge import Bridge, Refused
 from .control import APPROVED, KILLED_RESULT, SKIPPED_OUTPUT, Decision, Killed, Steering, edited_cell_note
-from .kernel import Kernel, KernelDied, KernelPool, kernel_source, strip_ansi
+from .kernel import Kernel, KernelDied, KernelPool, expression_value, kernel_source, strip_ansi
 from .lm import LMClient, LMError, LMFatalError, LMResult
 from .parsing import parse_reply
 from .redaction import known_secrets, redact
@@ -460,8 +460,7 @@ class Engine:
         assert rlm.kernel is not None
         try:
             if expr_result and expr_result.get("status") == "ok":
-                import ast
-                return json.loads(ast.literal_eval(expr_result["data"]["text/plain"]))
+                return json.loads(expression_value(expr_result))
             return json.loads(await rlm.kernel.call("", "__rlm_state()", timeout=30))
         except (RuntimeError, KernelDied, ValueError, KeyError):
             return {}

@@ -41,6 +41,11 @@ def kernel_source(name: str) -> str:
     raise FileNotFoundError(f"kernel file {name} not found next to {here}")
 
 
+def expression_value(result: dict) -> str:
+    """The str a ``user_expressions`` entry evaluated to (its reply carries the value's repr)."""
+    return ast.literal_eval(result["data"]["text/plain"])
+
+
 class KernelDied(Exception):
     """The kernel process went away."""
 
@@ -150,7 +155,7 @@ class Kernel:
         if result.status != "ok" or value.get("status") != "ok":
             detail = strip_ansi("".join(out)).strip().splitlines()
             raise RuntimeError(detail[-1] if detail else f"kernel call failed ({result.status})")
-        return ast.literal_eval(value["data"]["text/plain"])
+        return expression_value(value)
 
     async def interrupt(self) -> None:
         await self.km.interrupt_kernel()
