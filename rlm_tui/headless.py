@@ -30,7 +30,6 @@ class ProgressPrinter:
         kind = event.kind
         node = self.tree.nodes.get(event.node or "")
         indent = "  " * (node.depth if node else 0)
-        total = self.tree.total_usage()
         if kind == ev.CONTEXT_LOADED and node is not None and node.kind == "root":
             info = event.get("info", {})
             line = f"[{event.t:6.1f}s] context: {info.get('description', '').splitlines()[0]}"
@@ -58,6 +57,7 @@ class ProgressPrinter:
             return f"[{event.t:6.1f}s] {label}: {text}"
         if kind == ev.RUN_FINISHED:
             calls = event.get("calls", 0)
+            total = self.tree.total_usage()  # once, at the end: it walks every node
             return (f"[{event.t:6.1f}s] finished: {calls} sub-calls · {human_tokens(total.total_tokens)} tok · "
                     f"${total.cost_usd:.4f}" + (f" · stopped by {event.get('stopped_by')}"
                                                 if event.get("stopped_by") else ""))
