@@ -16,7 +16,8 @@ import re
 from typing import Any
 
 from ..core.kernel import strip_ansi
-from .transcript import CellLog, Renderer, SessionLog, human_tokens, usage_line
+from ..headless import human_tokens
+from .transcript import CellLog, Renderer, SessionLog, usage_line
 
 _CODE_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*(repl|python3?|py)\b[^\n]*\n.*?^[ \t]*\1[ \t]*$\n?",
                          re.MULTILINE | re.DOTALL | re.IGNORECASE)

@@ -18,6 +18,7 @@ from typing import Any, Iterable, TextIO
 from ..core import events as ev
 from ..core.kernel import strip_ansi
 from ..core.tree import CallNode, CallTree, one_line
+from ..headless import human_tokens
 from .index import SessionIndex
 
 
@@ -227,10 +228,6 @@ class SessionLog:
 
 
 # ---- rendering ----------------------------------------------------------------------------
-
-
-def human_tokens(n: float) -> str:
-    return f"{n / 1000:.1f}k" if n >= 1000 else str(int(n))
 
 
 def usage_line(tree: CallTree, node: CallNode) -> str:
