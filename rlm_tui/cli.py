@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from . import __version__
-from .core.config import Limits, Settings
+from .core.config import OPTION, OPTIONS, ConfigError, Limits, Option, Settings, read_config
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_LIMIT = 0, 1, 2, 3
 T = TypeVar("T")
@@ -31,88 +31,100 @@ examples:
 """
 
 EPILOG = """\
-exit codes: 0 answered, 1 error, 2 usage error (bad path, bad flag),
-3 a limit stopped the run without an answer.
-API keys come from --api-key or the provider's usual variable
-(OPENAI_API_KEY, ANTHROPIC_API_KEY, ...).
+settings: a flag overrides $RLM_TUI_MODEL (model only), which overrides the
+config file ~/.config/rlm-tui/config.toml ($XDG_CONFIG_HOME respected), which
+overrides the defaults shown. The file takes the options above by name with
+underscores, e.g. model = "openai/gpt-5-mini", max_depth = 2, budget = 1.5
+(see README: Config file). API keys never go there: they come from --api-key
+or the provider's variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...).
+
+exit codes: 0 answered, 1 error, 2 usage error (bad path, bad flag, bad config,
+no API key, unreachable --api-base), 3 a limit stopped the run without an answer.
 
 other commands (rlm-tui COMMAND --help): demo, sessions (list saved runs),
 replay FILE, resume FILE --at TURN, export FILE --to md|ipynb."""
 
+SHORT_USAGE = """\
+usage: rlm-tui PATH QUESTION [options]   answer QUESTION about a file or folder (- reads stdin)
+       rlm-tui demo                      see it work now: a bundled run, no API key needed
+       rlm-tui COMMAND ...               sessions, replay, resume, export
+all options and the config file: rlm-tui --help"""
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+_GROUPS = (("models", ("model", "sub_model", "api_base")),
+           ("limits (shared by the whole recursion tree)", ("max_depth", "max_iterations", "max_subcalls",
+                                                            "concurrency", "max_tokens", "budget", "timeout",
+                                                            "cell_timeout", "output_chars")),
+           ("steering (see README: Steering)", ("approve", "step")))
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
+def _flag_type(option: Option) -> Callable[[str], Any]:
+    """argparse's converter for ``option``: the config file's validation, with argparse's error type."""
+    def convert(text: str) -> Any:
+        try:
+            return option.validate(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = option.name  # argparse names the converter in some messages
+    return convert
+
+
+def _add_option(group: Any, option: Option) -> None:
+    """One flag from its shared definition; its default is None so a config value can fill it."""
+    shown = ""  # the other options' help says its default
+    if option.is_limit:
+        shown = f" (default: {getattr(Limits(), option.name)})"
+    elif option.name == "model":
+        shown = f" (default: {Settings().model}; env RLM_TUI_MODEL)"
+    group.add_argument(option.flag, type=_flag_type(option), choices=option.choices or None,
+                       metavar=None if option.choices else option.metavar,
+                       help=option.help + shown)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = Limits()
     p = argparse.ArgumentParser(prog="rlm-tui", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", metavar="PATH", help="a directory, a file, or - for standard input")
     p.add_argument("question", metavar="QUESTION", help="what to answer about PATH")
     p.add_argument("--version", action="version", version=f"rlm-tui {__version__}")
-    m = p.add_argument_group("models")
-    m.add_argument("--model", default=os.environ.get("RLM_TUI_MODEL", "openai/gpt-5-mini"),
-                   help="root model, any litellm model string (default: %(default)s; env RLM_TUI_MODEL)")
-    m.add_argument("--sub-model", help="model for llm_query and child RLMs (default: the root model)")
-    m.add_argument("--api-base", help="base URL of an OpenAI-compatible or provider endpoint")
-    m.add_argument("--api-key", help="API key (default: the provider's environment variable)")
-    lim = p.add_argument_group("limits (shared by the whole recursion tree)")
-    lim.add_argument("--max-depth", type=_positive_int, default=d.max_depth,
-                     help="RLM levels; 1 = only the root is an RLM (default: %(default)s)")
-    lim.add_argument("--max-iterations", type=_positive_int, default=d.max_iterations,
-                     help="model turns per RLM (default: %(default)s)")
-    lim.add_argument("--max-subcalls", type=_positive_int, default=d.max_subcalls,
-                     help="sub-calls over the whole run (default: %(default)s)")
-    lim.add_argument("--concurrency", type=_positive_int, default=d.concurrency,
-                     help="sub-calls in flight at once (default: %(default)s)")
-    lim.add_argument("--max-tokens", type=_positive_int, default=d.max_tokens,
-                     help="tokens in+out over the whole run (default: %(default)s)")
-    lim.add_argument("--budget", type=_positive_float, default=d.budget,
-                     help="US dollars over the whole run (default: %(default)s)")
-    lim.add_argument("--timeout", type=_positive_float, default=d.timeout,
-                     help="wall seconds for the whole run (default: %(default)s)")
-    lim.add_argument("--cell-timeout", type=_positive_float, default=d.cell_timeout,
-                     help="seconds one code cell may run (default: %(default)s)")
-    lim.add_argument("--output-chars", type=_positive_int, default=d.output_chars,
-                     help="a cell's output shown to the model is cut to this (default: %(default)s)")
-    st = p.add_argument_group("steering (see README: Steering)")
-    st.add_argument("--approve", choices=("ask", "rlm", "auto", "deny"),
-                    help="which sub-calls wait for your approval: ask = every llm_query/rlm_query, rlm = only "
-                    "child RLMs, auto = none, deny = refuse all (the code gets an error string). "
-                    "Default: rlm in the UI, auto with --headless (which allows only auto or deny)")
-    st.add_argument("--step", choices=("off", "turn", "cell", "all"), default="off",
-                    help="start in step mode: pause before each root model call (turn), before each code "
-                    "cell with the code editable (cell), or both (all) (default: %(default)s; UI only)")
+    for title, names in _GROUPS:
+        group = p.add_argument_group(title)
+        for name in names:
+            _add_option(group, OPTION[name])
+        if title == "models":
+            group.add_argument("--api-key", help="API key (default: the provider's environment variable; "
+                               "never read from the config file)")
     o = p.add_argument_group("output")
     o.add_argument("--headless", action="store_true", help="no UI: answer on stdout, progress on stderr")
     o.add_argument("--json", action="store_true", help="with --headless: one JSON object on stdout")
     o.add_argument("--session", type=Path, help="session file to write (default: a new file in "
                    "~/.local/share/rlm-tui/sessions/)")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
-    o.add_argument("--theme", metavar="NAME", help="UI colour theme (default: the last one chosen, else "
-                   "rlm-midnight); themes are files in ~/.config/rlm-tui/themes/ too")
+    _add_option(o, OPTION["theme"])
     return p
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    limits = Limits(max_depth=args.max_depth, max_iterations=args.max_iterations,
-                    max_subcalls=args.max_subcalls, concurrency=args.concurrency, max_tokens=args.max_tokens,
-                    budget=args.budget, timeout=args.timeout, cell_timeout=args.cell_timeout,
-                    output_chars=args.output_chars)
-    approve = args.approve or ("auto" if args.headless else "rlm")
-    return Settings(model=args.model, sub_model=args.sub_model, api_base=args.api_base, api_key=args.api_key,
-                    limits=limits, session_path=args.session, approve=approve, step=args.step)
+def settings_from(args: argparse.Namespace, config: dict[str, Any] | None = None) -> Settings:
+    """Flags over $RLM_TUI_MODEL over config.toml over the built-in defaults.
+
+    The file's ``approve`` and ``step`` are UI preferences: a --headless run takes its
+    ``approve`` only when it is auto or deny (nobody is there to approve) and never its ``step``.
+    """
+    config = dict(config or {})
+    if os.environ.get("RLM_TUI_MODEL"):
+        config["model"] = os.environ["RLM_TUI_MODEL"]
+    if args.headless:
+        if config.get("approve") in ("ask", "rlm"):
+            del config["approve"]
+        config.pop("step", None)
+    given = {o.name: getattr(args, o.name) for o in OPTIONS if getattr(args, o.name) is not None}
+    values = {**config, **given}
+    limits = Limits(**{name: value for name, value in values.items() if OPTION[name].is_limit})
+    defaults = Settings()
+    return Settings(model=values.get("model", defaults.model), sub_model=values.get("sub_model"),
+                    api_base=values.get("api_base"), api_key=args.api_key, limits=limits,
+                    session_path=args.session, approve=values.get("approve", "auto" if args.headless else "rlm"),
+                    step=values.get("step", defaults.step))
 
 
 def fail(message: str, code: int) -> int:
@@ -132,7 +144,10 @@ def entry() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS:
+    if not argv:
+        print(SHORT_USAGE, file=sys.stderr)
+        return EXIT_USAGE
+    if argv[0] in SUBCOMMANDS:
         return SUBCOMMANDS[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     if args.json and not args.headless:
@@ -140,19 +155,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.headless and args.approve in ("ask", "rlm"):
         return fail(f"--approve {args.approve} needs the UI: nobody can approve in --headless runs "
                     "(use auto or deny)", EXIT_USAGE)
-    if args.headless and args.step != "off":
+    if args.headless and args.step not in (None, "off"):
         return fail("--step needs the UI: nobody can step a --headless run", EXIT_USAGE)
-    stdin_file: str | None = None
     try:
-        if args.path == "-":
-            stdin_file = _stdin_to_file()
-            path = Path(stdin_file)
-        else:
-            path = Path(args.path).expanduser()
-            problem = _unusable(path)
-            if problem:
-                return fail(f"{problem}: {args.path}", EXIT_USAGE)
-        settings = settings_from(args)
+        settings = settings_from(args, read_config())
+    except ConfigError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    if args.path != "-":
+        problem = _unusable(Path(args.path).expanduser())
+        if problem:
+            return fail(f"{problem}: {args.path}", EXIT_USAGE)
+    refused = preflight(settings)
+    if refused is not None:
+        return refused
+    if args.path == "-" and sys.stdin is None:
+        return fail("PATH is - but there is no standard input (it is closed)", EXIT_USAGE)
+    stdin_file = _stdin_to_file() if args.path == "-" else None
+    try:
+        path = Path(stdin_file) if stdin_file else Path(args.path).expanduser()
         if not args.headless:
             from .ui import launch  # the UI is imported only when it is used
 
@@ -161,6 +181,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if stdin_file:
             os.unlink(stdin_file)
+
+
+def preflight(settings: Settings) -> int | None:
+    """Check that the run can reach its models (core/preflight.py): None if so, else the exit code.
+
+    Called before a session file, a context or a kernel exists, so a refused run leaves nothing.
+    """
+    from .core.preflight import PreflightError, check
+
+    try:
+        warnings = check(settings)
+    except PreflightError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    for warning in warnings:
+        print(f"rlm-tui: warning: {warning}", file=sys.stderr)
+    return None
 
 
 #: Commands other than a run (``rlm-tui demo``, ``rlm-tui replay`` ...): name -> handler(argv).

@@ -1,7 +1,10 @@
-"""Run settings: models, limits and where to record. Shared by CLI, UI and tests."""
+"""Run settings: models, limits and where to record; the user's settings from flags and config.toml."""
 
 from __future__ import annotations
 
+import difflib
+import os
+import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,3 +55,126 @@ class Settings:
         data["session_path"] = str(self.session_path) if self.session_path else None
         data["api_key_set"] = bool(self.api_key)
         return data
+
+
+# ---- settings a user may give: flags and config.toml share one definition -------------------
+
+_WHOLE = "a whole number of at least 1"
+_POSITIVE = "a number greater than 0"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One user setting: the flag ``--name-with-dashes`` and the config-file key ``name``."""
+
+    name: str
+    kind: type  # str, int or float
+    help: str
+    choices: tuple[str, ...] = ()
+    text_metavar: str = "MODEL"  # shown in --help for a string flag
+
+    @property
+    def metavar(self) -> str:
+        return self.text_metavar if self.kind is str else "N"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def is_limit(self) -> bool:
+        return self.name in Limits.__dataclass_fields__
+
+    def validate(self, value: Any) -> Any:
+        """The value if it is valid for this setting; ValueError with the reason otherwise.
+
+        Flags arrive as text (converted first); config values arrive typed by TOML.
+        """
+        if self.kind is str:
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError("must be a non-empty string")
+            if self.choices and value not in self.choices:
+                raise ValueError(f"must be one of {', '.join(self.choices)} (got {value!r})")
+            return value
+        if isinstance(value, str):
+            try:
+                value = self.kind(value)
+            except ValueError:
+                raise ValueError(f"must be {_WHOLE if self.kind is int else _POSITIVE} (got {value!r})") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.kind is int and
+                                                                               not isinstance(value, int)):
+            raise ValueError(f"must be {_WHOLE if self.kind is int else _POSITIVE} (got {value!r})")
+        if self.kind is int and value < 1:
+            raise ValueError("must be at least 1")
+        if self.kind is float and not value > 0:
+            raise ValueError("must be greater than 0")
+        return self.kind(value)
+
+
+#: What ``rlm-tui`` accepts as a flag and in config.toml, in --help order. Defaults come from
+#: Settings and Limits; precedence is flag > environment (RLM_TUI_MODEL) > config file > default.
+OPTIONS: tuple[Option, ...] = (
+    Option("model", str, "root model, any litellm model string"),
+    Option("sub_model", str, "model for llm_query and child RLMs (default: the root model)"),
+    Option("api_base", str, "base URL of an OpenAI-compatible or provider endpoint", text_metavar="URL"),
+    Option("max_depth", int, "RLM levels; 1 = only the root is an RLM"),
+    Option("max_iterations", int, "model turns per RLM"),
+    Option("max_subcalls", int, "sub-calls over the whole run"),
+    Option("concurrency", int, "sub-calls in flight at once"),
+    Option("max_tokens", int, "tokens in+out over the whole run"),
+    Option("budget", float, "US dollars over the whole run"),
+    Option("timeout", float, "wall seconds for the whole run"),
+    Option("cell_timeout", float, "seconds one code cell may run"),
+    Option("output_chars", int, "a cell's output shown to the model is cut to this"),
+    Option("approve", str, "which sub-calls wait for your approval: ask = every llm_query/rlm_query, rlm = only "
+           "child RLMs, auto = none, deny = refuse all (the code gets an error string). Default: rlm in the UI, "
+           "auto with --headless (which allows only auto or deny)", ("ask", "rlm", "auto", "deny")),
+    Option("step", str, "start in step mode: pause before each root model call (turn), before each code cell "
+           "with the code editable (cell), or both (all) (default: off; UI only)", ("off", "turn", "cell", "all")),
+    Option("theme", str, "UI colour theme (default: the last one chosen, else rlm-midnight); themes are files "
+           "in ~/.config/rlm-tui/themes/ too", text_metavar="NAME"),
+)
+OPTION = {option.name: option for option in OPTIONS}
+
+
+class ConfigError(Exception):
+    """config.toml cannot be used; the message names the file and the key (exit code 2)."""
+
+
+def config_dir() -> Path:
+    """``$XDG_CONFIG_HOME/rlm-tui``, else ``~/.config/rlm-tui``: config.toml and themes/."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "rlm-tui"
+
+
+def config_path() -> Path:
+    return config_dir() / "config.toml"
+
+
+def read_config(path: Path | None = None) -> dict[str, Any]:
+    """The settings config.toml gives, validated like their flags; {} when there is no file."""
+    path = path or config_path()
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "api_key":
+            raise ConfigError(f"{path}: api_key is not read from a config file: API keys stay in the environment "
+                              "(e.g. OPENAI_API_KEY) or --api-key")
+        option = OPTION.get(key)
+        if option is None:
+            close = difflib.get_close_matches(key.replace("-", "_"), OPTION, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(OPTION)}"
+            raise ConfigError(f"{path}: unknown key {key!r} ({hint})")
+        try:
+            values[key] = option.validate(value)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {key} {exc}") from None
+    return values

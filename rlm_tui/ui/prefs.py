@@ -15,16 +15,10 @@ import tempfile
 import tomllib
 from pathlib import Path
 
+from ..core.config import config_dir, config_path
+
+__all__ = ["config_dir", "config_path", "user_themes_dir", "load_theme_name", "save_theme_name"]
 _THEME_LINE = re.compile(r"^\s*theme\s*=")
-
-
-def config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "rlm-tui"
-
-
-def config_path() -> Path:
-    return config_dir() / "config.toml"
 
 
 def user_themes_dir() -> Path:
