@@ -120,9 +120,24 @@ def test_the_ui_path_is_checked_before_the_app_starts(home: Home, corpus: Path) 
     assert proc.stdout == "litellm not imported\n"  # and textual never drew a frame: no escape codes
 
 
-def test_stdin_is_not_read_for_a_run_that_cannot_start(home: Home) -> None:
-    proc, seconds = home.run("-", "q", "--headless", input="x" * 100_000)
-    assert_refused(proc, seconds, home, "no API key for openai/gpt-5-mini: set OPENAI_API_KEY or pass --api-key")
+def test_stdin_is_not_waited_for_by_a_run_that_cannot_start(home: Home) -> None:
+    """`producer | rlm-tui - q` with no key: refused at once, not after the producer finishes."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([PYTHON, "-c", DRIVER, "-", "q", "--headless"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=home.env())
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write("the producer has not finished yet\n")
+        proc.stdin.flush()  # and stdin stays open
+        proc.wait(timeout=10)
+        seconds = time.perf_counter() - started
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    completed = subprocess.CompletedProcess(proc.args, proc.returncode, "", err)
+    assert_refused(completed, seconds, home, "no API key for openai/gpt-5-mini: set OPENAI_API_KEY or pass --api-key")
 
 
 def test_a_key_in_the_environment_or_on_the_command_line_passes(home: Home, corpus: Path, refused_url: str) -> None:
