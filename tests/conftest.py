@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,5 +80,16 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def sigint_default() -> None:
+    """``preexec_fn`` for a child a test will Ctrl+C: SIGINT back to its default action.
+
+    pytest started as a background job of a non-interactive shell (CI steps, ``cmd &`` in a
+    script) runs with SIGINT ignored, children inherit that, and Python then installs no
+    KeyboardInterrupt handler: the test's Ctrl+C would never arrive. A terminal's Ctrl+C
+    reaches a process whose SIGINT is in its default state; this gives the child that state.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 PYTHON = sys.executable
-__all__ = ["fence", "run_script", "Run", "load", "cli_env", "PYTHON", "ROOT"]
+__all__ = ["fence", "run_script", "Run", "load", "cli_env", "sigint_default", "PYTHON", "ROOT"]

@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import PYTHON, cli_env, fence
+from conftest import PYTHON, cli_env, fence, sigint_default
 from rlm_tui.core import events as ev
 from rlm_tui.core.session import load
 from rlm_tui.core.tree import CallTree
@@ -66,12 +66,13 @@ def _script(messages, model):
     return fence("import time\nprint('sleeping', flush=True)\ntime.sleep(600)")
 
 
-def _start(corpus: Path, session: Path, server: ScriptedServer) -> subprocess.Popen[str]:
+def _start(corpus: Path, session: Path, server: ScriptedServer,
+           preexec: Callable[[], None]) -> subprocess.Popen[str]:
     return subprocess.Popen([PYTHON, "-m", "rlm_tui", str(corpus), "q", "--headless", "--model",
                              "openai/scripted", "--api-base", server.url, "--session", str(session),
                              "--max-depth", "2"],  # depth 2 keeps warm spare kernels too
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=cli_env(OPENAI_API_KEY="sk-test-signals"))
+                            env=cli_env(OPENAI_API_KEY="sk-test-signals"), preexec_fn=preexec)
 
 
 def _wait_for_cell(session: Path, proc: subprocess.Popen[str]) -> None:
@@ -91,11 +92,14 @@ def _wait_gone(pids: set[int], within: float) -> set[int]:
     return {p for p in pids if alive(p)}
 
 
-def _interrupt_mid_cell(corpus: Path, session: Path,
-                        act: Callable[[subprocess.Popen[str]], None]) -> tuple[int, set[int], str]:
-    """Start a run, wait for its sleeping cell, ``act`` on the process; (exit code, its kernels, stderr)."""
+def _interrupt_mid_cell(corpus: Path, session: Path, act: Callable[[subprocess.Popen[str]], None],
+                        preexec: Callable[[], None] = sigint_default) -> tuple[int, set[int], str]:
+    """Start a run, wait for its sleeping cell, ``act`` on the process; (exit code, its kernels, stderr).
+
+    ``preexec`` sets the child's signal state (default: SIGINT as from a terminal, whatever ours is).
+    """
     with ScriptedServer(_script) as server:
-        proc = _start(corpus, session, server)
+        proc = _start(corpus, session, server, preexec)
         try:
             _wait_for_cell(session, proc)
             kernels = kernels_of(descendants(proc.pid))
@@ -124,6 +128,24 @@ def test_signal_shuts_kernels_down_and_records_interrupted(sig: int, code: int, 
     tree = CallTree()
     tree.extend(loaded.events)  # it replays: the tree folds from the file
     assert tree.nodes[tree.root].status == "killed"
+
+
+def test_started_with_sigint_ignored_it_stays_ignored_and_sigterm_stops_it(corpus: Path, tmp_path: Path) -> None:
+    """A background job of a script starts with SIGINT ignored (POSIX) so the terminal's Ctrl+C
+    spares it; rlm-tui keeps that, as Unix programs do, and a plain `kill` (SIGTERM) stops it cleanly."""
+    def ctrl_c_then_kill(proc: subprocess.Popen[str]) -> None:
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.5)
+        assert proc.poll() is None, "SIGINT stopped a run that was started with SIGINT ignored"
+        proc.send_signal(signal.SIGTERM)
+
+    session = tmp_path / "s.jsonl"
+    returncode, kernels, err = _interrupt_mid_cell(corpus, session, ctrl_c_then_kill,
+                                                   preexec=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("rlm-tui: interrupted; session saved to")
+    assert _wait_gone(kernels, within=10) == set()
+    assert load(session).events[-1].get("stopped_by") == "interrupted"
 
 
 def test_kill_9_leaves_no_orphan_kernels(corpus: Path, tmp_path: Path) -> None:

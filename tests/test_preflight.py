@@ -265,3 +265,13 @@ def test_the_key_table_names_what_litellm_reads() -> None:
             os.environ.clear()
             os.environ.update(saved)
         assert names[0] in missing or set(names) & set(missing), (provider, missing)
+
+
+def test_resume_checks_the_live_model_before_replaying(home: Home) -> None:
+    from sessions_sample import recorded_sample
+
+    sample = recorded_sample()
+    out = home.data / "resumed.jsonl"
+    proc, seconds = home.run("resume", str(sample.path), "--at", "2", "--model", "anthropic/claude-x", "--headless",
+                             "--session", str(out))
+    assert_refused(proc, seconds, home, "no API key for anthropic/claude-x: set ANTHROPIC_API_KEY or pass --api-key")

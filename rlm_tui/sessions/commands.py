@@ -286,6 +286,11 @@ def resume_main(argv: list[str]) -> int:
         return _fail("resume", f"no such file: {args.file}")
     except (ResumeError, SessionFormatError) as exc:
         return _fail("resume", str(exc))
+    from ..cli import preflight
+
+    refused = preflight(resumed.settings)  # the live turns need their models: check before any kernel starts
+    if refused is not None:
+        return refused
     print(f"resuming {args.file} at turn {args.at}: {args.at - 1} recorded turn"
           f"{'s' if args.at != 2 else ''} replayed, then {resumed.settings.model} live", file=sys.stderr)
     if args.headless:
