@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -78,6 +79,16 @@ def test_stdin_context(tmp_path: Path) -> None:
                        "--session", str(tmp_path / "s.jsonl"), input="from stdin")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "FROM STDIN"
+
+
+def test_stdin_closed_is_a_usage_error(tmp_path: Path, server) -> None:
+    """`rlm-tui - q <&-` (CI steps and daemons may have no fd 0): one line, not a traceback."""
+    proc = subprocess.run([PYTHON, "-m", "rlm_tui", "-", "q", "--headless", "--model", "openai/s", "--api-base",
+                           server.url, "--session", str(tmp_path / "s.jsonl")], capture_output=True, text=True,
+                          env=cli_env(), timeout=60, preexec_fn=lambda: os.close(0))
+    assert proc.returncode == 2
+    assert proc.stderr == "rlm-tui: PATH is - but there is no standard input (it is closed)\n"
+    assert not (tmp_path / "s.jsonl").exists()
 
 
 def test_limit_without_answer_exits_3(corpus: Path, tmp_path: Path) -> None:
