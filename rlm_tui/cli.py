@@ -50,11 +50,8 @@ usage: rlm-tui PATH QUESTION [options]   answer QUESTION about a file or folder 
        rlm-tui COMMAND ...               sessions, replay, resume, export
 all options and the config file: rlm-tui --help"""
 
-_GROUPS = (("models", ("model", "sub_model", "api_base")),
-           ("limits (shared by the whole recursion tree)", ("max_depth", "max_iterations", "max_subcalls",
-                                                            "concurrency", "max_tokens", "budget", "timeout",
-                                                            "cell_timeout", "output_chars")),
-           ("steering (see README: Steering)", ("approve", "step")))
+_GROUP_TITLES = {"models": "models", "limits": "limits (shared by the whole recursion tree)",
+                 "steering": "steering (see README: Steering)", "output": "output"}
 
 
 def _flag_type(option: Option) -> Callable[[str], Any]:
@@ -72,7 +69,7 @@ def _flag_type(option: Option) -> Callable[[str], Any]:
 def _add_option(group: Any, option: Option) -> None:
     """One flag from its shared definition; its default is None so a config value can fill it."""
     shown = ""  # the other options' help says its default
-    if option.is_limit:
+    if option.group == "limits":
         shown = f" (default: {getattr(Limits(), option.name)})"
     elif option.name == "model":
         shown = f" (default: {Settings().model}; env RLM_TUI_MODEL)"
@@ -87,20 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="PATH", help="a directory, a file, or - for standard input")
     p.add_argument("question", metavar="QUESTION", help="what to answer about PATH")
     p.add_argument("--version", action="version", version=f"rlm-tui {__version__}")
-    for title, names in _GROUPS:
-        group = p.add_argument_group(title)
-        for name in names:
-            _add_option(group, OPTION[name])
-        if title == "models":
-            group.add_argument("--api-key", help="API key (default: the provider's environment variable; "
-                               "never read from the config file)")
-    o = p.add_argument_group("output")
+    groups = {name: p.add_argument_group(title) for name, title in _GROUP_TITLES.items()}
+    for option in OPTIONS:
+        _add_option(groups[option.group], option)
+    groups["models"].add_argument("--api-key", metavar="KEY", help="API key (default: the provider's environment variable; "
+                                  "never read from the config file)")
+    o = groups["output"]
     o.add_argument("--headless", action="store_true", help="no UI: answer on stdout, progress on stderr")
     o.add_argument("--json", action="store_true", help="with --headless: one JSON object on stdout")
     o.add_argument("--session", type=Path, help="session file to write (default: a new file in "
                    "~/.local/share/rlm-tui/sessions/)")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
-    _add_option(o, OPTION["theme"])
     return p
 
 
@@ -119,7 +113,7 @@ def settings_from(args: argparse.Namespace, config: dict[str, Any] | None = None
         config.pop("step", None)
     given = {o.name: getattr(args, o.name) for o in OPTIONS if getattr(args, o.name) is not None}
     values = {**config, **given}
-    limits = Limits(**{name: value for name, value in values.items() if OPTION[name].is_limit})
+    limits = Limits(**{name: value for name, value in values.items() if OPTION[name].group == "limits"})
     defaults = Settings()
     return Settings(model=values.get("model", defaults.model), sub_model=values.get("sub_model"),
                     api_base=values.get("api_base"), api_key=args.api_key, limits=limits,

@@ -69,6 +69,7 @@ class Option:
 
     name: str
     kind: type  # str, int or float
+    group: str  # models | limits (a Limits field) | steering | output: where --help lists it
     help: str
     choices: tuple[str, ...] = ()
     text_metavar: str = "MODEL"  # shown in --help for a string flag
@@ -81,14 +82,10 @@ class Option:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
-    @property
-    def is_limit(self) -> bool:
-        return self.name in Limits.__dataclass_fields__
-
     def validate(self, value: Any) -> Any:
         """The value if it is valid for this setting; ValueError with the reason otherwise.
 
-        Flags arrive as text (converted first); config values arrive typed by TOML.
+        Flags arrive as text (converted here); config values arrive typed by TOML.
         """
         if self.kind is str:
             if not isinstance(value, str) or not value.strip():
@@ -96,14 +93,15 @@ class Option:
             if self.choices and value not in self.choices:
                 raise ValueError(f"must be one of {', '.join(self.choices)} (got {value!r})")
             return value
+        expected = f"must be {_WHOLE if self.kind is int else _POSITIVE} (got {value!r})"
         if isinstance(value, str):
             try:
                 value = self.kind(value)
             except ValueError:
-                raise ValueError(f"must be {_WHOLE if self.kind is int else _POSITIVE} (got {value!r})") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.kind is int and
-                                                                               not isinstance(value, int)):
-            raise ValueError(f"must be {_WHOLE if self.kind is int else _POSITIVE} (got {value!r})")
+                raise ValueError(expected) from None
+        accepted = (int,) if self.kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, accepted):
+            raise ValueError(expected)
         if self.kind is int and value < 1:
             raise ValueError("must be at least 1")
         if self.kind is float and not value > 0:
@@ -114,25 +112,26 @@ class Option:
 #: What ``rlm-tui`` accepts as a flag and in config.toml, in --help order. Defaults come from
 #: Settings and Limits; precedence is flag > environment (RLM_TUI_MODEL) > config file > default.
 OPTIONS: tuple[Option, ...] = (
-    Option("model", str, "root model, any litellm model string"),
-    Option("sub_model", str, "model for llm_query and child RLMs (default: the root model)"),
-    Option("api_base", str, "base URL of an OpenAI-compatible or provider endpoint", text_metavar="URL"),
-    Option("max_depth", int, "RLM levels; 1 = only the root is an RLM"),
-    Option("max_iterations", int, "model turns per RLM"),
-    Option("max_subcalls", int, "sub-calls over the whole run"),
-    Option("concurrency", int, "sub-calls in flight at once"),
-    Option("max_tokens", int, "tokens in+out over the whole run"),
-    Option("budget", float, "US dollars over the whole run"),
-    Option("timeout", float, "wall seconds for the whole run"),
-    Option("cell_timeout", float, "seconds one code cell may run"),
-    Option("output_chars", int, "a cell's output shown to the model is cut to this"),
-    Option("approve", str, "which sub-calls wait for your approval: ask = every llm_query/rlm_query, rlm = only "
-           "child RLMs, auto = none, deny = refuse all (the code gets an error string). Default: rlm in the UI, "
-           "auto with --headless (which allows only auto or deny)", ("ask", "rlm", "auto", "deny")),
-    Option("step", str, "start in step mode: pause before each root model call (turn), before each code cell "
-           "with the code editable (cell), or both (all) (default: off; UI only)", ("off", "turn", "cell", "all")),
-    Option("theme", str, "UI colour theme (default: the last one chosen, else rlm-midnight); themes are files "
-           "in ~/.config/rlm-tui/themes/ too", text_metavar="NAME"),
+    Option("model", str, "models", "root model, any litellm model string"),
+    Option("sub_model", str, "models", "model for llm_query and child RLMs (default: the root model)"),
+    Option("api_base", str, "models", "base URL of an OpenAI-compatible or provider endpoint", text_metavar="URL"),
+    Option("max_depth", int, "limits", "RLM levels; 1 = only the root is an RLM"),
+    Option("max_iterations", int, "limits", "model turns per RLM"),
+    Option("max_subcalls", int, "limits", "sub-calls over the whole run"),
+    Option("concurrency", int, "limits", "sub-calls in flight at once"),
+    Option("max_tokens", int, "limits", "tokens in+out over the whole run"),
+    Option("budget", float, "limits", "US dollars over the whole run"),
+    Option("timeout", float, "limits", "wall seconds for the whole run"),
+    Option("cell_timeout", float, "limits", "seconds one code cell may run"),
+    Option("output_chars", int, "limits", "a cell's output shown to the model is cut to this"),
+    Option("approve", str, "steering", "which sub-calls wait for your approval: ask = every llm_query/rlm_query, "
+           "rlm = only child RLMs, auto = none, deny = refuse all (the code gets an error string). Default: rlm in "
+           "the UI, auto with --headless (which allows only auto or deny)", ("ask", "rlm", "auto", "deny")),
+    Option("step", str, "steering", "start in step mode: pause before each root model call (turn), before each "
+           "code cell with the code editable (cell), or both (all) (default: off; UI only)",
+           ("off", "turn", "cell", "all")),
+    Option("theme", str, "output", "UI colour theme (default: the last one chosen, else rlm-midnight); themes are "
+           "files in ~/.config/rlm-tui/themes/ too", text_metavar="NAME"),
 )
 OPTION = {option.name: option for option in OPTIONS}
 
