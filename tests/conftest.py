@@ -19,6 +19,10 @@ from rlm_tui.scripted import Fault, Script, ScriptedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+if sys.__stdin__ is None:
+    # pytest started with standard input closed (`<&-`): it puts /dev/null on fd 0 itself, but
+    # its capture asks sys.__stdin__ for an encoding (as IPython does on import) and fails on None.
+    sys.__stdin__ = open(os.devnull, encoding="utf-8")
 
 
 def fence(code: str) -> str:
