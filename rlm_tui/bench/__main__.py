@@ -111,8 +111,11 @@ class Bench:
         self.fail(f"{system} {task}: exit {proc.returncode}: {' | '.join(tail)}")
         return None
 
-    def timed(self, cmd: list[str], marker: str) -> float | None:
-        """Seconds from process start to the first stdout line holding ``marker``."""
+    def timed(self, cmd: list[str], marker: str, wall: list[float] | None = None) -> float | None:
+        """Seconds from process start to the first stdout line holding ``marker``
+        (``wall`` gets the wall-clock time of the start, to match the server's log)."""
+        if wall is not None:
+            wall.append(time.time())
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
         assert proc.stdout is not None
@@ -239,6 +242,45 @@ class Bench:
             row.target = "< rlms ipython"
         return row
 
+    def row7(self, url: str, server_log: Path, corpus: Path) -> list[Row]:
+        """Start-up: process start → the root's first model request, and a trivial whole run."""
+        a = self.args
+        first = Row("7", "process start → root's first model request, ms", fmt="{:.0f}",
+                    target="≤ 0.5× rlms ipython")
+        whole = Row("8", "trivial run (one turn), process start → answer, s", fmt="{:.2f}",
+                    target="≤ 0.8× rlms ipython")
+        q = question("trivial")
+        for system in self.systems:
+            firsts, wholes = [], []
+            for i in range(a.runs):
+                wall: list[float] = []
+                if system == "rlm-tui":
+                    cmd = [sys.executable, "-m", "rlm_tui", str(corpus), q, "--headless", "--json",
+                           "--model", MODEL_TUI, "--api-base", url, "--api-key", API_KEY,
+                           "--session", str(self.work / f"trivial-{i}.jsonl")]
+                    took = self.timed(cmd, '"answer": "trivial ok"', wall)
+                else:
+                    spec = {"system": system, "task": "e2e", "url": url, "path": str(corpus), "question": q,
+                            "depth": 1}
+                    took = self.timed([sys.executable, "-m", "rlm_tui.bench.worker", json.dumps(spec)],
+                                      RESULT + '{"answer": "trivial ok"}', wall)
+                arrivals = [float(line.split()[1]) for line in server_log.read_text().splitlines()
+                            if line.startswith("root_first") and float(line.split()[1]) >= wall[0]]
+                if took is None or not arrivals:
+                    self.fail(f"{system} trivial run {i}: no answer or no first request seen")
+                    continue
+                wholes.append(took)
+                firsts.append((min(arrivals) - wall[0]) * 1e3)
+            self.raw[f"first-request/{system}"] = firsts
+            self.raw[f"trivial/{system}"] = wholes
+            if firsts:
+                first.values[system] = median(firsts)
+                whole.values[system] = median(wholes)
+        if "rlm-tui" in first.values and "rlms-ipython" in first.values:
+            first.met = first.values["rlm-tui"] <= 0.5 * first.values["rlms-ipython"]
+            whole.met = whole.values["rlm-tui"] <= 0.8 * whole.values["rlms-ipython"]
+        return [first, whole]
+
     def row5(self, url: str, corpus: Path, nbytes: int, tiny: Path) -> list[Row]:
         a = self.args
         mb = nbytes / 1e6
@@ -339,6 +381,11 @@ class Bench:
                 small = self.work / "e2e-corpus"
                 make_corpus(small, 200_000, 20)
                 rows.append(self.row6(servers["zero"].url, small))
+            if 7 in a.rows or 8 in a.rows:
+                self.log("rows 7-8: start-up")
+                small = self.work / "e2e-corpus"
+                make_corpus(small, 200_000, 20)
+                rows.extend(self.row7(servers["zero"].url, server_log, small))
         finally:
             for server in servers.values():
                 server.stop()
@@ -389,7 +436,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m rlm_tui.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes and one run each (the smoke test)")
-    p.add_argument("--rows", default="1,2,3,4,5,6", help="rows to run, e.g. 1,2 (default: all)")
+    p.add_argument("--rows", default="1,2,3,4,5,6,7", help="rows to run, e.g. 1,2 (default: all; 7 runs rows 7 and 8)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS))
     p.add_argument("--runs", type=int, help="repetitions of rows 1, 2, 4, 5 (default 3)")
     p.add_argument("--calls", type=int, help="sequential llm_query calls per run in row 1 (default 300)")

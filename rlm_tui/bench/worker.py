@@ -191,7 +191,7 @@ def run_rlms_e2e(system: str, p: dict[str, Any]) -> dict[str, Any]:
     from .corpus import read_dir
 
     context = read_dir(p["path"])
-    completion = _rlms(system, p["url"], max_depth=2).completion(context, root_prompt=p["question"])
+    completion = _rlms(system, p["url"], max_depth=p.get("depth", 2)).completion(context, root_prompt=p["question"])
     return {"answer": completion.response}
 
 

@@ -5,9 +5,10 @@ litellm costs ~4 ms of event-loop CPU per plain call and ~18 ms per streamed
 call, so a batch of 256 prompts at 250 ms latency took 2.8-4.8 s through
 ``LMClient`` alone at concurrency 32, against an ideal of 2.0 s. This client
 posts the same request with aiohttp (already installed with litellm) and
-parses the JSON or the SSE stream itself. Failures are raised as the litellm
-exceptions litellm would raise, so ``LMClient``'s retry and error handling is
-unchanged. Set ``RLM_TUI_LITELLM_ONLY=1`` to send everything through litellm.
+parses the JSON or the SSE stream itself. Failures are raised as
+``ProviderError`` kinds (``lm_errors.py``), the same the litellm path reports,
+so retries and fatal errors behave alike and this path never imports litellm.
+Set ``RLM_TUI_LITELLM_ONLY=1`` to send everything through litellm.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import json
 import os
 from typing import Any, Callable
 
+from .lm_errors import RETRY, ProviderError, kind_of_status
+
 PREFIX = "openai/"
-_WINDOW_WORDS = ("context length", "context_length", "maximum context", "context window", "too many tokens")
 
 
 def applies(model: str, api_base: str | None) -> bool:
@@ -58,11 +60,10 @@ class FastOpenAI:
                 pass
         self._session = None
 
-    async def call(self, litellm: Any, model: str, messages: list[dict[str, str]],
+    async def call(self, model: str, messages: list[dict[str, str]],
                    on_text: Callable[[str], None] | None) -> tuple[str, tuple[int, int]]:
         import aiohttp
 
-        errors = litellm.exceptions
         body: dict[str, Any] = {"model": model[len(PREFIX):], "messages": messages}
         if on_text is not None:
             body.update(stream=True, stream_options={"include_usage": True})
@@ -70,22 +71,19 @@ class FastOpenAI:
         try:
             async with self._session_now().post(self.url, data=data, headers=self.headers) as resp:
                 if resp.status >= 400:
-                    raise _status_error(errors, resp.status, await resp.text(), model, self.url)
+                    raise _status_error(resp.status, await resp.text())
                 if on_text is None:
                     reply = await resp.json(content_type=None)
                     message = (reply.get("choices") or [{}])[0].get("message") or {}
                     return message.get("content") or "", _usage(reply.get("usage"))
-                return await _read_stream(errors, resp, model, on_text)
+                return await _read_stream(resp, on_text)
         except asyncio.TimeoutError:
-            raise errors.Timeout(f"no reply within {self.timeout:g} s", model=model,
-                                 llm_provider="openai") from None
+            raise ProviderError(RETRY, f"no reply within {self.timeout:g} s") from None
         except (aiohttp.ClientError, ValueError) as exc:
-            raise errors.APIConnectionError(f"{type(exc).__name__}: {exc}", llm_provider="openai",
-                                            model=model) from None
+            raise ProviderError(RETRY, f"{type(exc).__name__}: {exc}") from None
 
 
-async def _read_stream(errors: Any, resp: Any, model: str,
-                       on_text: Callable[[str], None]) -> tuple[str, tuple[int, int]]:
+async def _read_stream(resp: Any, on_text: Callable[[str], None]) -> tuple[str, tuple[int, int]]:
     parts: list[str] = []
     usage = None
     async for raw in resp.content:
@@ -103,7 +101,7 @@ async def _read_stream(errors: Any, resp: Any, model: str,
             if delta:
                 parts.append(delta)
                 on_text(delta)
-    raise errors.APIConnectionError("the stream ended before [DONE]", llm_provider="openai", model=model)
+    raise ProviderError(RETRY, "the stream ended before [DONE]")
 
 
 def _usage(usage: dict[str, Any] | None) -> tuple[int, int]:
@@ -111,27 +109,12 @@ def _usage(usage: dict[str, Any] | None) -> tuple[int, int]:
     return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
-def _status_error(errors: Any, status: int, text: str, model: str, url: str) -> Exception:
-    import httpx
-
+def _status_error(status: int, text: str) -> ProviderError:
+    """The server's error reply as a ProviderError, with its own message when it gave one."""
     try:
         detail = json.loads(text).get("error", {})
         message = detail.get("message") if isinstance(detail, dict) else str(detail)
     except (ValueError, AttributeError):
         message = None
-    message = f"OpenAIException - {message or text[:300] or f'HTTP {status}'}"
-    response = httpx.Response(status, request=httpx.Request("POST", url))
-    kw = {"message": message, "model": model, "llm_provider": "openai"}
-    if status == 400 and any(w in message.lower() for w in _WINDOW_WORDS):
-        return errors.ContextWindowExceededError(**kw, response=response)
-    if status == 408:
-        return errors.Timeout(**kw)
-    name = _BY_STATUS.get(status) or ("InternalServerError" if status >= 500 else None)
-    if name is None:
-        return errors.APIError(status_code=status, **kw)
-    return getattr(errors, name)(**kw, response=response)
-
-
-# The litellm exception litellm raises for each HTTP status of an OpenAI-compatible server.
-_BY_STATUS = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",
-              404: "NotFoundError", 429: "RateLimitError", 502: "BadGatewayError", 503: "ServiceUnavailableError"}
+    message = message or text[:300] or f"HTTP {status}"
+    return ProviderError(kind_of_status(status, message), f"HTTP {status}: {message}")
