@@ -44,7 +44,8 @@ def question_of(messages: list[dict[str, Any]]) -> str:
 
 @dataclass
 class Fault:
-    """What to do instead of answering: an HTTP ``status``, or ``break_stream`` after some text.
+    """What to do instead of answering: an HTTP ``status``, ``break_stream`` after some text, or
+    ``raw``: a status-200 body sent as it is (a malformed reply; for a streamed request, the SSE text).
 
     ``delay`` seconds pass first (longer than the client's timeout: a timeout).
     """
@@ -53,6 +54,7 @@ class Fault:
     break_stream: bool = False
     body: str = ""
     delay: float = 0.0
+    raw: str | None = None
 
 
 @dataclass
@@ -147,6 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
         fault = owner.next_fault()
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
+        if fault is not None and fault.raw is not None:
+            self._raw(fault.raw, stream=bool(body.get("stream")))
+            return
         if fault is not None and fault.status:
             self._json(fault.status, {"error": {"message": fault.body or f"scripted fault {fault.status}",
                                                 "type": "scripted", "code": fault.status}})
@@ -173,6 +178,14 @@ class _Handler(BaseHTTPRequestHandler):
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _raw(self, text: str, stream: bool) -> None:
+        data = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream" if stream else "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

@@ -148,7 +148,8 @@ async def test_undecodable_bytes_and_a_50_mb_line(tmp_path: Path) -> None:
     run = await run_script(lambda m, model: fence("print(len(context), context.count('\\n'))")
                            if turn_of(m) == 1 else "FINAL(ok)", one_line, tmp_path)
     assert "50000000 0" in run.cell_text() and run.result.answer == "ok"
-    assert "1 lines" in run.server.requests[0]["messages"][1]["content"]
+    assert "a str of about 50,000,000 characters." in run.server.requests[0]["messages"][1]["content"]
+    assert next(e for e in run.events if e.kind == ev.CONTEXT_LOADED).get("info")["lines"] == 1
 
 
 async def test_symlink_loops_inside_a_directory(tmp_path: Path) -> None:

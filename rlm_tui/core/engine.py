@@ -354,8 +354,8 @@ class Engine:
             if rlm.parent is None:
                 raise SetupError(f"cannot load {self.path}: {exc}") from None
             raise
-        if rlm.skipped:  # what the host's scan left out (shape.py), before the kernel's own skips
-            info["skipped"] = {**rlm.skipped, **(info.get("skipped") or {})}
+        if rlm.skipped:  # what the host's scan left out (shape.py), with the kernel's own skips
+            info["skipped"] = _merge_skips(rlm.skipped, info.get("skipped") or {})
         info["description"] = prompts.describe_context(info)
         self.emit(ev.CONTEXT_LOADED, rlm.node, rlm.parent, info=info)
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
@@ -807,6 +807,16 @@ def _cancelling() -> int:
     """How many cancellations of the current task are pending (0: it was not cancelled itself)."""
     task = asyncio.current_task()
     return task.cancelling() if task is not None else 0
+
+
+def _merge_skips(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Skipped files by reason from the host's scan and the kernel's reading, counted together."""
+    merged = {reason: {"count": v["count"], "examples": list(v["examples"])} for reason, v in first.items()}
+    for reason, v in second.items():
+        entry = merged.setdefault(reason, {"count": 0, "examples": []})
+        entry["count"] += v["count"]
+        entry["examples"] = (entry["examples"] + v["examples"])[:5]
+    return merged
 
 
 def _empty_reason(path: Path, info: dict[str, Any]) -> str:

@@ -73,14 +73,25 @@ class FastOpenAI:
                 if resp.status >= 400:
                     raise _status_error(resp.status, await resp.text())
                 if on_text is None:
-                    reply = await resp.json(content_type=None)
-                    message = (reply.get("choices") or [{}])[0].get("message") or {}
-                    return message.get("content") or "", _usage(reply.get("usage"))
+                    return _read_reply(await resp.json(content_type=None))
                 return await _read_stream(resp, on_text)
         except asyncio.TimeoutError:
             raise ProviderError(RETRY, f"no reply within {self.timeout:g} s") from None
         except (aiohttp.ClientError, ValueError) as exc:
             raise ProviderError(RETRY, f"{type(exc).__name__}: {exc}") from None
+
+
+def _read_reply(reply: Any) -> tuple[str, tuple[int, int]]:
+    """A whole chat completion, checked: anything but a reply with text is a ProviderError."""
+    if not isinstance(reply, dict):
+        raise ProviderError(RETRY, f"malformed reply: a JSON {type(reply).__name__}, not an object")
+    _raise_error(reply)
+    choices = reply.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ProviderError(RETRY, "malformed reply: no choices")
+    message = choices[0].get("message")
+    text = content_text(message.get("content") if isinstance(message, dict) else None)
+    return text, _usage(reply.get("usage"))
 
 
 async def _read_stream(resp: Any, on_text: Callable[[str], None]) -> tuple[str, tuple[int, int]]:
@@ -94,19 +105,50 @@ async def _read_stream(resp: Any, on_text: Callable[[str], None]) -> tuple[str, 
         if payload == b"[DONE]":
             return "".join(parts), _usage(usage)
         chunk = json.loads(payload)
+        if not isinstance(chunk, dict):
+            raise ProviderError(RETRY, f"malformed stream: a JSON {type(chunk).__name__}, not an object")
+        _raise_error(chunk)
         if chunk.get("usage"):
             usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            delta = (choice.get("delta") or {}).get("content")
-            if delta:
-                parts.append(delta)
-                on_text(delta)
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            piece = content_text(delta.get("content") if isinstance(delta, dict) else None, partial=True)
+            if piece:
+                parts.append(piece)
+                on_text(piece)
     raise ProviderError(RETRY, "the stream ended before [DONE]")
 
 
-def _usage(usage: dict[str, Any] | None) -> tuple[int, int]:
-    usage = usage or {}
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+def content_text(content: Any, partial: bool = False) -> str:
+    """A message's content as text: a string, or a list of text parts (an OpenAI-compatible form).
+
+    ``None`` is no text (a stream's delta may carry none); other types are malformed.
+    """
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        pieces = [p if isinstance(p, str) else p.get("text") if isinstance(p, dict) else None for p in content]
+        if all(isinstance(p, str) for p in pieces):
+            return "".join(pieces)  # type: ignore[arg-type]
+    where = "stream" if partial else "reply"
+    raise ProviderError(RETRY, f"malformed {where}: content is a {type(content).__name__}, not text")
+
+
+def _raise_error(body: dict[str, Any]) -> None:
+    """An error object sent with status 200 (in a body or mid-stream) is a failure, not a reply."""
+    error = body.get("error")
+    if error:
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise ProviderError(RETRY, f"the server sent an error: {str(message)[:300]}")
+
+
+def _usage(usage: Any) -> tuple[int, int]:
+    usage = usage if isinstance(usage, dict) else {}
+    try:
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    except (TypeError, ValueError):
+        return 0, 0
 
 
 def _status_error(status: int, text: str) -> ProviderError:

@@ -100,6 +100,8 @@ class LMClient:
             started = time.perf_counter()
             try:
                 text, usage = await self._call(model, messages, on_text)
+                if not text.strip():  # nothing to use: never counted as an answer
+                    raise ProviderError(lm_errors.RETRY, "the model sent an empty reply")
                 break
             except ProviderError as exc:
                 if exc.kind == lm_errors.AUTH:
@@ -135,6 +137,8 @@ class LMClient:
         litellm = _litellm or await asyncio.to_thread(litellm_module)
         try:
             return await self._litellm_call(litellm, model, messages, on_text)
+        except ProviderError:
+            raise
         except Exception as exc:  # noqa: BLE001 - litellm's own kinds become ProviderError kinds
             failure = lm_errors.from_litellm(exc, litellm.exceptions)
             if failure is None:
@@ -156,7 +160,9 @@ class LMClient:
         if on_text is None:
             response = await litellm.acompletion(**kwargs)
             usage = getattr(response, "usage", None)
-            text = response.choices[0].message.content or ""
+            if not response.choices:
+                raise ProviderError(lm_errors.RETRY, "malformed reply: no choices")
+            text = fastlm.content_text(response.choices[0].message.content)
             return text, (_tok(usage, "prompt_tokens"), _tok(usage, "completion_tokens"))
         stream = await litellm.acompletion(stream=True, stream_options={"include_usage": True}, **kwargs)
         parts: list[str] = []
@@ -165,7 +171,7 @@ class LMClient:
             if getattr(chunk, "usage", None):
                 usage = chunk.usage
             if chunk.choices:
-                delta = chunk.choices[0].delta.content
+                delta = fastlm.content_text(chunk.choices[0].delta.content, partial=True)
                 if delta:
                     parts.append(delta)
                     on_text(delta)
