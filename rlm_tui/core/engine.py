@@ -673,8 +673,9 @@ class Engine:
                     self.emit(ev.NODE_FINISHED, node, parent, status="killed", result="", error="stopped while queued")
                 raise
             try:
-                answer = await self._run_rlm(_Rlm(node, parent, depth, prompt, model,
-                                                  context or {"type": "text", "text": prompt}))
+                with self.steering.holding(parent):  # the child's time is not the calling cell's
+                    answer = await self._run_rlm(_Rlm(node, parent, depth, prompt, model,
+                                                      context or {"type": "text", "text": prompt}))
             finally:
                 sem.release()
             return answer if answer is not None else "Error: the child RLM stopped without an answer"
