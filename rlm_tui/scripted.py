@@ -55,6 +55,7 @@ class Fault:
     body: str = ""
     delay: float = 0.0
     raw: str | None = None
+    stall: float = 0.0  # a streamed reply goes silent this long after its first chunk
 
 
 @dataclass
@@ -167,7 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": tokens_of(prompt_text), "completion_tokens": tokens_of(text)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if body.get("stream"):
-            self._stream(model, text, usage, broken=bool(fault and fault.break_stream))
+            self._stream(model, text, usage, broken=bool(fault and fault.break_stream),
+                         stall=fault.stall if fault else 0.0)
         else:
             self._json(200, {"id": "scripted", "object": "chat.completion", "created": int(time.time()),
                              "model": model, "usage": usage,
@@ -190,7 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, model: str, text: str, usage: dict[str, int], broken: bool) -> None:
+    def _stream(self, model: str, text: str, usage: dict[str, int], broken: bool, stall: float = 0.0) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -199,8 +201,10 @@ class _Handler(BaseHTTPRequestHandler):
         if broken:
             pieces = pieces[: max(1, len(pieces) // 2)]
         base = {"id": "scripted", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-        for piece in pieces:
+        for i, piece in enumerate(pieces):
             self._chunk(dict(base, choices=[{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
+            if i == 0 and stall:
+                time.sleep(stall)
         if broken:
             self.wfile.write(b"5\r\ndata:\r\n")  # a torn chunk, then the connection drops
             self.wfile.flush()

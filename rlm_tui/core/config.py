@@ -37,6 +37,7 @@ class Settings:
     approve: str = "auto"  # spawn policy: auto | ask | rlm | deny (see control.py)
     step: str = "off"  # step mode: off | turn (before each root model call) | cell (before each cell) | all
     lm_timeout: float = 600.0  # seconds for one LM request
+    stream_idle: float = 30.0  # seconds a streamed reply may go silent once it has begun (a stalled stream)
     lm_retries: int = 4  # retries on rate limits, 5xx, timeouts and broken streams
     lm_backoff: float = 1.0  # seconds before the first retry; doubles each time
 

@@ -118,6 +118,7 @@ class Engine:
         self.bridge = Bridge(self._handle)
         self.secrets = known_secrets([settings.api_key, self.bridge.secret])  # redacted wherever shown
         self.lm = LMClient(api_base=settings.api_base, api_key=settings.api_key, timeout=settings.lm_timeout,
+                           idle=settings.stream_idle,
                            retries=settings.lm_retries, backoff=settings.lm_backoff,
                            on_unpriced=self._unpriced)
         self._sem: asyncio.Semaphore | None = None

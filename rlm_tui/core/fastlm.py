@@ -31,13 +31,14 @@ def applies(model: str, api_base: str | None) -> bool:
 class FastOpenAI:
     """One aiohttp session per event loop; a request per call, streamed or not."""
 
-    def __init__(self, api_base: str, api_key: str | None, timeout: float) -> None:
+    def __init__(self, api_base: str, api_key: str | None, timeout: float, idle: float | None = None) -> None:
         self.url = api_base.rstrip("/") + "/chat/completions"
         key = api_key or os.environ.get("OPENAI_API_KEY")
         self.headers = {"Content-Type": "application/json"}
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
         self.timeout = timeout
+        self.idle = idle  # seconds a stream may go silent once it has begun
         self._session: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -74,7 +75,7 @@ class FastOpenAI:
                     raise _status_error(resp.status, await resp.text())
                 if on_text is None:
                     return _read_reply(await resp.json(content_type=None))
-                return await _read_stream(resp, on_text)
+                return await _read_stream(resp, on_text, self.idle)
         except asyncio.TimeoutError:
             raise ProviderError(RETRY, f"no reply within {self.timeout:g} s") from None
         except (aiohttp.ClientError, ValueError) as exc:
@@ -94,10 +95,19 @@ def _read_reply(reply: Any) -> tuple[str, tuple[int, int]]:
     return text, _usage(reply.get("usage"))
 
 
-async def _read_stream(resp: Any, on_text: Callable[[str], None]) -> tuple[str, tuple[int, int]]:
+async def _read_stream(resp: Any, on_text: Callable[[str], None],
+                       idle: float | None) -> tuple[str, tuple[int, int]]:
     parts: list[str] = []
     usage = None
-    async for raw in resp.content:
+    begun = False  # before the first line, the wait is the model thinking: only the request timeout applies
+    while True:
+        try:
+            raw = await asyncio.wait_for(resp.content.readline(), idle if begun else None)
+        except asyncio.TimeoutError:
+            raise ProviderError(RETRY, f"the stream stalled: nothing for {idle:g} s") from None
+        if not raw:
+            break
+        begun = True
         line = raw.strip()
         if not line.startswith(b"data:"):
             continue

@@ -69,12 +69,13 @@ class LMClient:
     timeout: float = 600.0
     retries: int = 4
     backoff: float = 1.0
+    idle: float | None = None  # seconds a streamed reply may go silent once it has begun
     on_unpriced: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self._unpriced: set[str] = set()
         self._secrets = known_secrets([self.api_key])  # a provider may echo a key in its error text
-        self._fast = FastOpenAI(self.api_base, self.api_key, self.timeout) if self.api_base else None
+        self._fast = FastOpenAI(self.api_base, self.api_key, self.timeout, self.idle) if self.api_base else None
 
     def needs_litellm(self, model: str) -> bool:
         """True when calls to ``model`` go through litellm (not the direct OpenAI-compatible client)."""
@@ -167,7 +168,14 @@ class LMClient:
         stream = await litellm.acompletion(stream=True, stream_options={"include_usage": True}, **kwargs)
         parts: list[str] = []
         usage = None
-        async for chunk in stream:
+        chunks = stream.__aiter__()
+        while True:
+            try:  # the first chunk may take the model's thinking time; later ones must keep coming
+                chunk = await asyncio.wait_for(chunks.__anext__(), self.idle if parts or usage else None)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                raise ProviderError(lm_errors.RETRY, f"the stream stalled: nothing for {self.idle:g} s") from None
             if getattr(chunk, "usage", None):
                 usage = chunk.usage
             if chunk.choices:
