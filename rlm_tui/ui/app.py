@@ -9,7 +9,9 @@ engine for anything, so live runs and (later) replays look the same.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import threading
 import time
 from typing import Iterable
 
@@ -38,6 +40,9 @@ from .widgets.transcript_view import TranscriptView
 
 FRAME_S = 1 / 30
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: After a quit signal and the run's clean stop, how long restoring the terminal may take. A terminal
+#: that is gone (its window closed, tmux killed) blocks Textual's last writes for ever.
+EXIT_GRACE_S = 3.0
 #: Ctrl+C quits only when pressed twice within this many seconds.
 CTRL_C_WINDOW_S = 2.0
 
@@ -78,6 +83,7 @@ class RlmApp(SteeringMixin, App[None]):
         self._frame = 0
         self._last_ctrl_c = 0.0
         self._stopping: asyncio.Task[None] | None = None
+        self._quit_signal: int | None = None  # SIGTERM or SIGHUP asked us to quit
         self._load_themes()
 
     # --- setup ------------------------------------------------------------------
@@ -133,7 +139,7 @@ class RlmApp(SteeringMixin, App[None]):
             self.call_after_refresh(self.source.start)  # the first frame is already on screen
             loop = asyncio.get_running_loop()
             for signum in QUIT_SIGNALS:  # a closed terminal or `kill` quits like q: kernels shut down
-                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.action_quit()))
+                loop.add_signal_handler(signum, self._on_quit_signal, signum)
 
     def on_unmount(self) -> None:
         if self.source is not None:
@@ -303,9 +309,16 @@ class RlmApp(SteeringMixin, App[None]):
                 self.notify("Stopping the run and shutting down kernels…", timeout=30)
             self._stopping = asyncio.create_task(self._stop_and_exit())
 
+    def _on_quit_signal(self, signum: int) -> None:
+        self._quit_signal = signum
+        asyncio.ensure_future(self.action_quit())
+
     async def _stop_and_exit(self) -> None:
         if self.source is not None:
             await asyncio.to_thread(self.source.stop)
+        if self._quit_signal is not None:  # the run is stopped and its session closed: nothing is lost
+            threading.Thread(target=_exit_after, args=(EXIT_GRACE_S, 128 + self._quit_signal),
+                             name="rlm-exit-watchdog", daemon=True).start()
         self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -321,3 +334,9 @@ class RlmApp(SteeringMixin, App[None]):
                             lambda: self.tree_view.root.expand_all())
         yield SystemCommand("Collapse all calls", "Collapse the call tree to the root",
                             lambda: self.tree_view.root.collapse_all())
+
+
+def _exit_after(seconds: float, code: int) -> None:
+    """End the process if it is still here (Textual blocked writing to a terminal that is gone)."""
+    time.sleep(seconds)
+    os._exit(code)
