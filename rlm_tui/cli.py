@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", action="store_true", help="with --headless: one JSON object on stdout")
     o.add_argument("--session", type=Path, help="session file to write (default: a new file in "
                    "~/.local/share/rlm-tui/sessions/)")
+    o.add_argument("--overwrite-session", action="store_true",
+                   help="replace --session FILE if it exists (without this flag an existing file is refused)")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
     o.add_argument("--theme", metavar="NAME", help="UI colour theme (default: the last one chosen, else "
                    "rlm-midnight); themes are files in ~/.config/rlm-tui/themes/ too")
@@ -112,7 +114,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     output_chars=args.output_chars)
     approve = args.approve or ("auto" if args.headless else "rlm")
     return Settings(model=args.model, sub_model=args.sub_model, api_base=args.api_base, api_key=args.api_key,
-                    limits=limits, session_path=args.session, approve=approve, step=args.step)
+                    limits=limits, session_path=args.session, overwrite_session=args.overwrite_session,
+                    approve=approve, step=args.step)
 
 
 def fail(message: str, code: int) -> int:

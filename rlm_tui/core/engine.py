@@ -25,7 +25,7 @@ from .kernel import Kernel, KernelDied, KernelPool, expression_value, kernel_sou
 from .lm import LMClient, LMError, LMFatalError, LMResult
 from .parsing import parse_reply
 from .redaction import known_secrets, redact
-from .session import SessionWriter, new_session_path
+from .session import SessionExists, SessionWriter, new_session_path
 from .tree import one_line
 
 CHUNK_INTERVAL = 0.05  # seconds: streamed text is coalesced into events at most this often
@@ -154,12 +154,16 @@ class Engine:
         secrets = self.secrets
         where = f"cannot write the session file {self.session_path}"
         try:
-            self._writer = SessionWriter(self.session_path, secrets)
+            self._writer = SessionWriter(self.session_path, secrets, unique=self.settings.session_path is None,
+                                         overwrite=self.settings.overwrite_session)
+        except SessionExists as exc:
+            raise SetupError(str(exc)) from None
         except (FileExistsError, NotADirectoryError):  # a file where a folder should be
             blocker = next((p for p in self.session_path.parents if p.exists() and not p.is_dir()), None)
             raise SetupError(f"{where}: {blocker or 'a part of the path'} is not a directory") from None
         except OSError as exc:
             raise SetupError(f"{where}: {exc.strerror or exc}") from None
+        self.session_path = self._writer.path  # the default name may have had a suffix added
         self._writer.write(self._writer.header())
         if self._writer.error:  # disk full or a device that refuses writes: say so before the run
             error, self._writer = self._writer.error.rsplit(": ", 1)[-1], None
