@@ -67,7 +67,10 @@ class SessionIndex:
         self._lineno = 0
         self._fd: int | None = None
         self._ino: int | None = None
-        self._mm: mmap.mmap | None = None
+        self._mm: mmap.mmap | bytearray | None = None
+        # A file another process writes may be truncated under us: a map of it would then fault
+        # (SIGBUS) on the lost pages, so a followed file is copied in as it grows instead.
+        self._copy = not complete
         self._cache: OrderedDict[int, ev.Event] = OrderedDict()
         self._by_node: dict[int, array] = {}
         self._by_node_upto = 0
@@ -205,8 +208,18 @@ class SessionIndex:
         size = os.fstat(self._fd).st_size
         if size <= self._scanned or self._closed_at is not None:
             return 0
-        if self._mm is None or len(self._mm) < size:
-            if self._mm is not None:
+        if self._copy:
+            if self._mm is None:
+                self._mm = bytearray()
+            assert isinstance(self._mm, bytearray)
+            while len(self._mm) < size:
+                chunk = os.pread(self._fd, size - len(self._mm), len(self._mm))
+                if not chunk:
+                    break
+                self._mm += chunk
+            size = len(self._mm)
+        elif self._mm is None or len(self._mm) < size:
+            if isinstance(self._mm, mmap.mmap):
                 self._mm.close()
             self._mm = mmap.mmap(self._fd, size, access=mmap.ACCESS_READ) if size else None
         if self._mm is None:
@@ -221,7 +234,7 @@ class SessionIndex:
         self.complete = True
         self.refresh()
 
-    def _scan(self, data: mmap.mmap, pos: int, stop: int, size: int) -> None:
+    def _scan(self, data: mmap.mmap | bytearray, pos: int, stop: int, size: int) -> None:
         if self._lineno == 0 and pos < stop:  # the header: decoded and checked, never skipped
             nl = data.find(b"\n", pos, stop)
             if nl == -1 and not (self.complete and stop == size):
@@ -352,9 +365,9 @@ class SessionIndex:
     # ---- lifetime ---------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._mm is not None:
+        if isinstance(self._mm, mmap.mmap):
             self._mm.close()
-            self._mm = None
+        self._mm = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
