@@ -286,7 +286,8 @@ def resume_main(argv: list[str]) -> int:
                                    "overwrite_session")
                  if k in given}
     try:
-        resumed = plan(args.file, args.at, overrides=overrides, path=args.path, subcalls=not args.live_subcalls)
+        resumed = plan(args.file, args.at, overrides=overrides, path=args.path, subcalls=not args.live_subcalls,
+                       damaged=_report_bad_lines)
     except FileNotFoundError:
         return _fail("resume", f"no such file: {args.file}")
     except (ResumeError, SessionFormatError) as exc:

@@ -17,7 +17,7 @@ import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..core import events as ev
 from ..core.config import Limits, Settings
@@ -161,16 +161,19 @@ def _fits(value: Any, default: Any) -> bool:
 
 
 def plan(source: Path, at: int, *, overrides: dict[str, Any] | None = None, path: Path | None = None,
-         subcalls: bool = True) -> ResumePlan:
+         subcalls: bool = True, damaged: Callable[[list[tuple[int, str]]], None] | None = None) -> ResumePlan:
     """Read ``source`` and work out the resumed run; raises ResumeError when it cannot be done.
 
     ``overrides`` are Settings fields (model, sub_model, api_base, api_key,
     session_path) and Limits fields by name; ``path`` replaces the recorded input.
+    ``damaged(bad_lines)`` hears about the lines that could not be read, before anything is decided.
     """
     overrides = dict(overrides or {})
     with SessionIndex.open(source) as index:
         events = list(index.iter_events())
         header = index.header or {}
+        if damaged is not None and index.bad_lines:
+            damaged(index.bad_lines)
     run = next((e for e in events if e.kind == ev.RUN_STARTED), None)
     if run is None:
         raise ResumeError(f"{source} has no run_started event: there is no run to resume")
