@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -14,6 +13,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from . import __version__
 from .core.config import Limits, Settings
+from .core.safe_text import safe, safe_json
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_LIMIT = 0, 1, 2, 3
 T = TypeVar("T")
@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", action="store_true", help="with --headless: one JSON object on stdout")
     o.add_argument("--session", type=Path, help="session file to write (default: a new file in "
                    "~/.local/share/rlm-tui/sessions/)")
+    o.add_argument("--overwrite-session", action="store_true",
+                   help="replace --session FILE if it exists (without this flag an existing file is refused)")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
     o.add_argument("--theme", metavar="NAME", help="UI colour theme (default: the last one chosen, else "
                    "rlm-midnight); themes are files in ~/.config/rlm-tui/themes/ too")
@@ -112,11 +114,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     output_chars=args.output_chars)
     approve = args.approve or ("auto" if args.headless else "rlm")
     return Settings(model=args.model, sub_model=args.sub_model, api_base=args.api_base, api_key=args.api_key,
-                    limits=limits, session_path=args.session, approve=approve, step=args.step)
+                    limits=limits, session_path=args.session, overwrite_session=args.overwrite_session,
+                    approve=approve, step=args.step)
 
 
 def fail(message: str, code: int) -> int:
-    print(f"rlm-tui: {message}", file=sys.stderr)
+    print(f"rlm-tui: {safe(message)}", file=sys.stderr)
     return code
 
 
@@ -244,12 +247,12 @@ def run_headless(settings: Settings, question: str, path: Path, as_json: bool, d
             raise
         return fail(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
     if as_json:
-        print(json.dumps({"answer": result.answer, "usage": result.usage, "calls": result.calls,
-                          "stopped_by": result.stopped_by, "session": str(result.session),
-                          "duration_s": round(result.duration_s, 3), "error": result.error}, ensure_ascii=False))
+        print(safe_json({"answer": result.answer, "usage": result.usage, "calls": result.calls,
+                         "stopped_by": result.stopped_by, "session": str(result.session),
+                         "duration_s": round(result.duration_s, 3), "error": result.error}))
     elif result.answer is not None:
-        print(result.answer)
-    print(f"session: {result.session}", file=sys.stderr)
+        print(safe(result.answer))
+    print(f"session: {safe(str(result.session))}", file=sys.stderr)
     if result.error:
         return fail(result.error, EXIT_ERROR)
     if result.answer is None:

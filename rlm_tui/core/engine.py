@@ -25,7 +25,7 @@ from .kernel import Kernel, KernelDied, KernelPool, expression_value, kernel_sou
 from .lm import LMClient, LMError, LMFatalError, LMResult, litellm_module
 from .parsing import parse_reply
 from .redaction import known_secrets, redact
-from .session import SessionWriter, new_session_path
+from .session import SessionExists, SessionWriter, new_session_path
 from .tree import one_line
 
 CHUNK_INTERVAL = 0.05  # seconds: streamed text is coalesced into events at most this often
@@ -114,7 +114,7 @@ class Engine:
         self._kernel_owner: dict[str, _Rlm] = {}
         self._root_task: asyncio.Task[Any] | None = None
         self._writer: SessionWriter | None = None
-        self._tmp = Path(tempfile.mkdtemp(prefix="rlm-tui-"))
+        self._tmp: Path | None = None  # made when the run starts: a setup error leaves no folder behind
         self.bridge = Bridge(self._handle)
         self.secrets = known_secrets([settings.api_key, self.bridge.secret])  # redacted wherever shown
         self.lm = LMClient(api_base=settings.api_base, api_key=settings.api_key, timeout=settings.lm_timeout,
@@ -159,12 +159,16 @@ class Engine:
         secrets = self.secrets
         where = f"cannot write the session file {self.session_path}"
         try:
-            self._writer = SessionWriter(self.session_path, secrets)
+            self._writer = SessionWriter(self.session_path, secrets, unique=self.settings.session_path is None,
+                                         overwrite=self.settings.overwrite_session)
+        except SessionExists as exc:
+            raise SetupError(str(exc)) from None
         except (FileExistsError, NotADirectoryError):  # a file where a folder should be
             blocker = next((p for p in self.session_path.parents if p.exists() and not p.is_dir()), None)
             raise SetupError(f"{where}: {blocker or 'a part of the path'} is not a directory") from None
         except OSError as exc:
             raise SetupError(f"{where}: {exc.strerror or exc}") from None
+        self.session_path = self._writer.path  # the default name may have had a suffix added
         self._writer.write(self._writer.header())
         if self._writer.error:  # disk full or a device that refuses writes: say so before the run
             error, self._writer = self._writer.error.rsplit(": ", 1)[-1], None
@@ -182,6 +186,7 @@ class Engine:
         self.steering.bind(self.emit)
         self._sem = asyncio.Semaphore(self.limits.concurrency)
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
+        self._tmp = Path(tempfile.mkdtemp(prefix="rlm-tui-"))
         self.pool = KernelPool(self._tmp, self._prepare_kernel, warm)
         answer: str | None = None
         error: str | None = None
@@ -244,7 +249,8 @@ class Engine:
         await self.lm.aclose()
         if self.pool is not None:
             await self.pool.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
         await asyncio.gather(*self._background, return_exceptions=True)  # a thread cannot be cancelled
 
     async def _prepare_kernel(self, kernel: Kernel) -> None:
@@ -319,6 +325,7 @@ class Engine:
         except OSError as exc:
             raise SetupError(f"cannot load {self.path}: {exc.strerror or exc}") from None
         if found.files:
+            assert self._tmp is not None
             manifest = self._tmp / "files.json"
             manifest.write_text(json.dumps(found.files), encoding="utf-8")
             rlm.spec["manifest"] = str(manifest)

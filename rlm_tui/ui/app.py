@@ -17,12 +17,15 @@ from typing import Iterable
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.markup import escape as escape_markup
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Tree
 
 from ..core import events as ev
+from ..core.safe_text import safe, safe_data
+from ..core.session import repair
 from ..core.tree import CallTree
 from . import prefs
 from .help import HelpScreen, key_sections
@@ -45,6 +48,21 @@ QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 EXIT_GRACE_S = 3.0
 #: Ctrl+C quits only when pressed twice within this many seconds.
 CTRL_C_WINDOW_S = 2.0
+
+
+def shown(event: ev.Event) -> ev.Event:
+    """An event as the app may draw it: fields of the wrong type repaired, every string made
+    ``safe`` (cell output keeps its SGR colour for ``Text.from_ansi``). Everything the app shows
+    (tree, transcripts, approvals, answer, status) is folded from events, so this one pass, where
+    events enter, keeps terminal control sequences from a model, a repository or a file out."""
+    data = dict(event.data)
+    repair(data)
+    text = data.get("text") if event.kind == ev.CELL_OUTPUT else None
+    data = safe_data(data)
+    if isinstance(text, str):
+        data["text"] = safe(text, sgr="keep")
+    return ev.Event(safe(event.kind), safe(event.node) if event.node is not None else None,
+                    safe(event.parent) if event.parent is not None else None, data, event.seq, event.t)
 
 
 class RlmApp(SteeringMixin, App[None]):
@@ -151,7 +169,7 @@ class RlmApp(SteeringMixin, App[None]):
 
     def feed(self, events: Iterable[ev.Event]) -> None:
         """Fold events into the models; the screen catches up once per batch."""
-        for event in events:
+        for event in map(shown, events):
             node = self.calls.apply(event)
             if node is not None:
                 self._dirty[node.id] = None
@@ -244,7 +262,8 @@ class RlmApp(SteeringMixin, App[None]):
         elif node.id == self.calls.root:
             view.border_title = "Transcript · root"
         else:
-            view.border_title = f"Transcript · {node.kind} {node.id} · {node.label}"
+            # a title is Textual markup: a label with "[/]" in it would raise MarkupError
+            view.border_title = escape_markup(f"Transcript · {node.kind} {node.id} · {node.label}")
 
     # --- themes -----------------------------------------------------------------------
 
