@@ -72,10 +72,12 @@ class LMClient:
         self._windows: dict[str, int | None] = {}
         self._secrets = known_secrets([self.api_key])  # a provider may echo a key in its error text
         self._fast = FastOpenAI(self.api_base, self.api_key, self.timeout) if self.api_base else None
+        self._local: dict[str, FastOpenAI] = {}  # local/<name> -> a client of its in-process server
 
     async def aclose(self) -> None:
-        if self._fast is not None:
-            await self._fast.aclose()
+        for client in [self._fast, *self._local.values()]:
+            if client is not None:
+                await client.aclose()
 
     async def complete(self, model: str, messages: list[dict[str, str]],
                        on_text: Callable[[str], None] | None = None,
@@ -91,7 +93,7 @@ class LMClient:
                      errors.InternalServerError, errors.ServiceUnavailableError, errors.BadGatewayError,
                      errors.MidStreamFallbackError)
         if model.startswith("local/"):
-            self._use_local(litellm, model)
+            self._use_local(model)
         self._check_window(litellm, model, messages)
         attempt = 0
         while True:
@@ -128,6 +130,16 @@ class LMClient:
 
     async def _call(self, litellm: Any, model: str, messages: list[dict[str, str]],
                     on_text: Callable[[str], None] | None) -> tuple[str, tuple[int, int]]:
+        if model.startswith("local/"):
+            from .local_model import LocalModelMissing, prepare
+
+            try:
+                running, messages = await prepare(model, messages)
+            except LocalModelMissing as exc:
+                raise LMFatalError(str(exc)) from None
+            if model not in self._local:
+                self._local[model] = FastOpenAI(running.url, running.key, self.timeout)
+            return await self._local[model].call(litellm, model, messages, on_text)
         if self._fast is not None and fastlm.applies(model, self.api_base):
             return await self._fast.call(litellm, model, messages, on_text)
         kwargs: dict[str, Any] = {"model": model, "messages": messages, "timeout": self.timeout,
@@ -163,17 +175,18 @@ class LMClient:
         return _short(redact(str(exc), self._secrets))
 
     @staticmethod
-    def _use_local(litellm: Any, model: str) -> None:
+    def _use_local(model: str) -> None:
         """``local/<name>``: the offline model of the ``local`` extra (see local_model.py)."""
-        from .local_model import LocalModelMissing, check, register
+        from .local_model import LocalModelMissing, check
 
         try:
             check(model)
         except LocalModelMissing as exc:
             raise LMFatalError(str(exc)) from None
-        register(litellm)
 
     def _cost(self, litellm: Any, model: str, tokens_in: int, tokens_out: int) -> tuple[float, bool]:
+        if model.startswith("local/"):  # runs on this machine
+            return 0.0, True
         if model in self._unpriced:  # litellm's failed lookup costs ~0.4 ms a call
             return 0.0, False
         try:
