@@ -24,6 +24,7 @@ import asyncio
 import atexit
 import importlib.util
 import json
+import os
 import secrets
 import threading
 import urllib.request
@@ -98,6 +99,9 @@ def _start(name: str) -> tuple[Any, Running]:
     params.n_ctx = N_CTX
     params.n_parallel = 1  # one slot, so one request has the whole window; others queue
     params.n_predict = MAX_REPLY_TOKENS
+    # llama.cpp's threads spin while they wait for each other, so one that loses its core stalls
+    # the rest: on 2 busy cores 2 threads made 3-5 tokens/s, 1 thread 90. Half the cores, then.
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = max(1, (os.cpu_count() or 2) // 2)
     params.sampling.temp = 0.0
     params.sampling.seed = 0
     params.no_extra_bufts = True  # no weight repacking: it crashed llama.cpp on CPUs with AMX
