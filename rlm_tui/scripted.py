@@ -3,7 +3,9 @@
 Tests, the demo and the benchmark drive the real engine and real litellm
 against it: no network, no API keys. ``script(messages, model) -> str`` decides
 each reply; ``latency`` delays every reply. Faults can be queued for the next
-requests (HTTP status codes, or a stream that breaks mid-reply).
+requests (HTTP status codes, a stream that breaks mid-reply, or a connection
+closed with no reply). ``keepalive_timeout`` closes connections idle that long,
+as llama.cpp's server does after 5 s.
 """
 
 from __future__ import annotations
@@ -45,13 +47,15 @@ def question_of(messages: list[dict[str, Any]]) -> str:
 @dataclass
 class Fault:
     """What to do instead of answering: an HTTP ``status``, ``break_stream`` after some text, or
-    ``raw``: a status-200 body sent as it is (a malformed reply; for a streamed request, the SSE text).
+    ``raw``: a status-200 body sent as it is (a malformed reply; for a streamed request, the SSE text),
+    or ``drop`` the connection without a byte of reply.
 
     ``delay`` seconds pass first (longer than the client's timeout: a timeout).
     """
 
     status: int = 0
     break_stream: bool = False
+    drop: bool = False
     body: str = ""
     delay: float = 0.0
     raw: str | None = None
@@ -67,6 +71,7 @@ class ScriptedServer:
     faults: deque[Fault] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     keep_requests: int = 10_000
+    keepalive_timeout: float | None = None  # seconds an idle connection stays open; None: until the client closes it
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -83,6 +88,7 @@ class ScriptedServer:
 
         class Handler(_Handler):
             owner = server
+            timeout = server.keepalive_timeout  # http.server closes a connection whose next request is late
 
         self._httpd = _Server((self.host, self.port), Handler)
         self._httpd.daemon_threads = True
@@ -152,6 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fault.delay)
         if fault is not None and fault.raw is not None:
             self._raw(fault.raw, stream=bool(body.get("stream")))
+            return
+        if fault is not None and fault.drop:
+            self.close_connection = True
             return
         if fault is not None and fault.status:
             self._json(fault.status, {"error": {"message": fault.body or f"scripted fault {fault.status}",

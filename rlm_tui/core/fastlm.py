@@ -8,7 +8,13 @@ posts the same request with aiohttp (already installed with litellm) and
 parses the JSON or the SSE stream itself. Failures are raised as
 ``ProviderError`` kinds (``lm_errors.py``), the same the litellm path reports,
 so retries and fatal errors behave alike and this path never imports litellm.
-Set ``RLM_TUI_LITELLM_ONLY=1`` to send everything through litellm.
+Set ``RLM_TUI_LITELLM_ONLY=1`` to send everything through litellm
+(``local/...`` models excepted: only this client reaches them).
+
+Servers close idle keep-alive connections (llama.cpp's after 5 s) and a pooled
+connection can be dead before the client has noticed: a request that fails on a
+reused connection before the response head arrives is re-sent at once (see
+``_send``), so a stale connection is never a retry event.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from .lm_errors import RETRY, ProviderError, kind_of_status
@@ -48,8 +55,11 @@ class FastOpenAI:
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
             # The engine's semaphore caps concurrency; the connector must not add a lower cap.
+            reuse = aiohttp.TraceConfig()
+            reuse.on_connection_reuseconn.append(_mark_reused)
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                                  timeout=aiohttp.ClientTimeout(total=self.timeout))
+                                                  timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                                  trace_configs=[reuse])
             self._loop = loop
         return self._session
 
@@ -61,16 +71,36 @@ class FastOpenAI:
                 pass
         self._session = None
 
+    async def _send(self, data: bytes) -> Any:
+        """POST ``data``; the response once its head has arrived.
+
+        A failure on a reused pooled connection before the response head means the
+        server had closed that idle connection: aiohttp drops it and the request goes
+        again at once, on another connection. A failure on a new connection is raised.
+        This ends: each pass drops one pooled connection, and only answered requests
+        put connections back.
+        """
+        import aiohttp
+
+        while True:
+            request = SimpleNamespace(reused=False)
+            try:
+                return await self._session_now().post(self.url, data=data, headers=self.headers,
+                                                      trace_request_ctx=request)
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+                if not request.reused:
+                    raise
+
     async def call(self, model: str, messages: list[dict[str, str]],
                    on_text: Callable[[str], None] | None) -> tuple[str, tuple[int, int]]:
         import aiohttp
 
-        body: dict[str, Any] = {"model": model[len(PREFIX):], "messages": messages}
+        body: dict[str, Any] = {"model": model.split("/", 1)[-1], "messages": messages}
         if on_text is not None:
             body.update(stream=True, stream_options={"include_usage": True})
         data = json.dumps(body).encode()
         try:
-            async with self._session_now().post(self.url, data=data, headers=self.headers) as resp:
+            async with await self._send(data) as resp:
                 if resp.status >= 400:
                     raise _status_error(resp.status, await resp.text())
                 if on_text is None:
@@ -93,6 +123,11 @@ def _read_reply(reply: Any) -> tuple[str, tuple[int, int]]:
     message = choices[0].get("message")
     text = content_text(message.get("content") if isinstance(message, dict) else None)
     return text, _usage(reply.get("usage"))
+
+
+async def _mark_reused(session: Any, trace: Any, params: Any) -> None:
+    """aiohttp trace hook: this request was given a pooled connection."""
+    trace.trace_request_ctx.reused = True
 
 
 async def _read_stream(resp: Any, on_text: Callable[[str], None],

@@ -76,14 +76,16 @@ class LMClient:
         self._unpriced: set[str] = set()
         self._secrets = known_secrets([self.api_key])  # a provider may echo a key in its error text
         self._fast = FastOpenAI(self.api_base, self.api_key, self.timeout, self.idle) if self.api_base else None
+        self._local: dict[str, FastOpenAI] = {}  # local/<name> -> a client of its in-process server
 
     def needs_litellm(self, model: str) -> bool:
         """True when calls to ``model`` go through litellm (not the direct OpenAI-compatible client)."""
         return not (fastlm.applies(model, self.api_base) or model.startswith("local/"))
 
     async def aclose(self) -> None:
-        if self._fast is not None:
-            await self._fast.aclose()
+        for client in [self._fast, *self._local.values()]:
+            if client is not None:
+                await client.aclose()
 
     async def complete(self, model: str, messages: list[dict[str, str]],
                        on_text: Callable[[str], None] | None = None,
@@ -133,6 +135,16 @@ class LMClient:
 
     async def _call(self, model: str, messages: list[dict[str, str]],
                     on_text: Callable[[str], None] | None) -> tuple[str, tuple[int, int]]:
+        if model.startswith("local/"):
+            from .local_model import LocalModelMissing, prepare
+
+            try:
+                running, messages = await prepare(model, messages)
+            except LocalModelMissing as exc:
+                raise LMFatalError(str(exc)) from None
+            if model not in self._local:
+                self._local[model] = FastOpenAI(running.url, running.key, self.timeout, self.idle)
+            return await self._local[model].call(model, messages, on_text)
         if self._fast is not None and fastlm.applies(model, self.api_base):
             return await self._fast.call(model, messages, on_text)
         litellm = _litellm or await asyncio.to_thread(litellm_module)
@@ -200,6 +212,8 @@ class LMClient:
             raise LMFatalError(str(exc)) from None
 
     def _cost(self, model: str, tokens_in: int, tokens_out: int) -> tuple[float, bool]:
+        if model.startswith("local/"):  # runs on this machine
+            return 0.0, True
         cost = pricing.cost(model, tokens_in, tokens_out)
         if cost is not None:
             return cost, True

@@ -21,7 +21,7 @@ FATAL = frozenset({AUTH, NOT_FOUND, NO_KEY})
 # The kind of each HTTP status an OpenAI-compatible server answers with.
 BY_STATUS = {401: AUTH, 403: AUTH, 404: NOT_FOUND, 408: RETRY, 429: RETRY}
 _WINDOW_WORDS = ("context length", "context_length", "maximum context", "context window", "too many tokens",
-                 "exceeds the available context")
+                 "exceeds the available context", "context size")
 
 
 class ProviderError(Exception):
