@@ -2,9 +2,9 @@
 
 The kernel, not the host, reads the files, so the host never holds a copy of a
 large context. A file becomes a ``str``; a directory a ``dict`` of relative
-path -> text. ``.gitignore`` files are respected, ``.git`` skipped, binary and
-oversized files skipped and reported, undecodable bytes replaced, symlinked
-directories not followed (so a symlink loop cannot recurse).
+path -> text, read from the list of files the host chose by their metadata
+(``rlm_tui/core/shape.py``: ``.gitignore``, caps, symlinks). Binary files are
+skipped and reported, undecodable bytes replaced.
 """
 
 
@@ -35,73 +35,24 @@ def __rlm_load_context(spec):
             return None, cut
         return data.decode("utf-8", "replace"), cut
 
-    def load_dir(root, max_file, max_total):
-        try:
-            import pathspec
-        except ImportError:  # pragma: no cover - pathspec is a dependency
-            pathspec = None
+    def load_dir(root, manifest, max_file):
+        # The host chose the files (rlm_tui/core/shape.py: .gitignore, caps, symlinks); read them here.
+        import json
+
+        with open(manifest, encoding="utf-8") as handle:
+            names = json.load(handle)
         result = {}
-        total = 0
-        specs = []  # (base relative dir, GitIgnoreSpec)
-        def unreadable_dir(exc):
-            rel = os.path.relpath(str(exc.filename), root)
-            skip("unreadable (" + (exc.strerror or type(exc).__name__) + ")", clean(rel) + "/")
-
-        for current, dirs, files in os.walk(root, followlinks=False, onerror=unreadable_dir):
-            rel_dir = os.path.relpath(current, root)
-            rel_dir = "" if rel_dir == "." else rel_dir
-            if pathspec is not None and ".gitignore" in files:
-                try:
-                    with open(os.path.join(current, ".gitignore"), encoding="utf-8", errors="replace") as handle:
-                        specs.append((rel_dir, pathspec.GitIgnoreSpec.from_lines(handle)))
-                except OSError:
-                    pass
-
-            def ignored(rel, is_dir):
-                for base, spec in specs:
-                    if base and not rel.startswith(base + os.sep):
-                        continue
-                    sub = rel[len(base) + 1:] if base else rel
-                    if spec.match_file(sub + ("/" if is_dir else "")):
-                        return True
-                return False
-
-            kept = []
-            for name in sorted(dirs):
-                rel = os.path.join(rel_dir, name) if rel_dir else name
-                if name == ".git":
-                    continue
-                if os.path.islink(os.path.join(current, name)):
-                    skip("symlinked directory", clean(rel))
-                elif specs and ignored(rel, True):
-                    skip("gitignored", clean(rel) + "/")
-                else:
-                    kept.append(name)
-            dirs[:] = kept
-            for name in sorted(files):
-                rel = os.path.join(rel_dir, name) if rel_dir else name
-                key = clean(rel)
-                if specs and ignored(rel, False):
-                    skip("gitignored", key)
-                    continue
-                path = os.path.join(current, name)
-                try:
-                    size = os.path.getsize(path)
-                    if size > max_file:
-                        skip(f"larger than {max_file // 1_000_000} MB", key)
-                        continue
-                    if total + size > max_total:
-                        skip("over the total size cap", key)
-                        continue
-                    text, _ = read_text(path, max_file)
-                except OSError as exc:
-                    skip("unreadable (" + (exc.strerror or type(exc).__name__) + ")", key)
-                    continue
-                if text is None:
-                    skip("binary", key)
-                    continue
-                result[key] = text
-                total += size
+        for rel in names:
+            key = clean(rel)
+            try:
+                text, _ = read_text(os.path.join(root, rel), max_file)
+            except OSError as exc:
+                skip("unreadable (" + (exc.strerror or type(exc).__name__) + ")", key)
+                continue
+            if text is None:
+                skip("binary", key)
+                continue
+            result[key] = text
         return result
 
     kind = spec["type"]
@@ -112,7 +63,7 @@ def __rlm_load_context(spec):
         with open(spec["path"], "rb") as handle:
             value = pickle.load(handle)
     elif os.path.isdir(spec["path"]):
-        value = load_dir(spec["path"], spec["max_file_bytes"], spec["max_total_bytes"])
+        value = load_dir(spec["path"], spec["manifest"], spec["max_file_bytes"])
     else:
         size = os.path.getsize(spec["path"])
         value, cut = read_text(spec["path"], spec["max_total_bytes"])

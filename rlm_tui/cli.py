@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -14,6 +13,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from . import __version__
 from .core.config import OPTION, OPTIONS, ConfigError, Limits, Option, Settings, read_config
+from .core.safe_text import safe, safe_json
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_LIMIT = 0, 1, 2, 3
 T = TypeVar("T")
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", action="store_true", help="with --headless: one JSON object on stdout")
     o.add_argument("--session", type=Path, help="session file to write (default: a new file in "
                    "~/.local/share/rlm-tui/sessions/)")
+    o.add_argument("--overwrite-session", action="store_true",
+                   help="replace --session FILE if it exists (without this flag an existing file is refused)")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -117,12 +119,13 @@ def settings_from(args: argparse.Namespace, config: dict[str, Any] | None = None
     defaults = Settings()
     return Settings(model=values.get("model", defaults.model), sub_model=values.get("sub_model"),
                     api_base=values.get("api_base"), api_key=args.api_key, limits=limits,
-                    session_path=args.session, approve=values.get("approve", "auto" if args.headless else "rlm"),
+                    session_path=args.session, overwrite_session=args.overwrite_session,
+                    approve=values.get("approve", "auto" if args.headless else "rlm"),
                     step=values.get("step", defaults.step))
 
 
 def fail(message: str, code: int) -> int:
-    print(f"rlm-tui: {message}", file=sys.stderr)
+    print(f"rlm-tui: {safe(message)}", file=sys.stderr)
     return code
 
 
@@ -189,7 +192,7 @@ def preflight(settings: Settings) -> int | None:
     except PreflightError as exc:
         return fail(str(exc), EXIT_USAGE)
     for warning in warnings:
-        print(f"rlm-tui: warning: {warning}", file=sys.stderr)
+        print(f"rlm-tui: warning: {safe(warning)}", file=sys.stderr)  # model ids come from the server
     return None
 
 
@@ -274,12 +277,12 @@ def run_headless(settings: Settings, question: str, path: Path, as_json: bool, d
             raise
         return fail(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
     if as_json:
-        print(json.dumps({"answer": result.answer, "usage": result.usage, "calls": result.calls,
-                          "stopped_by": result.stopped_by, "session": str(result.session),
-                          "duration_s": round(result.duration_s, 3), "error": result.error}, ensure_ascii=False))
+        print(safe_json({"answer": result.answer, "usage": result.usage, "calls": result.calls,
+                         "stopped_by": result.stopped_by, "session": str(result.session),
+                         "duration_s": round(result.duration_s, 3), "error": result.error}))
     elif result.answer is not None:
-        print(result.answer)
-    print(f"session: {result.session}", file=sys.stderr)
+        print(safe(result.answer))
+    print(f"session: {safe(str(result.session))}", file=sys.stderr)
     if result.error:
         return fail(result.error, EXIT_ERROR)
     if result.answer is None:

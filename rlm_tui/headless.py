@@ -6,6 +6,7 @@ import sys
 from typing import TextIO
 
 from .core import events as ev
+from .core.safe_text import safe
 from .core.tree import CallTree
 
 
@@ -24,18 +25,18 @@ class ProgressPrinter:
         self.tree.apply(event)
         line = self._line(event)
         if line:
-            print(line, file=self.stream, flush=True)
+            print(safe(line), file=self.stream, flush=True)
 
     def _line(self, event: ev.Event) -> str | None:
         kind = event.kind
         node = self.tree.nodes.get(event.node or "")
         indent = "  " * (node.depth if node else 0)
         if kind == ev.CONTEXT_LOADED and node is not None and node.kind == "root":
-            info = event.get("info", {})
-            line = f"[{event.t:6.1f}s] context: {info.get('description', '').splitlines()[0]}"
+            info = event.get("info") or {}
+            line = f"[{event.t:6.1f}s] context: {(info.get('description') or '?').splitlines()[0]}"
             skipped = info.get("skipped") or {}
             if skipped:  # what was left out, so a user is never surprised by a missing file
-                line += "\n         skipped: " + ", ".join(f"{v['count']} {why}" for why, v in skipped.items())
+                line += "\n         skipped: " + ", ".join(f"{v.get('count', '?')} {why}" for why, v in skipped.items())
             if info.get("truncated_bytes"):
                 line += f"\n         cut: the last {info['truncated_bytes']:,} bytes were not loaded"
             return line

@@ -3,7 +3,9 @@
 Tests, the demo and the benchmark drive the real engine and real litellm
 against it: no network, no API keys. ``script(messages, model) -> str`` decides
 each reply; ``latency`` delays every reply. Faults can be queued for the next
-requests (HTTP status codes, or a stream that breaks mid-reply).
+requests (HTTP status codes, a stream that breaks mid-reply, or a connection
+closed with no reply). ``keepalive_timeout`` closes connections idle that long,
+as llama.cpp's server does after 5 s.
 """
 
 from __future__ import annotations
@@ -44,15 +46,20 @@ def question_of(messages: list[dict[str, Any]]) -> str:
 
 @dataclass
 class Fault:
-    """What to do instead of answering: an HTTP ``status``, or ``break_stream`` after some text.
+    """What to do instead of answering: an HTTP ``status``, ``break_stream`` after some text, or
+    ``raw``: a status-200 body sent as it is (a malformed reply; for a streamed request, the SSE text),
+    or ``drop`` the connection without a byte of reply.
 
     ``delay`` seconds pass first (longer than the client's timeout: a timeout).
     """
 
     status: int = 0
     break_stream: bool = False
+    drop: bool = False
     body: str = ""
     delay: float = 0.0
+    raw: str | None = None
+    stall: float = 0.0  # a streamed reply goes silent this long after its first chunk
 
 
 @dataclass
@@ -64,6 +71,7 @@ class ScriptedServer:
     faults: deque[Fault] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     keep_requests: int = 10_000
+    keepalive_timeout: float | None = None  # seconds an idle connection stays open; None: until the client closes it
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -80,6 +88,7 @@ class ScriptedServer:
 
         class Handler(_Handler):
             owner = server
+            timeout = server.keepalive_timeout  # http.server closes a connection whose next request is late
 
         self._httpd = _Server((self.host, self.port), Handler)
         self._httpd.daemon_threads = True
@@ -147,6 +156,12 @@ class _Handler(BaseHTTPRequestHandler):
         fault = owner.next_fault()
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
+        if fault is not None and fault.raw is not None:
+            self._raw(fault.raw, stream=bool(body.get("stream")))
+            return
+        if fault is not None and fault.drop:
+            self.close_connection = True
+            return
         if fault is not None and fault.status:
             self._json(fault.status, {"error": {"message": fault.body or f"scripted fault {fault.status}",
                                                 "type": "scripted", "code": fault.status}})
@@ -162,7 +177,8 @@ class _Handler(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": tokens_of(prompt_text), "completion_tokens": tokens_of(text)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if body.get("stream"):
-            self._stream(model, text, usage, broken=bool(fault and fault.break_stream))
+            self._stream(model, text, usage, broken=bool(fault and fault.break_stream),
+                         stall=fault.stall if fault else 0.0)
         else:
             self._json(200, {"id": "scripted", "object": "chat.completion", "created": int(time.time()),
                              "model": model, "usage": usage,
@@ -177,7 +193,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, model: str, text: str, usage: dict[str, int], broken: bool) -> None:
+    def _raw(self, text: str, stream: bool) -> None:
+        data = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream" if stream else "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, model: str, text: str, usage: dict[str, int], broken: bool, stall: float = 0.0) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -186,8 +210,10 @@ class _Handler(BaseHTTPRequestHandler):
         if broken:
             pieces = pieces[: max(1, len(pieces) // 2)]
         base = {"id": "scripted", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-        for piece in pieces:
+        for i, piece in enumerate(pieces):
             self._chunk(dict(base, choices=[{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
+            if i == 0 and stall:
+                time.sleep(stall)
         if broken:
             self.wfile.write(b"5\r\ndata:\r\n")  # a torn chunk, then the connection drops
             self.wfile.flush()

@@ -146,9 +146,10 @@ async def test_undecodable_bytes_and_a_50_mb_line(tmp_path: Path) -> None:
     run = await run_script(_report_script, root, tmp_path)
     assert '["latin1.txt", "mixed.txt"]' in run.cell_text()
     run = await run_script(lambda m, model: fence("print(len(context), context.count('\\n'))")
-                           if turn_of(m) == 1 else "FINAL(ok)", one_line, tmp_path)
+                           if turn_of(m) == 1 else "FINAL(ok)", one_line, tmp_path / "second")  # a new session file
     assert "50000000 0" in run.cell_text() and run.result.answer == "ok"
-    assert "1 lines" in run.server.requests[0]["messages"][1]["content"]
+    assert "a str of about 50,000,000 characters." in run.server.requests[0]["messages"][1]["content"]
+    assert next(e for e in run.events if e.kind == ev.CONTEXT_LOADED).get("info")["lines"] == 1
 
 
 async def test_symlink_loops_inside_a_directory(tmp_path: Path) -> None:
@@ -181,9 +182,10 @@ async def test_file_names_with_newlines_and_invalid_utf8(tmp_path: Path) -> None
             return fence("import json\nprint(json.dumps(sorted(context)))\nprint(context['new\\nline.txt'].strip())")
         return "FINAL(ok)"
 
-    for path in (root, Path(weird_dir) / "names"):
-        run = await run_script(script, path, tmp_path)
+    for i, path in enumerate((root, Path(weird_dir) / "names")):
+        run_dir = tmp_path / f"run{i}"  # each run its own session file (an existing one is refused)
+        run = await run_script(script, path, run_dir)
         assert run.result.answer == "ok" and run.result.error is None
         text = run.cell_text()
         assert json.dumps(["bad\ufffdname.txt", "new\nline.txt"]) in text and "newline name" in text
-        assert load(tmp_path / "session.jsonl").bad_lines == []
+        assert load(run_dir / "session.jsonl").bad_lines == []

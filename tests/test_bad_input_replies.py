@@ -22,7 +22,6 @@ BAD_REPLIES = {
     "FINAL_VAR of undefined name": (fence("x = 1") + "\nFINAL_VAR(nope)", "FINAL_VAR(nope): there is no such variable"),
     "FINAL_VAR of an expression": (fence("x = [1]") + "\nFINAL_VAR(x[0])", "FINAL_VAR(x[0]): give the name of a variable"),
     "FINAL_VAR in code, undefined": (fence("FINAL_VAR('ghost')"), "no variable named 'ghost'"),
-    "empty reply": ("", prompts.NO_CODE_NOTE),
     "only whitespace code": ("```repl\n   \n```", prompts.NO_CODE_NOTE),
 }
 

@@ -30,8 +30,13 @@ print(number)
     assert info["skipped"]["binary"]["examples"] == ["image.bin"]
     assert info["skipped"]["gitignored"]["count"] == 2
     first_prompt = run.server.requests[0]["messages"][1]["content"]
-    assert "dict of" in first_prompt and "22 files" in first_prompt
+    # The first request goes out before the kernel has read anything: the shape comes from file sizes,
+    # so the binary file is still counted; the model is told the loaded shape after its first cell.
+    assert "dict of about 17,568 characters in about 23 files" in first_prompt
     assert "magic number" not in first_prompt  # the content never goes into the prompt
+    second_prompt = run.server.requests[1]["messages"][-1]["content"]
+    assert "the context as loaded differs" in second_prompt and "in 22 files" in second_prompt
+    assert "1 binary" in second_prompt
 
 
 async def test_multi_turn_state_persists_and_output_fed_back(corpus: Path, tmp_path: Path) -> None:
@@ -217,7 +222,10 @@ async def test_single_file_context_is_a_string(tmp_path: Path) -> None:
 
     run = await run_script(script, path, tmp_path)
     assert "str 'caf\ufffd o'" in run.cell_text()
-    assert "2 lines" in run.server.requests[0]["messages"][1]["content"]
+    # The first request is sent from the file's size alone (the kernel is still starting);
+    # the loaded shape, with its line count, is on the context_loaded event.
+    assert "a str of about 20 characters." in run.server.requests[0]["messages"][1]["content"]
+    assert run.kinds(ev.CONTEXT_LOADED)[0].get("info")["lines"] == 2
 
 
 async def test_usage_adds_up_over_the_tree(corpus: Path, tmp_path: Path) -> None:

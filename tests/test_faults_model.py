@@ -34,6 +34,20 @@ async def test_transient_faults_are_retried(faults: list[Fault], corpus: Path, t
     assert all(e.get("wait_s") > 0 for e in retries)
 
 
+@pytest.mark.parametrize("lm_path", ["direct", "litellm"])
+async def test_a_stalled_stream_is_noticed_between_chunks_and_retried(lm_path: str, corpus: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply that sends one chunk and then nothing: noticed after --stream-idle, not the request timeout."""
+    if lm_path == "litellm":
+        monkeypatch.setenv("RLM_TUI_LITELLM_ONLY", "1")
+    run = await run_script(_two_turns, corpus, tmp_path, faults=[Fault(stall=60.0)],
+                           settings={"lm_timeout": 600.0, "stream_idle": 0.5})
+    assert run.result.answer == "ok"
+    retries = run.kinds(ev.LM_RETRY)
+    assert len(retries) == 1 and "the stream stalled: nothing for 0.5 s" in retries[0].get("error")
+    assert run.result.duration_s < 40  # not the 60 s stall
+
+
 async def test_rate_limit_that_never_ends_is_reported(corpus: Path, tmp_path: Path) -> None:
     run = await run_script(_two_turns, corpus, tmp_path, faults=[Fault(status=429)] * 3,
                            settings={"lm_retries": 2})

@@ -91,6 +91,25 @@ async def test_cell_timeout_interrupts_and_the_model_is_told(corpus: Path, tmp_p
     assert run.kinds(ev.CELL_FINISHED)[0].get("status") == "timeout"
 
 
+async def test_a_child_rlm_is_not_charged_to_its_parents_cell(corpus: Path, tmp_path: Path) -> None:
+    """The parent's cell waits 4+ s on a child whose own cells take 2 s each, under --cell-timeout 3."""
+    def script(messages, model):
+        first = next(m["content"] for m in messages if m["role"] == "user")
+        if "Question: child task" in first:  # the child RLM
+            if turn_of(messages) == 1:
+                return fence("import time\ntime.sleep(2)\nstep = 1")
+            if turn_of(messages) == 2:
+                return fence("import time\ntime.sleep(2)\nanswer['content'] = 'child ok'; answer['ready'] = True")
+        if turn_of(messages) == 1:
+            return fence("r = rlm_query('child task')\nprint('child said', r)")
+        return "FINAL(done)"
+
+    run = await run_script(script, corpus, tmp_path, max_depth=2, cell_timeout=3)
+    assert "child said child ok" in run.cell_text()
+    assert [e.get("status") for e in run.kinds(ev.CELL_FINISHED)] == ["ok", "ok", "ok"]
+    assert run.result.answer == "done"
+
+
 async def test_concurrency_caps_requests_in_flight(corpus: Path, tmp_path: Path) -> None:
     def script(messages, model):
         if not is_rlm_call(messages):

@@ -275,3 +275,18 @@ def test_resume_checks_the_live_model_before_replaying(home: Home) -> None:
     proc, seconds = home.run("resume", str(sample.path), "--at", "2", "--model", "anthropic/claude-x", "--headless",
                              "--session", str(out))
     assert_refused(proc, seconds, home, "no API key for anthropic/claude-x: set ANTHROPIC_API_KEY or pass --api-key")
+
+
+def test_a_server_cannot_write_escape_sequences_through_the_warning(lister: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The model list comes from the server: a hostile id must reach the terminal escaped."""
+    from rlm_tui.cli import preflight as cli_preflight
+
+    _Lister.models = ["\x1b]0;owned\x07\x1b[2J"]
+    try:
+        assert cli_preflight(Settings(model="openai/wanted", api_base=lister)) is None
+    finally:
+        _Lister.models = ["served-model"]
+    err = capsys.readouterr().err
+    assert err.startswith("rlm-tui: warning: ") and "\x1b" not in err and "\x07" not in err
+    assert "\\x1b]0;owned\\x07" in err

@@ -205,7 +205,7 @@ def test_session_file_and_folder_are_private_even_with_a_loose_umask(tmp_path: P
         existing = tmp_path / "existing.jsonl"
         existing.write_text("")
         existing.chmod(0o644)
-        SessionWriter(existing).close()
+        SessionWriter(existing, overwrite=True).close()  # replacing a file makes it private too
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

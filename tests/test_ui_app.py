@@ -53,7 +53,12 @@ async def test_mid_run_tree_shows_nesting_status_and_totals() -> None:
         assert not rows["n1"][2], "a batch is one collapsed node"
         assert rows["n5"][1].startswith("● rlm Who objected") and "Σ 1 call " in rows["n5"][1]
         assert rows["n6"][1].startswith("● llm Who objects here") and "running" in rows["n6"][1]
-        assert "✓ llm Summarise the decisions" in rows["n2"][1] and "1.7k→14" in rows["n2"][1]
+        assert rows["n2"][1] == "", "a collapsed batch's prompts are labelled when it is opened"
+        tree = app.query_one(CallTreeView)
+        tree.root.children[0].expand()
+        await pilot.pause()
+        n2 = next(label for _, node_id, label, _ in tree_rows(tree.root) if node_id == "n2")
+        assert "✓ llm Summarise the decisions" in n2 and "1.7k→14" in n2
         status = shown(app.query_one(StatusBar))
         assert "depth 2/2" in status and "turn 4/30" in status and "kernel 2 busy" in status
         assert not app.query_one(AnswerPanel).display

@@ -55,6 +55,7 @@ async def test_demo_run_shows_tree_transcript_and_answer() -> None:
         await pilot.press("question_mark")  # the run goes on, and is drawn, under the help screen
         await wait_for(pilot, lambda: app.run_state.finished)
         await pilot.press("escape")
+        app.query_one(CallTreeView).root.expand_all()  # a collapsed batch's prompts are labelled when shown
         await pilot.pause()
         rows = [(depth, label.split("  ")[0]) for depth, _, label, _ in tree_rows(app.query_one(CallTreeView).root)]
         assert rows[0][1].startswith("✓ root When is the")

@@ -111,8 +111,11 @@ class Bench:
         self.fail(f"{system} {task}: exit {proc.returncode}: {' | '.join(tail)}")
         return None
 
-    def timed(self, cmd: list[str], marker: str) -> float | None:
-        """Seconds from process start to the first stdout line holding ``marker``."""
+    def timed(self, cmd: list[str], marker: str, wall: list[float] | None = None) -> float | None:
+        """Seconds from process start to the first stdout line holding ``marker``
+        (``wall`` gets the wall-clock time of the start, to match the server's log)."""
+        if wall is not None:
+            wall.append(time.time())
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
         assert proc.stdout is not None
@@ -239,6 +242,64 @@ class Bench:
             row.target = "< rlms ipython"
         return row
 
+    def row7(self, url: str, server_log: Path, corpus: Path) -> list[Row]:
+        """Start-up: process start → the root's first model request, and a trivial whole run."""
+        a = self.args
+        first = Row("7", "process start → root's first model request, ms", fmt="{:.0f}",
+                    target="≤ 0.5× rlms ipython")
+        whole = Row("8", "trivial run (one turn), process start → answer, s", fmt="{:.2f}",
+                    target="≤ 0.8× rlms ipython")
+        q = question("trivial")
+        for system in self.systems:
+            firsts, wholes = [], []
+            for i in range(a.runs):
+                wall: list[float] = []
+                if system == "rlm-tui":
+                    cmd = [sys.executable, "-m", "rlm_tui", str(corpus), q, "--headless", "--json",
+                           "--model", MODEL_TUI, "--api-base", url, "--api-key", API_KEY,
+                           "--session", str(self.work / f"trivial-{i}.jsonl")]
+                    took = self.timed(cmd, '"answer": "trivial ok"', wall)
+                else:
+                    spec = {"system": system, "task": "e2e", "url": url, "path": str(corpus), "question": q,
+                            "depth": 1}
+                    took = self.timed([sys.executable, "-m", "rlm_tui.bench.worker", json.dumps(spec)],
+                                      RESULT + '{"answer": "trivial ok"}', wall)
+                arrivals = [float(line.split()[1]) for line in server_log.read_text().splitlines()
+                            if line.startswith("root_first") and float(line.split()[1]) >= wall[0]]
+                if took is None or not arrivals:
+                    self.fail(f"{system} trivial run {i}: no answer or no first request seen")
+                    continue
+                wholes.append(took)
+                firsts.append((min(arrivals) - wall[0]) * 1e3)
+            self.raw[f"first-request/{system}"] = firsts
+            self.raw[f"trivial/{system}"] = wholes
+            if firsts:
+                first.values[system] = median(firsts)
+                whole.values[system] = median(wholes)
+        if "rlm-tui" in first.values and "rlms-ipython" in first.values:
+            first.met = first.values["rlm-tui"] <= 0.5 * first.values["rlms-ipython"]
+            whole.met = whole.values["rlm-tui"] <= 0.8 * whole.values["rlms-ipython"]
+        return [first, whole]
+
+    def row9(self, url: str) -> Row:
+        """The app must not slow the engine: one big batch at zero latency, in the app and headless."""
+        a = self.args
+        row = Row("9", f"batch of {a.fanout:,} @ 0 ms in the app ÷ headless (same run, s inside the REPL)",
+                  fmt="{:.2f}", target="≤ 1.5")
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(a.runs):
+            for app in (False, True):
+                data = self.worker("rlm-tui", "fanout", url=url, n=a.fanout, app=app)
+                if data is not None:
+                    times[app].append(data["runs"][0]["s"])
+        self.raw["fanout"] = times
+        if times[False] and times[True]:
+            headless, in_app = median(times[False]), median(times[True])
+            row.values["rlm-tui"] = in_app / headless
+            row.met = row.values["rlm-tui"] <= 1.5
+            row.note = f"median s inside the REPL: app {in_app:.2f}, headless {headless:.2f}; rlms has no UI"
+        return row
+
     def row5(self, url: str, corpus: Path, nbytes: int, tiny: Path) -> list[Row]:
         a = self.args
         mb = nbytes / 1e6
@@ -339,6 +400,14 @@ class Bench:
                 small = self.work / "e2e-corpus"
                 make_corpus(small, 200_000, 20)
                 rows.append(self.row6(servers["zero"].url, small))
+            if 9 in a.rows:
+                self.log(f"row 9: batch of {a.fanout} in the app vs headless")
+                rows.append(self.row9(servers["zero"].url))
+            if 7 in a.rows or 8 in a.rows:
+                self.log("rows 7-8: start-up")
+                small = self.work / "e2e-corpus"
+                make_corpus(small, 200_000, 20)
+                rows.extend(self.row7(servers["zero"].url, server_log, small))
         finally:
             for server in servers.values():
                 server.stop()
@@ -389,7 +458,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m rlm_tui.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes and one run each (the smoke test)")
-    p.add_argument("--rows", default="1,2,3,4,5,6", help="rows to run, e.g. 1,2 (default: all)")
+    p.add_argument("--rows", default="1,2,3,4,5,6,7,9", help="rows to run, e.g. 1,2 (default: all; 7 runs rows 7 and 8)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS))
     p.add_argument("--runs", type=int, help="repetitions of rows 1, 2, 4, 5 (default 3)")
     p.add_argument("--calls", type=int, help="sequential llm_query calls per run in row 1 (default 300)")
@@ -398,6 +467,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--children", type=int, help="rlm_query calls in row 3 (default 5)")
     p.add_argument("--child-gap", type=float, help="pause before each rlm_query in row 3, s (default 2)")
     p.add_argument("--e2e-latency", type=float, help="model latency in row 4, seconds (default 0.05)")
+    p.add_argument("--fanout", type=int, help="prompts in row 9's batch (default 20000)")
     p.add_argument("--corpus-mb", type=float, help="size of row 5's directory, MB (default 200)")
     p.add_argument("--corpus-files", type=int, help="files in row 5's directory (default 20000)")
     p.add_argument("--corpus-dir", help="where to build (and keep) row 5's directory (default: a temp dir)")
@@ -405,9 +475,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", dest="json_out", help="also write the rows and raw samples to this file")
     args = p.parse_args(argv)
     full = dict(runs=3, calls=300, batch=256, latency=0.25, children=5, child_gap=2.0, e2e_latency=0.05,
-                corpus_mb=200.0, corpus_files=20_000)
+                corpus_mb=200.0, corpus_files=20_000, fanout=20_000)
     quick = dict(runs=1, calls=30, batch=16, latency=0.05, children=2, child_gap=0.3, e2e_latency=0.0,
-                 corpus_mb=1.0, corpus_files=100)
+                 corpus_mb=1.0, corpus_files=100, fanout=200)
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)

@@ -11,8 +11,9 @@ apart by shape, which works for both harnesses' prompts:
 - a system message and ``bench:`` in the first user message: a root turn;
 - a system message without it: a child RLM, which answers at once from code.
 
-A child's first request is logged with its wall-clock arrival time to the file
-named by ``RLM_BENCH_LOG``, so the benchmark can time ``rlm_query`` -> child.
+A child's first request and a root's first request are logged with their
+wall-clock arrival times to the file named by ``RLM_BENCH_LOG``, so the
+benchmark can time ``rlm_query`` -> child and process start -> first request.
 Run ``python -m rlm_tui.bench.script --latency S`` to serve it; the server
 prints its URL on stdout and stops when stdin closes.
 """
@@ -73,6 +74,8 @@ def reply(messages: list[dict[str, Any]], model: str) -> str:
                          'answer["content"] = "child saw " + _c[:40]\nanswer["ready"] = True')
         return fence(ANSWER.format(text="child done"))
     assert scenario is not None
+    if turn == 1:
+        _log("root_first")
     turns = SCENARIOS[scenario["s"]](scenario)
     return fence(turns[min(turn, len(turns)) - 1])
 
@@ -142,6 +145,11 @@ print(len(_bat), sum(1 for _x in _bat if _x.startswith("pong")), _kid)
     ]
 
 
+def _trivial(p: dict[str, Any]) -> list[str]:
+    """Rows 7 and 8: one turn that looks at the context once and answers (start-up dominates)."""
+    return ["print(len(context))\n" + ANSWER.format(text="trivial ok")]
+
+
 def _load(p: dict[str, Any]) -> list[str]:
     """Row 5: after the context is loaded, report the REPL process's peak memory and the size seen."""
     return [f"""
@@ -153,7 +161,8 @@ with open({p['out']!r}, "w") as _f:
 """ + ANSWER.format(text="load done")]
 
 
-SCENARIOS = {"overhead": _overhead, "batch": _batch, "child": _child, "e2e": _e2e, "load": _load}
+SCENARIOS = {"overhead": _overhead, "batch": _batch, "child": _child, "e2e": _e2e, "load": _load,
+             "trivial": _trivial}
 
 
 def main(argv: list[str] | None = None) -> int:

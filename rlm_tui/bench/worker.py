@@ -76,9 +76,15 @@ def run_tui(task: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
         limits["max_depth"] = 2
     elif task == "load":
         q = question("load", out=out)
+    elif task == "fanout":
+        q = question("batch", n=p["n"], reps=1, out=out)
+        limits["max_subcalls"] = p["n"]
     else:
         raise SystemExit(f"unknown task {task}")
     events: list[ev.Event] = []
+    if task == "fanout" and p.get("app"):
+        _run_in_app(_tui_settings(p["url"], work, **limits), q, path)
+        return json.loads(Path(out).read_text())
 
     async def main() -> tuple[Any, list[float]]:
         # The direct calls run before and after the run (pooled), so neither sees only a cold or busy machine.
@@ -101,6 +107,24 @@ def run_tui(task: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
         data.update(load_s=loaded.t - started, host_maxrss_mb=host_maxrss_mb(),
                     kernel_maxrss_mb=data["maxrss_kb"] / 1024)
     return data
+
+
+def _run_in_app(settings: Any, q: str, path: Path) -> None:
+    """The run in the real app (engine thread, frames drawn on a headless terminal) until it ends."""
+    import asyncio
+
+    from ..ui.app import RlmApp
+    from ..ui.runner import EngineSource
+
+    settings.approve = "auto"
+    app = RlmApp(EngineSource(settings, q, path), theme="rlm-midnight", remember_theme=False)
+
+    async def main() -> None:
+        async with app.run_test(size=(160, 45)) as pilot:
+            while not app.run_state.finished:
+                await pilot.pause(0.1)
+
+    asyncio.run(main())
 
 
 # ---- rlms -------------------------------------------------------------------------------
@@ -191,7 +215,7 @@ def run_rlms_e2e(system: str, p: dict[str, Any]) -> dict[str, Any]:
     from .corpus import read_dir
 
     context = read_dir(p["path"])
-    completion = _rlms(system, p["url"], max_depth=2).completion(context, root_prompt=p["question"])
+    completion = _rlms(system, p["url"], max_depth=p.get("depth", 2)).completion(context, root_prompt=p["question"])
     return {"answer": completion.response}
 
 

@@ -17,7 +17,9 @@ from typing import Any, Awaitable, Callable
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]  # (kernel id, request) -> result
 
-MAX_LINE = 1 << 30  # a prompt may be large; a line is one request
+MAX_LINE = 1 << 30  # a prompt may be large; a line is one request (only after the hello)
+HELLO_BYTES = 4096  # a hello is {"op", "secret", "kernel"}: anything longer is not one
+HELLO_TIMEOUT_S = 2.0  # a kernel sends its hello at once; a silent or slow client is dropped
 
 
 class Refused(Exception):
@@ -40,7 +42,7 @@ class Bridge:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=MAX_LINE)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=HELLO_BYTES)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -61,6 +63,9 @@ class Bridge:
             if kernel is None:
                 self.rejected += 1
                 return
+            # Authenticated: requests may be large now. StreamReader has no public setter; its limit
+            # bounds both a line and what it buffers before pausing the socket.
+            reader._limit = MAX_LINE  # type: ignore[attr-defined]
             while line := await reader.readline():
                 request = json.loads(line)
                 if not isinstance(request, dict):
@@ -72,7 +77,8 @@ class Bridge:
                         task.cancel()
                     continue
                 inflight[rid] = asyncio.ensure_future(self._answer(kernel, request, writer, inflight))
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.LimitOverrunError):
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, RecursionError,
+                asyncio.LimitOverrunError):
             pass
         except asyncio.CancelledError:
             # Closing the bridge: end normally. Python 3.11's stream callback calls
@@ -86,10 +92,16 @@ class Bridge:
                 self._tasks.discard(conn)
 
     async def _hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str | None:
+        """The client's kernel id once its hello carries the secret, else None.
+
+        Before that nothing is trusted: at most HELLO_BYTES are buffered (the stream's limit
+        until then) and HELLO_TIMEOUT_S waited, so a client sending a never-ending line or
+        nothing costs no memory and no task for long; a hello nested deep is just refused.
+        """
         try:
-            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            line = await asyncio.wait_for(reader.readline(), timeout=HELLO_TIMEOUT_S)
             hello = json.loads(line)
-        except (asyncio.TimeoutError, ValueError):
+        except (asyncio.TimeoutError, ValueError, RecursionError, asyncio.LimitOverrunError):
             return None
         if not isinstance(hello, dict):
             return None

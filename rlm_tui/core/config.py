@@ -37,9 +37,11 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)
     limits: Limits = field(default_factory=Limits)
     session_path: Path | None = None  # None = a new file in the sessions folder
+    overwrite_session: bool = False  # replace an existing session_path (else the run refuses to start)
     approve: str = "auto"  # spawn policy: auto | ask | rlm | deny (see control.py)
     step: str = "off"  # step mode: off | turn (before each root model call) | cell (before each cell) | all
     lm_timeout: float = 600.0  # seconds for one LM request
+    stream_idle: float = 30.0  # seconds a streamed reply may go silent once it has begun (a stalled stream)
     lm_retries: int = 4  # retries on rate limits, 5xx, timeouts and broken streams
     lm_backoff: float = 1.0  # seconds before the first retry; doubles each time
 

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as _dt
 import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 from . import events as ev
 from .tree import one_line
@@ -358,10 +359,12 @@ class Steering:
                 raise Killed(node)
 
     def held(self, node: str) -> float:
-        """Seconds ``node`` has spent waiting for the user (its descendants' gates, pauses).
+        """Seconds ``node`` has spent waiting for the user (its descendants' gates, pauses) or on a
+        child RLM it started.
 
         The engine adds this to a cell's timeout, so a cell does not time out
-        while a sub-call it made waits for approval.
+        while a sub-call it made waits for approval, nor while a child RLM (which
+        has its own cells and limits) works for it.
         """
         now = time.perf_counter()
         total = self._pause_total + (now - self._paused_since if self.paused else 0.0)
@@ -369,6 +372,16 @@ class Steering:
         if hold is not None:
             total += hold[2] + (now - hold[1] if hold[0] > 0 else 0.0)
         return total
+
+    @contextlib.contextmanager
+    def holding(self, node: str) -> Iterator[None]:
+        """``node`` and its RLM ancestors are held (their cell clocks stop) while this block runs."""
+        chain = self._chain(node)
+        self._hold(chain, +1)
+        try:
+            yield
+        finally:
+            self._hold(chain, -1)
 
     async def spawn_gate(self, node: str, parent: str | None, kind: str, prompt: str, model: str, depth: int,
                          context: Any = None, prompts: list[str] | None = None, force: bool = False) -> Decision:

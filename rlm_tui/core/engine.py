@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import events as ev
-from . import prompts
+from . import pricing, prompts, shape
 from .config import Settings
 from .bridge import Bridge, Refused
 from .control import APPROVED, KILLED_RESULT, SKIPPED_OUTPUT, Decision, Killed, Steering, edited_cell_note
 from .kernel import Kernel, KernelDied, KernelPool, expression_value, kernel_source, strip_ansi
-from .lm import LMClient, LMError, LMFatalError, LMResult
+from .lm import LMClient, LMError, LMFatalError, LMResult, litellm_module
 from .parsing import parse_reply
 from .redaction import known_secrets, redact
-from .session import SessionWriter, new_session_path
+from .session import SessionExists, SessionWriter, new_session_path
 from .tree import one_line
 
 CHUNK_INTERVAL = 0.05  # seconds: streamed text is coalesced into events at most this often
@@ -60,6 +60,9 @@ class _Rlm:
     model: str
     spec: dict[str, Any]
     kernel: Kernel | None = None
+    ready: "asyncio.Future[dict[str, Any]] | None" = None  # the kernel started and the context loaded
+    skipped: dict[str, Any] = field(default_factory=dict)  # what the host's scan left out (root only)
+    load_note: str = ""  # told to the model once: the loaded context differs from the scan's estimate
     cells: int = 0
     deaths: int = 0
     variables: list[str] = field(default_factory=list)
@@ -84,7 +87,7 @@ class _Totals:
 
     def as_dict(self) -> dict[str, Any]:
         return {"total_tokens": self.tokens_in + self.tokens_out, "tokens_in": self.tokens_in,
-                "tokens_out": self.tokens_out, "cost_usd": round(self.cost_usd, 6), "per_model": self.per_model}
+                "tokens_out": self.tokens_out, "cost_usd": round(self.cost_usd, 9), "per_model": self.per_model}
 
 
 class Engine:
@@ -111,13 +114,15 @@ class Engine:
         self._kernel_owner: dict[str, _Rlm] = {}
         self._root_task: asyncio.Task[Any] | None = None
         self._writer: SessionWriter | None = None
-        self._tmp: Path | None = None  # made by run(): an engine that never runs leaves no folder
+        self._tmp: Path | None = None  # made when the run starts: a setup error leaves no folder behind
         self.bridge = Bridge(self._handle)
         self.secrets = known_secrets([settings.api_key, self.bridge.secret])  # redacted wherever shown
         self.lm = LMClient(api_base=settings.api_base, api_key=settings.api_key, timeout=settings.lm_timeout,
+                           idle=settings.stream_idle,
                            retries=settings.lm_retries, backoff=settings.lm_backoff,
                            on_unpriced=self._unpriced)
         self._sem: asyncio.Semaphore | None = None
+        self._background: list[asyncio.Future[Any]] = []  # work started ahead of need (litellm's import)
         self._child_sems: dict[int, asyncio.Semaphore] = {}  # per depth: a parent never waits on its own permit
         self.pool: KernelPool | None = None
         # rlm-tui resume: recorded replies handed out before the live model is asked
@@ -154,12 +159,16 @@ class Engine:
         secrets = self.secrets
         where = f"cannot write the session file {self.session_path}"
         try:
-            self._writer = SessionWriter(self.session_path, secrets)
+            self._writer = SessionWriter(self.session_path, secrets, unique=self.settings.session_path is None,
+                                         overwrite=self.settings.overwrite_session)
+        except SessionExists as exc:
+            raise SetupError(str(exc)) from None
         except (FileExistsError, NotADirectoryError):  # a file where a folder should be
             blocker = next((p for p in self.session_path.parents if p.exists() and not p.is_dir()), None)
             raise SetupError(f"{where}: {blocker or 'a part of the path'} is not a directory") from None
         except OSError as exc:
             raise SetupError(f"{where}: {exc.strerror or exc}") from None
+        self.session_path = self._writer.path  # the default name may have had a suffix added
         self._writer.write(self._writer.header())
         if self._writer.error:  # disk full or a device that refuses writes: say so before the run
             error, self._writer = self._writer.error.rsplit(": ", 1)[-1], None
@@ -242,6 +251,7 @@ class Engine:
             await self.pool.close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
+        await asyncio.gather(*self._background, return_exceptions=True)  # a thread cannot be cancelled
 
     async def _prepare_kernel(self, kernel: Kernel) -> None:
         cfg = {"port": self.bridge.port, "secret": self.bridge.secret, "kernel": kernel.id,
@@ -261,19 +271,13 @@ class Engine:
         try:
             self.emit(ev.KERNEL, rlm.node, rlm.parent, state="starting")
             if rlm.parent is None:
-                # The litellm import (seconds) overlaps the kernel start. Both reach pygments.lexers
-                # (litellm directly, the kernel start through IPython); imported here first, it is never
-                # seen half-initialised by the other thread ("cannot import name 'PythonLexer'").
-                import pygments.lexers  # noqa: F401
-
-                from .lm import litellm_module
-                _, rlm.kernel = await asyncio.gather(asyncio.to_thread(litellm_module), self.pool.acquire())
+                info = await self._start_root(rlm)
             else:
                 rlm.kernel = await self.pool.acquire()
-            self._kernel_owner[rlm.kernel.id] = rlm
-            info = await self._load_context(rlm)
-            if rlm.parent is None and info.get("files") == 0:
-                raise SetupError(_empty_reason(self.path, info))
+                self._kernel_owner[rlm.kernel.id] = rlm
+                info = await self._load_context(rlm)
+                rlm.ready = asyncio.get_running_loop().create_future()
+                rlm.ready.set_result(info)
             answer = await self._loop(rlm, info)
             status = "done" if answer is not None else "limit"
             return answer
@@ -289,11 +293,65 @@ class Engine:
                 raise
             return f"Error: {error}"
         finally:
+            if rlm.ready is not None and not rlm.ready.done():  # stopped before its kernel was ready
+                rlm.ready.cancel()
+                await asyncio.gather(rlm.ready, return_exceptions=True)
             self.emit(ev.NODE_FINISHED, rlm.node, rlm.parent, status=status,
                       result=(answer or "")[:RESULT_EXCERPT], error=error)
             if rlm.kernel is not None:
                 self._kernel_owner.pop(rlm.kernel.id, None)
                 await asyncio.shield(self.pool.release(rlm.kernel))
+
+    async def _start_root(self, rlm: _Rlm) -> dict[str, Any]:
+        """The input's shape from the host's scan; the kernel starts and loads it in ``rlm.ready``.
+
+        The first model request needs only the question and the shape, so it
+        goes out while the kernel starts (~1 s) and while litellm is imported
+        (seconds), if a model needs it at all.
+        """
+        # Both litellm and the kernel start reach pygments.lexers; imported here first, it is never
+        # seen half-initialised by another thread ("cannot import name 'PythonLexer'").
+        import pygments.lexers  # noqa: F401
+
+        if self.lm.needs_litellm(self.settings.model) or self.lm.needs_litellm(self.settings.effective_sub_model):
+            self._background.append(asyncio.ensure_future(asyncio.to_thread(litellm_module)))
+        limits = self.limits
+        try:
+            found, _ = await asyncio.gather(
+                asyncio.to_thread(shape.scan, self.path, limits.max_file_bytes, limits.max_context_bytes),
+                asyncio.to_thread(pricing.preload))
+        except shape.EmptyInput as exc:
+            raise SetupError(str(exc)) from None
+        except OSError as exc:
+            raise SetupError(f"cannot load {self.path}: {exc.strerror or exc}") from None
+        if found.files:
+            assert self._tmp is not None
+            manifest = self._tmp / "files.json"
+            manifest.write_text(json.dumps(found.files), encoding="utf-8")
+            rlm.spec["manifest"] = str(manifest)
+        rlm.skipped = found.info.get("skipped") or {}
+        rlm.ready = asyncio.ensure_future(self._root_kernel(rlm))
+        return dict(found.info, description=prompts.describe_context(found.info))
+
+    async def _root_kernel(self, rlm: _Rlm) -> dict[str, Any]:
+        """Start the root's kernel and load the context in it (while its first request is out)."""
+        assert self.pool is not None
+        rlm.kernel = await self.pool.acquire()
+        self._kernel_owner[rlm.kernel.id] = rlm
+        info = await self._load_context(rlm)
+        if info.get("files") == 0:
+            raise SetupError(_empty_reason(self.path, info))
+        kernel_skips = set(info.get("skipped") or {}) - set(rlm.skipped)
+        if kernel_skips:  # binary or unreadable files the scan could not know about
+            rlm.load_note = "Note: the context as loaded differs from the first description. " + info["description"]
+        return info
+
+    async def _ready(self, rlm: _Rlm) -> Kernel:
+        """The RLM's kernel, once its context is loaded."""
+        assert rlm.ready is not None
+        await rlm.ready
+        assert rlm.kernel is not None
+        return rlm.kernel
 
     async def _load_context(self, rlm: _Rlm) -> dict[str, Any]:
         assert rlm.kernel is not None
@@ -304,6 +362,8 @@ class Engine:
             if rlm.parent is None:
                 raise SetupError(f"cannot load {self.path}: {exc}") from None
             raise
+        if rlm.skipped:  # what the host's scan left out (shape.py), with the kernel's own skips
+            info["skipped"] = _merge_skips(rlm.skipped, info.get("skipped") or {})
         info["description"] = prompts.describe_context(info)
         self.emit(ev.CONTEXT_LOADED, rlm.node, rlm.parent, info=info)
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
@@ -322,7 +382,8 @@ class Engine:
                 await self.steering.step_gate(rlm.node, rlm.parent, turn)
             started = time.perf_counter()
             self.emit(ev.TURN_STARTED, rlm.node, rlm.parent, turn=turn)
-            reply = await self._lm_call(rlm.node, rlm.parent, rlm.model, messages, messages[sent:], turn, stream=True)
+            reply = await _unless_failed(
+                self._lm_call(rlm.node, rlm.parent, rlm.model, messages, messages[sent:], turn, stream=True), rlm.ready)
             messages.append({"role": "assistant", "content": reply.text})
             sent = len(messages)
             parsed = parse_reply(reply.text)
@@ -354,6 +415,9 @@ class Engine:
             if final is not None:
                 self.emit(ev.FINAL_ANSWER, rlm.node, rlm.parent, answer=final[0], source=final[1])
                 return final[0]
+            if rlm.load_note and rlm.ready is not None and rlm.ready.done():
+                notes.append(rlm.load_note)
+                rlm.load_note = ""
             if parsed.unterminated:
                 notes.append(prompts.UNTERMINATED_NOTE)
             elif not parsed.code_blocks and not notes:
@@ -378,13 +442,12 @@ class Engine:
         return answer
 
     async def _final_var(self, rlm: _Rlm, name: str, notes: list[str]) -> tuple[str, str] | None:
-        assert rlm.kernel is not None
         if not name.isidentifier():
             notes.append(f"FINAL_VAR({name}): give the name of a variable, not an expression "
                          "(assign it first, or answer with FINAL(...)).")
             return None
         try:
-            value = await rlm.kernel.call("", f"str({name})")
+            value = await (await self._ready(rlm)).call("", f"str({name})")
         except (RuntimeError, ValueError, SyntaxError):
             notes.append(f"FINAL_VAR({name}): there is no such variable in the REPL. Define it first.")
             return None
@@ -394,6 +457,7 @@ class Engine:
 
     async def _run_cell(self, rlm: _Rlm, code: str) -> tuple[str, dict[str, Any]]:
         """Run one block; returns the output for the model and the kernel's RLM state."""
+        await self._ready(rlm)
         assert rlm.kernel is not None
         rlm.cells += 1
         cell = rlm.cells
@@ -617,8 +681,9 @@ class Engine:
                     self.emit(ev.NODE_FINISHED, node, parent, status="killed", result="", error="stopped while queued")
                 raise
             try:
-                answer = await self._run_rlm(_Rlm(node, parent, depth, prompt, model,
-                                                  context or {"type": "text", "text": prompt}))
+                with self.steering.holding(parent):  # the child's time is not the calling cell's
+                    answer = await self._run_rlm(_Rlm(node, parent, depth, prompt, model,
+                                                      context or {"type": "text", "text": prompt}))
             finally:
                 sem.release()
             return answer if answer is not None else "Error: the child RLM stopped without an answer"
@@ -730,10 +795,37 @@ def _context_preview(spec: dict[str, Any]) -> dict[str, Any]:
     return {"type": spec.get("type"), "path": spec.get("path")}
 
 
+async def _unless_failed(work: Any, guard: "asyncio.Future[Any] | None") -> Any:
+    """Await ``work``, unless ``guard`` (a kernel still starting) fails first: then its error, at once."""
+    if guard is None or guard.done():
+        return await work
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait({task, guard}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not task.done() and guard.done() and not guard.cancelled() and guard.exception() is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        guard.result()  # raises the kernel's error
+    return await task
+
+
 def _cancelling() -> int:
     """How many cancellations of the current task are pending (0: it was not cancelled itself)."""
     task = asyncio.current_task()
     return task.cancelling() if task is not None else 0
+
+
+def _merge_skips(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Skipped files by reason from the host's scan and the kernel's reading, counted together."""
+    merged = {reason: {"count": v["count"], "examples": list(v["examples"])} for reason, v in first.items()}
+    for reason, v in second.items():
+        entry = merged.setdefault(reason, {"count": 0, "examples": []})
+        entry["count"] += v["count"]
+        entry["examples"] = (entry["examples"] + v["examples"])[:5]
+    return merged
 
 
 def _empty_reason(path: Path, info: dict[str, Any]) -> str:

@@ -1,8 +1,11 @@
-"""Language-model access through litellm: streaming, usage, cost, retries.
+"""Language-model access: streaming, usage, cost, retries.
 
-litellm is imported lazily (it costs seconds) with the local price map, so it
-never reaches for the network at import. A model with no known price costs 0
-and the run is told so once. Rate limits, server errors, timeouts and broken
+OpenAI-compatible servers (``openai/...`` with an ``api_base``) are called by
+the direct client in ``fastlm.py``; every other provider through litellm,
+imported lazily (it costs seconds) with the local price map, so it never
+reaches for the network at import. Prices and windows come from that map's
+file (``pricing.py``), so a direct-path run never imports litellm. A model
+with no known price costs 0 and the run is told so once. Rate limits, server errors, timeouts and broken
 streams are retried with backoff; authentication errors are fatal; a prompt
 over the model's window is an ordinary, reportable error.
 """
@@ -17,8 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import fastlm
+from . import fastlm, lm_errors, pricing
 from .fastlm import FastOpenAI
+from .lm_errors import ProviderError
 from .redaction import known_secrets, redact
 
 _import_lock = threading.Lock()
@@ -65,17 +69,23 @@ class LMClient:
     timeout: float = 600.0
     retries: int = 4
     backoff: float = 1.0
+    idle: float | None = None  # seconds a streamed reply may go silent once it has begun
     on_unpriced: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self._unpriced: set[str] = set()
-        self._windows: dict[str, int | None] = {}
         self._secrets = known_secrets([self.api_key])  # a provider may echo a key in its error text
-        self._fast = FastOpenAI(self.api_base, self.api_key, self.timeout) if self.api_base else None
+        self._fast = FastOpenAI(self.api_base, self.api_key, self.timeout, self.idle) if self.api_base else None
+        self._local: dict[str, FastOpenAI] = {}  # local/<name> -> a client of its in-process server
+
+    def needs_litellm(self, model: str) -> bool:
+        """True when calls to ``model`` go through litellm (not the direct OpenAI-compatible client)."""
+        return not (fastlm.applies(model, self.api_base) or model.startswith("local/"))
 
     async def aclose(self) -> None:
-        if self._fast is not None:
-            await self._fast.aclose()
+        for client in [self._fast, *self._local.values()]:
+            if client is not None:
+                await client.aclose()
 
     async def complete(self, model: str, messages: list[dict[str, str]],
                        on_text: Callable[[str], None] | None = None,
@@ -85,31 +95,30 @@ class LMClient:
         ``on_retry(attempt, error, wait_s)`` is told before each retry; text
         streamed before a retry is void (the reply starts again).
         """
-        litellm = _litellm or await asyncio.to_thread(litellm_module)
-        errors = litellm.exceptions
-        retryable = (errors.RateLimitError, errors.Timeout, errors.APIConnectionError,
-                     errors.InternalServerError, errors.ServiceUnavailableError, errors.BadGatewayError,
-                     errors.MidStreamFallbackError)
         if model.startswith("local/"):
-            self._use_local(litellm, model)
-        self._check_window(litellm, model, messages)
+            self._use_local(model)
+        self._check_window(model, messages)
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
-                text, usage = await self._call(litellm, model, messages, on_text)
+                text, usage = await self._call(model, messages, on_text)
+                if not text.strip():  # nothing to use: never counted as an answer
+                    raise ProviderError(lm_errors.RETRY, "the model sent an empty reply")
                 break
-            except (errors.AuthenticationError, errors.PermissionDeniedError) as exc:
-                raise LMFatalError(f"authentication failed for {model}: check the API key "
-                                   f"({self._say(exc)})") from None
-            except errors.NotFoundError as exc:
-                raise LMFatalError(f"model {model} not found: {self._say(exc)}") from None
-            except errors.ContextWindowExceededError as exc:
-                raise LMError(f"the prompt is larger than {model}'s context window ({self._say(exc)})") from None
-            except retryable as exc:
-                if "Missing credentials" in str(exc):  # litellm files this under server errors
+            except ProviderError as exc:
+                if exc.kind == lm_errors.AUTH:
+                    raise LMFatalError(f"authentication failed for {model}: check the API key "
+                                       f"({self._say(exc)})") from None
+                if exc.kind == lm_errors.NOT_FOUND:
+                    raise LMFatalError(f"model {model} not found: {self._say(exc)}") from None
+                if exc.kind == lm_errors.NO_KEY:
                     raise LMFatalError(f"no API key for {model}: pass --api-key or set the provider's "
                                        "environment variable") from None
+                if exc.kind == lm_errors.WINDOW:
+                    raise LMError(f"the prompt is larger than {model}'s context window ({self._say(exc)})") from None
+                if exc.kind != lm_errors.RETRY:
+                    raise LMError(f"{model} error: {self._say(exc)}") from None
                 attempt += 1
                 if attempt > self.retries:
                     raise LMError(f"{model} failed after {self.retries} retries: {self._say(exc)}") from None
@@ -117,19 +126,40 @@ class LMClient:
                 if on_retry:
                     on_retry(attempt, self._say(exc), wait)
                 await asyncio.sleep(wait)
-            except errors.APIError as exc:
-                raise LMError(f"{model} error: {self._say(exc)}") from None
         tokens_in, tokens_out = usage
-        if tokens_in == 0 and tokens_out == 0:
-            tokens_in = litellm.token_counter(model=model, messages=messages)
-            tokens_out = litellm.token_counter(model=model, text=text)
-        cost, known = self._cost(litellm, model, tokens_in, tokens_out)
+        if tokens_in == 0 and tokens_out == 0:  # the provider gave no usage: ~4 characters a token
+            tokens_in = sum(len(m.get("content") or "") for m in messages) // 4 + 1
+            tokens_out = len(text) // 4 + 1
+        cost, known = self._cost(model, tokens_in, tokens_out)
         return LMResult(text, tokens_in, tokens_out, cost, known, time.perf_counter() - started)
 
-    async def _call(self, litellm: Any, model: str, messages: list[dict[str, str]],
+    async def _call(self, model: str, messages: list[dict[str, str]],
                     on_text: Callable[[str], None] | None) -> tuple[str, tuple[int, int]]:
+        if model.startswith("local/"):
+            from .local_model import LocalModelMissing, prepare
+
+            try:
+                running, messages = await prepare(model, messages)
+            except LocalModelMissing as exc:
+                raise LMFatalError(str(exc)) from None
+            if model not in self._local:
+                self._local[model] = FastOpenAI(running.url, running.key, self.timeout, self.idle)
+            return await self._local[model].call(model, messages, on_text)
         if self._fast is not None and fastlm.applies(model, self.api_base):
-            return await self._fast.call(litellm, model, messages, on_text)
+            return await self._fast.call(model, messages, on_text)
+        litellm = _litellm or await asyncio.to_thread(litellm_module)
+        try:
+            return await self._litellm_call(litellm, model, messages, on_text)
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - litellm's own kinds become ProviderError kinds
+            failure = lm_errors.from_litellm(exc, litellm.exceptions)
+            if failure is None:
+                raise
+            raise failure from None
+
+    async def _litellm_call(self, litellm: Any, model: str, messages: list[dict[str, str]],
+                            on_text: Callable[[str], None] | None) -> tuple[str, tuple[int, int]]:
         kwargs: dict[str, Any] = {"model": model, "messages": messages, "timeout": self.timeout,
                                   "num_retries": 0}
         if self.api_base:
@@ -143,16 +173,25 @@ class LMClient:
         if on_text is None:
             response = await litellm.acompletion(**kwargs)
             usage = getattr(response, "usage", None)
-            text = response.choices[0].message.content or ""
+            if not response.choices:
+                raise ProviderError(lm_errors.RETRY, "malformed reply: no choices")
+            text = fastlm.content_text(response.choices[0].message.content)
             return text, (_tok(usage, "prompt_tokens"), _tok(usage, "completion_tokens"))
         stream = await litellm.acompletion(stream=True, stream_options={"include_usage": True}, **kwargs)
         parts: list[str] = []
         usage = None
-        async for chunk in stream:
+        chunks = stream.__aiter__()
+        while True:
+            try:  # the first chunk may take the model's thinking time; later ones must keep coming
+                chunk = await asyncio.wait_for(chunks.__anext__(), self.idle if parts or usage else None)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                raise ProviderError(lm_errors.RETRY, f"the stream stalled: nothing for {self.idle:g} s") from None
             if getattr(chunk, "usage", None):
                 usage = chunk.usage
             if chunk.choices:
-                delta = chunk.choices[0].delta.content
+                delta = fastlm.content_text(chunk.choices[0].delta.content, partial=True)
                 if delta:
                     parts.append(delta)
                     on_text(delta)
@@ -163,38 +202,30 @@ class LMClient:
         return _short(redact(str(exc), self._secrets))
 
     @staticmethod
-    def _use_local(litellm: Any, model: str) -> None:
+    def _use_local(model: str) -> None:
         """``local/<name>``: the offline model of the ``local`` extra (see local_model.py)."""
-        from .local_model import LocalModelMissing, check, register
+        from .local_model import LocalModelMissing, check
 
         try:
             check(model)
         except LocalModelMissing as exc:
             raise LMFatalError(str(exc)) from None
-        register(litellm)
 
-    def _cost(self, litellm: Any, model: str, tokens_in: int, tokens_out: int) -> tuple[float, bool]:
-        if model in self._unpriced:  # litellm's failed lookup costs ~0.4 ms a call
-            return 0.0, False
-        try:
-            cost_in, cost_out = litellm.cost_per_token(model=model, prompt_tokens=tokens_in,
-                                                       completion_tokens=tokens_out)
-            return float(cost_in + cost_out), True
-        except Exception:  # noqa: BLE001 - litellm raises several kinds for unknown models
-            if model not in self._unpriced:
-                self._unpriced.add(model)
-                if self.on_unpriced:
-                    self.on_unpriced(model)
-            return 0.0, False
+    def _cost(self, model: str, tokens_in: int, tokens_out: int) -> tuple[float, bool]:
+        if model.startswith("local/"):  # runs on this machine
+            return 0.0, True
+        cost = pricing.cost(model, tokens_in, tokens_out)
+        if cost is not None:
+            return cost, True
+        if model not in self._unpriced:
+            self._unpriced.add(model)
+            if self.on_unpriced:
+                self.on_unpriced(model)
+        return 0.0, False
 
-    def _check_window(self, litellm: Any, model: str, messages: list[dict[str, str]]) -> None:
+    def _check_window(self, model: str, messages: list[dict[str, str]]) -> None:
         """Refuse a prompt that clearly cannot fit, before paying for the request."""
-        if model not in self._windows:
-            try:
-                self._windows[model] = litellm.get_model_info(model).get("max_input_tokens")
-            except Exception:  # noqa: BLE001 - unknown model: the provider will say
-                self._windows[model] = None
-        window = self._windows[model]
+        window = pricing.window(model)
         chars = sum(len(m.get("content") or "") for m in messages)
         if window and chars // 4 > window:  # ~4 characters a token; only the clear cases
             raise LMError(f"the prompt (~{chars // 4:,} tokens) is larger than {model}'s context "

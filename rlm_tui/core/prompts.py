@@ -39,12 +39,13 @@ def describe_context(info: dict[str, Any]) -> str:
     """The context's shape for the first message: type, size, files. Never its content."""
     kind = info.get("type", "str")
     chars = info.get("chars", 0)
-    parts = [f"Your context is a {kind} of {chars:,} characters"]
+    about, unit = ("about ", "bytes") if info.get("estimated") else ("", "chars")  # from file sizes, before loading
+    parts = [f"Your context is a {kind} of {about}{chars:,} characters"]
     if "files" in info:
-        parts[0] += f" in {info['files']:,} files (keys are relative paths, values the file text)"
+        parts[0] += f" in {about}{info['files']:,} files (keys are relative paths, values the file text)"
         largest = info.get("largest") or []
         if largest:
-            listing = "\n".join(f"  {path}  ({size:,} chars)" for path, size in largest)
+            listing = "\n".join(f"  {path}  ({size:,} {unit})" for path, size in largest)
             parts.append("Largest files:\n" + listing)
     elif "lines" in info:
         parts[0] += f" and {info['lines']:,} lines"

@@ -8,15 +8,17 @@ line number and loads the rest.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 from .. import __version__
 from . import events as ev
+from .safe_text import as_text
 
 REDACTED = "[REDACTED]"
 
@@ -28,19 +30,23 @@ def default_sessions_dir() -> Path:
 
 
 def new_session_path(directory: Path | None = None) -> Path:
-    """A fresh, time-stamped file name in the sessions folder."""
+    """A time-stamped file name in the sessions folder (``SessionWriter`` makes it unique)."""
     directory = directory or default_sessions_dir()
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = directory / f"{stamp}.jsonl"
-    n = 1
-    while path.exists():
-        n += 1
-        path = directory / f"{stamp}-{n}.jsonl"
-    return path
+    return directory / f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.jsonl"
+
+
+def _suffixed(path: Path, n: int) -> Path:
+    return path.with_name(f"{path.stem}-{n}{path.suffix}")
 
 
 class SessionWriter:
     """Writes events to a session file readable by the user only.
+
+    The file is always a new one (created with ``O_EXCL``), so two runs never share a file:
+    with ``unique`` (the default time-stamped name) a taken name gets a ``-2``, ``-3`` ...
+    suffix and ``path`` says which was used; otherwise an existing regular file raises
+    SessionExists, unless ``overwrite`` (then it is truncated). A device or a pipe
+    (``/dev/null``, a FIFO) is written as it is.
 
     Strings listed in ``secrets`` (API keys, the bridge secret) are replaced by
     ``[REDACTED]`` wherever they appear, so no code path can leak them to disk.
@@ -48,7 +54,8 @@ class SessionWriter:
     instead of crashing the run; ``error`` says why.
     """
 
-    def __init__(self, path: Path, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, path: Path, secrets: Iterable[str] = (), *, unique: bool = False,
+                 overwrite: bool = False) -> None:
         self.path = path
         self.secrets = [s for s in secrets if s and len(s) >= 4]
         self.error: str | None = None
@@ -59,12 +66,34 @@ class SessionWriter:
                 except FileExistsError:
                     if not folder.is_dir():
                         raise
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = self._create(unique, overwrite)
         if stat.S_ISREG(os.fstat(fd).st_mode):  # never chmod a device (/dev/stdout) or a named pipe
             os.fchmod(fd, 0o600)
         # backslashreplace: a lone surrogate (a file name that is not UTF-8) is written as the JSON
         # escape "\udcff", so the file stays valid UTF-8 and reads back to the same string.
         self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
+
+    def _create(self, unique: bool, overwrite: bool) -> int:
+        base = self.path
+        for n in range(1, 10_000):
+            try:
+                return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                try:
+                    existing = os.stat(self.path)
+                except FileNotFoundError:
+                    continue  # removed meanwhile: try the same name again
+                if stat.S_ISDIR(existing.st_mode):
+                    raise IsADirectoryError(errno.EISDIR, "is a directory", str(self.path)) from None
+                if not stat.S_ISREG(existing.st_mode):
+                    return os.open(self.path, os.O_WRONLY | os.O_APPEND)  # a device or a pipe
+                if overwrite:
+                    return os.open(self.path, os.O_WRONLY | os.O_TRUNC)
+                if not unique:
+                    raise SessionExists(f"the session file {self.path} already exists; choose another "
+                                        "--session or add --overwrite-session to replace it") from None
+                self.path = _suffixed(base, n + 1)
+        raise SessionExists(f"no free session file name next to {base}")
 
     def header(self) -> ev.Event:
         """The first event of every session file."""
@@ -102,6 +131,10 @@ class SessionFormatError(Exception):
     """The file is not a session file, or is from a newer format version."""
 
 
+class SessionExists(Exception):
+    """``--session FILE`` names a file that exists: a run never appends to another's file."""
+
+
 @dataclass
 class LoadedSession:
     """Events read back from a file, with the lines that could not be read."""
@@ -111,28 +144,134 @@ class LoadedSession:
     bad_lines: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
 
 
+#: Fields readers show as text (None allowed), or add up as numbers; a damaged or foreign file
+#: may hold anything there. ``repair`` turns a wrong type into something every reader can show.
+TEXT_FIELDS = frozenset({
+    "question", "path", "model", "label", "prompt", "text", "code", "stream", "status", "result", "error",
+    "answer", "source", "stopped_by", "message", "detail", "limit", "reason", "decision", "by", "state",
+    "node_kind", "original_prompt", "description"})
+NUMBER_FIELDS = frozenset({
+    "tokens_in", "tokens_out", "cost_usd", "total_tokens", "duration_s", "latency_s", "wait_s", "calls",
+    "output_chars", "truncated_chars", "depth", "n", "attempt", "chars", "files", "count", "truncated_bytes"})
+OPTIONAL_NUMBER_FIELDS = frozenset({"turn", "cell"})  # null where there is none (an llm_query's lm_started)
+OBJECT_FIELDS = frozenset({"usage", "settings", "info", "resumed_from", "limits", "per_model", "skipped"})
+_ENVELOPE_TEXT = ("kind", "node", "parent")
+
+
+def repair(obj: dict[str, Any]) -> list[str]:
+    """Fix fields of the wrong type in a decoded event, in place; returns what was wrong.
+
+    Text that is not a string (a list of content parts, a number) becomes its JSON text;
+    a number that is not one becomes 0; an object that is not one becomes {}. Readers then
+    never trip over a damaged field, and report the returned problems with the line number.
+    """
+    problems: list[str] = []
+    for key in _ENVELOPE_TEXT:
+        value = obj.get(key)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{key} is {_kind_of(value)}")
+            obj[key] = as_text(value)
+    if not isinstance(obj.get("t", 0.0), (int, float)) or isinstance(obj.get("t"), bool):
+        problems.append(f"t is {_kind_of(obj['t'])}")
+        obj["t"] = 0.0
+    if not isinstance(obj.get("seq", 0), int):
+        problems.append(f"seq is {_kind_of(obj['seq'])}")
+        obj["seq"] = 0
+    _repair_fields(obj, problems, "", 0)
+    return problems
+
+
+def _repair_fields(obj: dict[str, Any], problems: list[str], where: str, depth: int) -> None:
+    for key, value in list(obj.items()):
+        name = f"{where}{key}"
+        if key in TEXT_FIELDS:
+            if value is not None and not isinstance(value, str):
+                problems.append(f"{name} is {_kind_of(value)}")
+                obj[key] = as_text(value)
+        elif key in NUMBER_FIELDS or key in OPTIONAL_NUMBER_FIELDS:
+            if value is None and key in OPTIONAL_NUMBER_FIELDS:
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                problems.append(f"{name} is {_kind_of(value)}")
+                obj[key] = 0
+        elif key in OBJECT_FIELDS:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                problems.append(f"{name} is {_kind_of(value)}")
+                obj[key] = {}
+            elif depth < 4:
+                for inner_key, inner in list(value.items()):
+                    if isinstance(inner, dict) and key in ("per_model", "skipped"):
+                        _repair_fields(inner, problems, f"{name}.{inner_key}.", depth + 1)
+                    elif key in ("per_model", "skipped"):
+                        problems.append(f"{name}.{inner_key} is {_kind_of(inner)}")
+                        value[inner_key] = {}
+                _repair_fields(value, problems, f"{name}.", depth + 1)
+
+
+def _kind_of(value: Any) -> str:
+    names = {str: "a string", list: "a list", dict: "an object", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return f"{names.get(type(value), type(value).__name__)}, not the expected type"
+
+
+def decode_line(line: str | bytes, number: int, bad: list[tuple[int, str]]) -> dict[str, Any] | None:
+    """One line as a repaired event object, or None (and a note in ``bad``) when unreadable."""
+    try:
+        obj = json.loads(line)
+    except RecursionError:
+        bad.append((number, f"line {number}: unreadable (nested too deeply)"))
+        return None
+    except ValueError as exc:
+        bad.append((number, f"line {number}: unreadable ({str(exc)[:80]})"))
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("kind"), str):
+        bad.append((number, f"line {number}: unreadable (not an event object)"))
+        return None
+    problems = repair(obj)
+    if problems:
+        bad.append((number, f"line {number}: {'; '.join(problems[:3])} (shown as text, 0 or empty)"))
+    return obj
+
+
+def second_header(number: int) -> tuple[int, str]:
+    """The note for a ``session`` header after line 1: another run was written into this file."""
+    return (number, f"line {number}: a second session header: another run was written into this file; "
+                    "its events are not loaded")
+
+
 def iter_events(lines: Iterable[str], bad: list[tuple[int, str]]) -> Iterator[ev.Event]:
-    """Parse JSONL lines into events; unreadable lines go to ``bad`` with their number."""
+    """Parse JSONL lines into events; unreadable lines go to ``bad`` with their number.
+
+    Reading stops at a second header (two runs in one file are never merged).
+    """
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict) or "kind" not in obj:
-                raise ValueError("not an event object")
-        except ValueError as exc:
-            bad.append((number, f"line {number}: unreadable ({str(exc)[:80]})"))
-            continue
         if number == 1:
-            check_header(obj)
+            try:
+                check_header(json.loads(line))
+            except (ValueError, RecursionError, AttributeError):
+                raise SessionFormatError("not an rlm-tui session file (its first line is not a session header)")
+        obj = decode_line(line, number, bad)
+        if obj is None:
+            continue
+        if number > 1 and obj["kind"] == ev.SESSION:
+            bad.append(second_header(number))
+            return
         yield ev.Event.from_dict(obj)
 
 
-def check_header(obj: dict) -> None:
-    if obj.get("kind") != ev.SESSION or obj.get("format") != ev.FORMAT_NAME:
+def check_header(obj: Any) -> None:
+    if not isinstance(obj, dict) or obj.get("kind") != ev.SESSION or obj.get("format") != ev.FORMAT_NAME:
         raise SessionFormatError("not an rlm-tui session file (its first line is not a session header)")
     version = obj.get("version")
-    if not isinstance(version, int) or version > ev.FORMAT_VERSION:
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)  # "version": 1.0 is version 1
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SessionFormatError(f"session format version {as_text(version)[:40]!r} is not a version number")
+    if version > ev.FORMAT_VERSION:
         raise SessionFormatError(
             f"session format version {version} is newer than this rlm-tui understands "
             f"({ev.FORMAT_VERSION}); upgrade rlm-tui to open it")

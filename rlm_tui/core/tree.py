@@ -12,6 +12,9 @@ from typing import Iterable, Iterator
 from . import events as ev
 
 
+#: Statuses of a call still under way (running, waiting for approval, waiting for a slot).
+ACTIVE = ("running", "waiting", "queued")
+
 @dataclass(slots=True)
 class Usage:
     """Tokens and dollars; adds up over a subtree."""
@@ -54,6 +57,7 @@ class CallNode:
     size: int = 0  # prompts in a batch
     subtree: Usage = field(default_factory=Usage)  # own usage plus all descendants', kept up to date
     calls_below: int = 0  # llm and rlm nodes below this one, kept up to date
+    children_done: int = 0  # direct children no longer active (a batch's "12/40"), kept up to date
 
     def elapsed(self, now: float) -> float:
         end = self.finished_t if self.finished_t is not None else now
@@ -102,7 +106,7 @@ class CallTree:
             node.prompt = event.get("prompt", node.prompt)
             node.label = event.get("label") or one_line(node.prompt)
             node.size = event.get("n", node.size)
-            node.status = "waiting" if kind == ev.SPAWN_REQUESTED else "running"
+            self._set_status(node, "waiting" if kind == ev.SPAWN_REQUESTED else "running")
             if kind == ev.NODE_STARTED:
                 node.started_t = event.t
             return node
@@ -126,15 +130,22 @@ class CallTree:
         elif kind == ev.SPAWN_DECIDED:
             node.prompt = event.get("prompt", node.prompt)
             decision = event.get("decision")
-            node.status = "denied" if decision == "deny" else "killed" if decision == "kill" else "queued"
+            self._set_status(node, "denied" if decision == "deny" else "killed" if decision == "kill" else "queued")
         elif kind == ev.NODE_FINISHED:
-            node.status = event.get("status", "done")
+            self._set_status(node, event.get("status", "done"))
             node.finished_t = event.t
             node.result = event.get("result", "") or ""
             node.error = event.get("error", "") or ""
         else:
             return None
         return node
+
+    def _set_status(self, node: CallNode, status: str) -> None:
+        """Change a node's status, keeping its parent's count of finished children (O(1) for live views)."""
+        parent = self.nodes.get(node.parent or "")
+        if parent is not None and (node.status in ACTIVE) != (status in ACTIVE):
+            parent.children_done += 1 if status not in ACTIVE else -1
+        node.status = status
 
     def extend(self, events: Iterable[ev.Event]) -> None:
         for event in events:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
+
+from ..core.safe_text import safe, safe_json
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_LIMIT = 0, 1, 2, 3
 
@@ -38,7 +39,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
 
 
 def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
-    print(f"rlm-tui {command}: {message}", file=sys.stderr)
+    print(f"rlm-tui {command}: {safe(message)}", file=sys.stderr)
     return code
 
 
@@ -65,7 +66,7 @@ def _open_checked(command: str, path: Path) -> tuple[Any, int | None]:
 
 def _report_bad_lines(bad: list[tuple[int, str]]) -> None:
     for _, why in bad[:10]:
-        print(f"rlm-tui: skipped {why}", file=sys.stderr)
+        print(f"rlm-tui: skipped {safe(why)}", file=sys.stderr)
     if len(bad) > 10:
         print(f"rlm-tui: ... and {len(bad) - 10} more damaged lines", file=sys.stderr)
 
@@ -141,12 +142,12 @@ def _follow_headless(path: Path) -> int:
     async def run() -> bool:
         async for update in follow(path):
             if update.reset:
-                print(f"-- {path} was replaced; reading it from the start --", flush=True)
+                print(safe(f"-- {path} was replaced; reading it from the start --"), flush=True)
                 printers.append(ProgressPrinter(sys.stdout))  # a fresh tree for the new file
             for event in update.events:
                 printers[-1](event)
             for _, why in update.bad_lines:
-                print(f"rlm-tui: skipped {why}", file=sys.stderr)
+                print(f"rlm-tui: skipped {safe(why)}", file=sys.stderr)
             if update.finished:
                 return True
         return False
@@ -159,7 +160,8 @@ def _follow_headless(path: Path) -> int:
         return _fail("replay", str(exc))
     if finished:
         answer = printers[-1].tree.answer
-        print(f"the run has finished: {'answer: ' + answer if answer is not None else 'no answer'}", flush=True)
+        print(safe(f"the run has finished: {'answer: ' + answer if answer is not None else 'no answer'}"),
+              flush=True)
     return EXIT_OK
 
 
@@ -203,12 +205,12 @@ def sessions_main(argv: list[str]) -> int:
         return replay_main([target, "--headless"] if args.headless else [target])
     if args.json:
         for summary in sessions:
-            print(json.dumps(summary.as_dict(), ensure_ascii=False))
+            print(safe_json(summary.as_dict()))
         return EXIT_OK
     if not sessions:
         print(f"no sessions in {directory}")
         return EXIT_OK
-    print(f"sessions in {directory}, newest first:")
+    print(safe(f"sessions in {directory}, newest first:"))
     print(format_table(sessions))
     print("\nopen one: rlm-tui sessions --open N   (or rlm-tui replay FILE)")
     return EXIT_OK
@@ -268,6 +270,8 @@ def resume_main(argv: list[str]) -> int:
     o.add_argument("--json", action="store_true", help="with --headless: one JSON object on stdout")
     o.add_argument("--session", type=Path, default=argparse.SUPPRESS, dest="session_path",
                    help="the new session file (default: a new file in the sessions folder)")
+    o.add_argument("--overwrite-session", action="store_true", default=argparse.SUPPRESS,
+                   dest="overwrite_session", help="replace --session FILE if it exists (else it is refused)")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
     args = _parse(p, argv)
     if isinstance(args, int):
@@ -278,10 +282,12 @@ def resume_main(argv: list[str]) -> int:
     from .resume import ResumeError, plan
 
     given = vars(args)
-    overrides = {k: given[k] for k in (*LIMIT_FIELDS, "model", "sub_model", "api_base", "api_key", "session_path")
+    overrides = {k: given[k] for k in (*LIMIT_FIELDS, "model", "sub_model", "api_base", "api_key", "session_path",
+                                   "overwrite_session")
                  if k in given}
     try:
-        resumed = plan(args.file, args.at, overrides=overrides, path=args.path, subcalls=not args.live_subcalls)
+        resumed = plan(args.file, args.at, overrides=overrides, path=args.path, subcalls=not args.live_subcalls,
+                       damaged=_report_bad_lines)
     except FileNotFoundError:
         return _fail("resume", f"no such file: {args.file}")
     except (ResumeError, SessionFormatError) as exc:
@@ -291,8 +297,8 @@ def resume_main(argv: list[str]) -> int:
     refused = preflight(resumed.settings)  # the live turns need their models: check before any kernel starts
     if refused is not None:
         return refused
-    print(f"resuming {args.file} at turn {args.at}: {args.at - 1} recorded turn"
-          f"{'s' if args.at != 2 else ''} replayed, then {resumed.settings.model} live", file=sys.stderr)
+    print(safe(f"resuming {args.file} at turn {args.at}: {args.at - 1} recorded turn"
+               f"{'s' if args.at != 2 else ''} replayed, then {resumed.settings.model} live"), file=sys.stderr)
     if args.headless:
         from ..cli import run_headless
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..core import events as ev
-from ..core.session import SessionFormatError, check_header
+from ..core.session import SessionFormatError, check_header, decode_line, second_header
 
 # One line: the prefix Event.to_json writes (kind and node captured) up to a closing brace,
 # or any other line (no groups: decoded in full, or reported as damaged).
@@ -67,10 +67,14 @@ class SessionIndex:
         self._lineno = 0
         self._fd: int | None = None
         self._ino: int | None = None
-        self._mm: mmap.mmap | None = None
+        self._mm: mmap.mmap | bytearray | None = None
+        # A file another process writes may be truncated under us: a map of it would then fault
+        # (SIGBUS) on the lost pages, so a followed file is copied in as it grows instead.
+        self._copy = not complete
         self._cache: OrderedDict[int, ev.Event] = OrderedDict()
         self._by_node: dict[int, array] = {}
         self._by_node_upto = 0
+        self._closed_at: int | None = None  # the line of a second session header: nothing after it is read
 
     @classmethod
     def open(cls, path: Path | str, *, complete: bool = True) -> "SessionIndex":
@@ -202,10 +206,20 @@ class SessionIndex:
         if st.st_ino != self._ino or st.st_size < self._scanned:
             raise SessionChanged(f"{self.path} was replaced or truncated")
         size = os.fstat(self._fd).st_size
-        if size <= self._scanned:
+        if size <= self._scanned or self._closed_at is not None:
             return 0
-        if self._mm is None or len(self._mm) < size:
-            if self._mm is not None:
+        if self._copy:
+            if self._mm is None:
+                self._mm = bytearray()
+            assert isinstance(self._mm, bytearray)
+            while len(self._mm) < size:
+                chunk = os.pread(self._fd, size - len(self._mm), len(self._mm))
+                if not chunk:
+                    break
+                self._mm += chunk
+            size = len(self._mm)
+        elif self._mm is None or len(self._mm) < size:
+            if isinstance(self._mm, mmap.mmap):
                 self._mm.close()
             self._mm = mmap.mmap(self._fd, size, access=mmap.ACCESS_READ) if size else None
         if self._mm is None:
@@ -220,7 +234,7 @@ class SessionIndex:
         self.complete = True
         self.refresh()
 
-    def _scan(self, data: mmap.mmap, pos: int, stop: int, size: int) -> None:
+    def _scan(self, data: mmap.mmap | bytearray, pos: int, stop: int, size: int) -> None:
         if self._lineno == 0 and pos < stop:  # the header: decoded and checked, never skipped
             nl = data.find(b"\n", pos, stop)
             if nl == -1 and not (self.complete and stop == size):
@@ -243,9 +257,15 @@ class SessionIndex:
                 raw = m[0].strip()
                 if raw:
                     decoded = self._check_line(raw, lineno, False)
+                    if decoded is not None and decoded[0] == ev.SESSION:
+                        self._second_header(lineno)
+                        break
                     if decoded is not None:
                         self._add(m.start(), *decoded)
                 continue
+            if kind == b"session":
+                self._second_header(lineno)
+                break
             code = kind_codes.get(kind)
             if code is None:
                 code = self._new_kind(kind)
@@ -257,12 +277,17 @@ class SessionIndex:
             nodes.append(ncode)
         pos = end
         self._lineno = lineno
+        if self._closed_at is not None:
+            self._scanned = size
+            return
         if pos < stop and stop == size and self.complete:  # a last line without its newline: torn
             raw = data[pos:size].strip()
             if raw:
                 self._lineno += 1
                 decoded = self._check_line(raw, self._lineno, True)
-                if decoded is not None:
+                if decoded is not None and decoded[0] == ev.SESSION:
+                    self._second_header(self._lineno)
+                elif decoded is not None:
                     self._add(pos, *decoded)
             pos = size
         self._scanned = pos
@@ -301,43 +326,48 @@ class SessionIndex:
 
     def _check_line(self, raw: bytes, lineno: int, last: bool) -> tuple[str, str | None] | None:
         """Decode a line the fast path did not take: (kind, node), or None when unreadable."""
-        try:
-            obj = json.loads(raw)
-            if not isinstance(obj, dict) or not isinstance(obj.get("kind"), str):
-                raise ValueError("not an event object")
-        except ValueError as exc:
-            if lineno == 1:
+        if lineno == 1:
+            try:
+                obj = json.loads(raw)
+            except (ValueError, RecursionError):
                 raise SessionFormatError(f"{self.path}: not an rlm-tui session file "
                                          f"(line 1 is not a session header)") from None
-            why = ("cut off (the run was stopped mid-write)" if last
-                   else f"unreadable ({str(exc)[:80]})")
-            self.bad_lines.append((lineno, f"line {lineno}: {why}"))
-            return None
-        if lineno == 1:
             check_header(obj)
             self.header = obj
+            return obj["kind"], None
+        found: list[tuple[int, str]] = []
+        obj = decode_line(raw, lineno, found)
+        if obj is None:
+            why = found[0][1] if not last else f"line {lineno}: cut off (the run was stopped mid-write)"
+            self.bad_lines.append((lineno, why))
+            return None
         node = obj.get("node")
         return obj["kind"], node if isinstance(node, str) else None
 
+    def _second_header(self, lineno: int) -> None:
+        """Another run was written into this file: report it and index nothing after it."""
+        self.bad_lines.append(second_header(lineno))
+        self._closed_at = lineno
+
     def _decode(self, i: int) -> ev.Event:
-        try:
-            obj = json.loads(self.raw(i))
-            if not isinstance(obj, dict):
-                raise ValueError("not an event object")
+        found: list[tuple[int, str]] = []
+        obj = decode_line(self.raw(i), 0, found)
+        if obj is not None and not found:
             return ev.Event.from_dict(obj)
-        except (ValueError, KeyError) as exc:
-            lineno = self.line_number(i)
-            reason = f"line {lineno}: unreadable ({str(exc)[:80]})"
-            if (lineno, reason) not in self.bad_lines:
-                self.bad_lines.append((lineno, reason))
-            return ev.Event(ev.WARNING, data={"message": reason}, seq=-1)
+        lineno = self.line_number(i)
+        reason = found[0][1].replace("line 0:", f"line {lineno}:", 1)
+        if (lineno, reason) not in self.bad_lines:
+            self.bad_lines.append((lineno, reason))
+        if obj is not None:  # repaired: shown, with the damage reported
+            return ev.Event.from_dict(obj)
+        return ev.Event(ev.WARNING, data={"message": reason}, seq=-1)
 
     # ---- lifetime ---------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._mm is not None:
+        if isinstance(self._mm, mmap.mmap):
             self._mm.close()
-            self._mm = None
+        self._mm = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core import events as ev
+from ..core.safe_text import safe
+from ..core.session import repair
 
 TAIL_BYTES = 64 * 1024
 MAX_LINE = 16 * 1024 * 1024  # a last line longer than this is not read for a summary
@@ -59,8 +61,8 @@ def summarize(path: Path) -> SessionSummary:
                     pass
             run = _json(handle.readline(MAX_LINE))
             if run.get("kind") == ev.RUN_STARTED:
-                summary.question = str(run.get("question", ""))
-                summary.model = str((run.get("settings") or {}).get("model", ""))
+                summary.question = run.get("question") or ""
+                summary.model = (run.get("settings") or {}).get("model") or ""
                 origin = run.get("resumed_from")
                 if isinstance(origin, dict):
                     summary.resumed_from = f"{Path(str(origin.get('path'))).name} turn {origin.get('at_turn')}"
@@ -83,11 +85,15 @@ def summarize(path: Path) -> SessionSummary:
 
 
 def _json(line: bytes) -> dict[str, Any]:
+    """One line as an event object with its fields' types repaired; {} when it is not one."""
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
-    return obj if isinstance(obj, dict) else {}
+    if not isinstance(obj, dict):
+        return {}
+    repair(obj)
+    return obj
 
 
 def _last_event(handle: Any, size: int) -> dict[str, Any] | None:
@@ -111,13 +117,24 @@ def _last_event(handle: Any, size: int) -> dict[str, Any] | None:
         chunk *= 4  # the last line is longer than what was read: read more
 
 
+def _summarize_any(path: Path) -> SessionSummary:
+    """``summarize``, but a file that cannot be summarised is listed as unreadable: one bad
+    file never breaks the listing."""
+    try:
+        return summarize(path)
+    except OSError as exc:
+        return SessionSummary(path, None, outcome=f"unreadable: {exc.strerror or exc}")
+    except Exception as exc:  # noqa: BLE001 - any damage: say so on its row
+        return SessionSummary(path, None, outcome=f"unreadable: {type(exc).__name__}")
+
+
 def list_sessions(directory: Path, limit: int | None = 50) -> list[SessionSummary]:
     """Summaries of the ``*.jsonl`` files in ``directory``, newest first."""
     try:
         entries = [Path(e.path) for e in os.scandir(directory) if e.name.endswith(".jsonl") and e.is_file()]
     except OSError:
         return []
-    summaries = [summarize(p) for p in entries]
+    summaries = [_summarize_any(p) for p in entries]
     epoch = _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
     summaries.sort(key=lambda s: (not s.outcome.startswith("unreadable"), _aware(s.created) or epoch), reverse=True)
     return summaries if limit is None else summaries[:limit]
@@ -130,7 +147,9 @@ def _aware(when: _dt.datetime | None) -> _dt.datetime | None:
 
 
 def _short(text: str, width: int) -> str:
-    flat = " ".join(str(text).split())
+    """One line of at most ``width`` characters, made ``safe`` before it is cut (so a cut can
+    never fall inside a control sequence: there are none left)."""
+    flat = " ".join(safe(text).split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
@@ -142,9 +161,9 @@ def format_table(sessions: list[SessionSummary]) -> str:
         result = s.answer if s.outcome == "answered" and s.answer is not None else s.outcome
         tokens = f"{s.tokens:,}" if s.tokens is not None else "-"
         cost = f"${s.cost_usd:.4f}" if s.cost_usd is not None else "-"
-        question = _short(s.question, 40) + (f" (resumed {s.resumed_from})" if s.resumed_from else "")
+        question = _short(s.question, 40) + (safe(f" (resumed {s.resumed_from})") if s.resumed_from else "")
         rows.append((str(number), when, question, _short(s.model, 24), _short(result or "", 40), tokens, cost,
-                     s.path.name))
+                     safe(s.path.name)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     right = {0, 5, 6}
     lines = []

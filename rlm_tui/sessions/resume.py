@@ -17,11 +17,12 @@ import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..core import events as ev
 from ..core.config import Limits, Settings
 from ..core.lm import LMResult
+from ..core.safe_text import as_text
 from .index import SessionIndex
 
 
@@ -64,7 +65,7 @@ class RecordedReplies:
             elif event.kind == ev.LM_STARTED:
                 turns[node] = event.get("turn")
                 if node not in first_user:
-                    user = next((m.get("content", "") for m in event.get("messages") or []
+                    user = next((as_text(m.get("content")) for m in _messages(event.get("messages"))
                                  if m.get("role") == "user"), None)
                     if user is not None:
                         first_user[node] = user
@@ -105,6 +106,11 @@ class RecordedReplies:
         return LMResult(text, 0, 0, 0.0, True, 0.0)
 
 
+def _messages(value: Any) -> list[dict[str, Any]]:
+    """An lm_started ``messages`` field as a list of message objects (a damaged file may hold anything)."""
+    return [m for m in value if isinstance(m, dict)] if isinstance(value, list) else []
+
+
 @dataclass
 class ResumePlan:
     """Everything a resumed run needs: what to ask, with which settings, and the recorded replies."""
@@ -124,27 +130,50 @@ class ResumePlan:
 
 
 LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(Limits))
-_SETTING_FIELDS = {f.name for f in dataclasses.fields(Settings)} - {"api_key", "session_path", "limits"}
+_SETTING_FIELDS = {f.name for f in dataclasses.fields(Settings)} - {"api_key", "session_path", "limits",
+                                                                     "overwrite_session"}
 
 
 def recorded_settings(recorded: dict[str, Any]) -> Settings:
-    """Settings as a session recorded them (no API key: that never goes to disk)."""
-    limits = Limits(**{k: v for k, v in (recorded.get("limits") or {}).items() if k in LIMIT_FIELDS})
-    values = {k: v for k, v in recorded.items() if k in _SETTING_FIELDS and v is not None}
+    """Settings as a session recorded them (no API key: that never goes to disk).
+
+    A recorded value of the wrong type (a damaged file) is left out: the default is used.
+    """
+    limits_given = recorded.get("limits") if isinstance(recorded.get("limits"), dict) else {}
+    base = Limits()
+    limits = Limits(**{k: v for k, v in limits_given.items()
+                       if k in LIMIT_FIELDS and (v is None or _fits(v, getattr(base, k)))})
+    defaults = Settings()
+    values = {k: v for k, v in recorded.items()
+              if k in _SETTING_FIELDS and v is not None and _fits(v, getattr(defaults, k))}
     return Settings(limits=limits, **values)
 
 
+def _fits(value: Any, default: Any) -> bool:
+    """Whether a recorded value can stand in for a field whose default is ``default``."""
+    if default is None:  # an optional text field (sub_model, api_base)
+        return isinstance(value, str)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(value) is type(default)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
 def plan(source: Path, at: int, *, overrides: dict[str, Any] | None = None, path: Path | None = None,
-         subcalls: bool = True) -> ResumePlan:
+         subcalls: bool = True, damaged: Callable[[list[tuple[int, str]]], None] | None = None) -> ResumePlan:
     """Read ``source`` and work out the resumed run; raises ResumeError when it cannot be done.
 
     ``overrides`` are Settings fields (model, sub_model, api_base, api_key,
     session_path) and Limits fields by name; ``path`` replaces the recorded input.
+    ``damaged(bad_lines)`` hears about the lines that could not be read, before anything is decided.
     """
     overrides = dict(overrides or {})
     with SessionIndex.open(source) as index:
         events = list(index.iter_events())
         header = index.header or {}
+        if damaged is not None and index.bad_lines:
+            damaged(index.bad_lines)
     run = next((e for e in events if e.kind == ev.RUN_STARTED), None)
     if run is None:
         raise ResumeError(f"{source} has no run_started event: there is no run to resume")

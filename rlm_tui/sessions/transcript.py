@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, TextIO
 
 from ..core import events as ev
-from ..core.kernel import strip_ansi
+from ..core.safe_text import safe
 from ..core.tree import CallNode, CallTree, one_line
 from ..headless import human_tokens
 from .index import SessionIndex
@@ -32,9 +32,9 @@ class CellLog:
     truncated_chars: int = 0
     children: list[str] = field(default_factory=list)  # sub-calls this cell made
 
-    def output(self, ansi: bool = False) -> str:
-        text = "".join(text for _, text in self.outputs)
-        return text if ansi else strip_ansi(text)
+    def output(self) -> str:
+        """The cell's recorded output as printed (raw: presenters make it ``safe``)."""
+        return "".join(text for _, text in self.outputs)
 
 
 @dataclass
@@ -124,13 +124,13 @@ class SessionLog:
         log = self.node(event.node)
         turn = log.turns[-1] if log.turns else None
         if kind in (ev.NODE_STARTED, ev.SPAWN_REQUESTED):
-            if event.get("context") is not None and log.context is None:
+            if isinstance(event.get("context"), dict) and log.context is None:
                 log.context = event.get("context")
             if event.node not in self._attached:
                 self._attached.add(event.node)
                 self._attach(event)
         elif kind == ev.CONTEXT_LOADED:
-            log.context = event.get("info")
+            log.context = event.get("info") or {}
         elif kind == ev.TURN_STARTED:
             log.turns.append(TurnLog(event.get("turn", len(log.turns) + 1)))
         elif kind == ev.LM_STARTED and event.get("turn") is not None:
@@ -263,13 +263,24 @@ def tree_lines(tree: CallTree, max_children: int | None = 12) -> list[str]:
     return out
 
 
+class SafeOut:
+    """A text stream that makes everything written to it ``safe``: recorded text (a model's
+    reply, a file name, a cell's output) never reaches a terminal or a report raw."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        return self._out.write(safe(text))
+
+
 class Renderer:
     """Walks a SessionLog; subclasses say how headings, code and output look."""
 
     def __init__(self, log: SessionLog, out: TextIO, *, max_output: int | None = 4000,
                  max_children: int | None = 12) -> None:
         self.log = log
-        self.out = out
+        self.out = SafeOut(out)
         self.max_output = max_output
         self.max_children = max_children
 
@@ -369,7 +380,7 @@ class Renderer:
     def cell(self, cell: CellLog, indent: str) -> None:
         status = cell.status or "did not finish"
         self.heading(0, f"cell {cell.number} · {status} · {cell.duration_s:.2f}s", indent)
-        output = cell.output()
+        output = safe(cell.output(), sgr="drop")  # a traceback's colours are noise in plain text
         if self.max_output is not None and len(output) > self.max_output:
             output = output[:self.max_output] + f"\n[... {len(output) - self.max_output:,} more characters]"
         if cell.truncated_chars:
@@ -426,7 +437,8 @@ class Renderer:
         cost = usage.get("cost_usd", total.cost_usd)
         calls = finished.get("calls", log.tree.subtree_calls(log.tree.root) if log.tree.root else 0)
         rows.append(("usage", f"{tokens_in + tokens_out:,} tokens ({tokens_in:,} in / {tokens_out:,} out) · "
-                              f"${cost:.4f} · {calls} sub-calls · {finished.get('duration_s', log.tree.now):.1f}s"))
+                              f"${cost:.4f} · {calls} sub-calls · "
+                              f"{finished.get('duration_s') or log.tree.now:.1f}s"))
         for note in log.notes:
             rows.append(("note", note))
         for _, why in log.bad_lines:

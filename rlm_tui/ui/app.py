@@ -9,18 +9,23 @@ engine for anything, so live runs and (later) replays look the same.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import threading
 import time
 from typing import Iterable
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.markup import escape as escape_markup
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Tree
 
 from ..core import events as ev
+from ..core.safe_text import safe, safe_data
+from ..core.session import repair
 from ..core.tree import CallTree
 from . import prefs
 from .help import HelpScreen, key_sections
@@ -38,8 +43,26 @@ from .widgets.transcript_view import TranscriptView
 
 FRAME_S = 1 / 30
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: After a quit signal and the run's clean stop, how long restoring the terminal may take. A terminal
+#: that is gone (its window closed, tmux killed) blocks Textual's last writes for ever.
+EXIT_GRACE_S = 3.0
 #: Ctrl+C quits only when pressed twice within this many seconds.
 CTRL_C_WINDOW_S = 2.0
+
+
+def shown(event: ev.Event) -> ev.Event:
+    """An event as the app may draw it: fields of the wrong type repaired, every string made
+    ``safe`` (cell output keeps its SGR colour for ``Text.from_ansi``). Everything the app shows
+    (tree, transcripts, approvals, answer, status) is folded from events, so this one pass, where
+    events enter, keeps terminal control sequences from a model, a repository or a file out."""
+    data = dict(event.data)
+    repair(data)
+    text = data.get("text") if event.kind == ev.CELL_OUTPUT else None
+    data = safe_data(data)
+    if isinstance(text, str):
+        data["text"] = safe(text, sgr="keep")
+    return ev.Event(safe(event.kind), safe(event.node) if event.node is not None else None,
+                    safe(event.parent) if event.parent is not None else None, data, event.seq, event.t)
 
 
 class RlmApp(SteeringMixin, App[None]):
@@ -78,6 +101,7 @@ class RlmApp(SteeringMixin, App[None]):
         self._frame = 0
         self._last_ctrl_c = 0.0
         self._stopping: asyncio.Task[None] | None = None
+        self._quit_signal: int | None = None  # SIGTERM or SIGHUP asked us to quit
         self._load_themes()
 
     # --- setup ------------------------------------------------------------------
@@ -133,7 +157,7 @@ class RlmApp(SteeringMixin, App[None]):
             self.call_after_refresh(self.source.start)  # the first frame is already on screen
             loop = asyncio.get_running_loop()
             for signum in QUIT_SIGNALS:  # a closed terminal or `kill` quits like q: kernels shut down
-                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.action_quit()))
+                loop.add_signal_handler(signum, self._on_quit_signal, signum)
 
     def on_unmount(self) -> None:
         if self.source is not None:
@@ -145,7 +169,7 @@ class RlmApp(SteeringMixin, App[None]):
 
     def feed(self, events: Iterable[ev.Event]) -> None:
         """Fold events into the models; the screen catches up once per batch."""
-        for event in events:
+        for event in map(shown, events):
             node = self.calls.apply(event)
             if node is not None:
                 self._dirty[node.id] = None
@@ -238,7 +262,8 @@ class RlmApp(SteeringMixin, App[None]):
         elif node.id == self.calls.root:
             view.border_title = "Transcript · root"
         else:
-            view.border_title = f"Transcript · {node.kind} {node.id} · {node.label}"
+            # a title is Textual markup: a label with "[/]" in it would raise MarkupError
+            view.border_title = escape_markup(f"Transcript · {node.kind} {node.id} · {node.label}")
 
     # --- themes -----------------------------------------------------------------------
 
@@ -303,9 +328,16 @@ class RlmApp(SteeringMixin, App[None]):
                 self.notify("Stopping the run and shutting down kernels…", timeout=30)
             self._stopping = asyncio.create_task(self._stop_and_exit())
 
+    def _on_quit_signal(self, signum: int) -> None:
+        self._quit_signal = signum
+        asyncio.ensure_future(self.action_quit())
+
     async def _stop_and_exit(self) -> None:
         if self.source is not None:
             await asyncio.to_thread(self.source.stop)
+        if self._quit_signal is not None:  # the run is stopped and its session closed: nothing is lost
+            threading.Thread(target=_exit_after, args=(EXIT_GRACE_S, 128 + self._quit_signal),
+                             name="rlm-exit-watchdog", daemon=True).start()
         self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -321,3 +353,9 @@ class RlmApp(SteeringMixin, App[None]):
                             lambda: self.tree_view.root.expand_all())
         yield SystemCommand("Collapse all calls", "Collapse the call tree to the root",
                             lambda: self.tree_view.root.collapse_all())
+
+
+def _exit_after(seconds: float, code: int) -> None:
+    """End the process if it is still here (Textual blocked writing to a terminal that is gone)."""
+    time.sleep(seconds)
+    os._exit(code)

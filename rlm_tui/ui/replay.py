@@ -28,6 +28,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from ..core import events as ev
+from ..core.safe_text import safe
 from ..core.session import SessionFormatError
 from ..sessions.follow import changes
 from ..sessions.index import ANY, SessionChanged
@@ -151,7 +152,8 @@ class ReplayApp(RlmApp):
         super().on_mount()
         self.mount(ReplayBar(id="replay-bar"), before=self.query_one(Footer))
         for _, why in self.replayer.bad_lines[:5]:
-            self.notify(f"skipped {why}", title="Damaged session file", severity="warning", timeout=10)
+            self.notify(safe(f"skipped {why}"), title="Damaged session file", severity="warning", timeout=10,
+                        markup=False)
         self.call_after_refresh(self._open)  # once laid out: the panes render once, at their real width
 
     def _open(self) -> None:
@@ -287,10 +289,10 @@ class ReplayApp(RlmApp):
             try:
                 added = replayer.refresh()
             except SessionChanged as exc:
-                self.notify(f"{exc}; stopped following", severity="warning")
+                self.notify(safe(f"{exc}; stopped following"), severity="warning", markup=False)
                 break
             except SessionFormatError as exc:
-                self.notify(str(exc), severity="error")
+                self.notify(safe(str(exc)), severity="error", markup=False)
                 break
             if added and at_end and not self.player.playing:
                 self.move_to(len(replayer))
@@ -329,7 +331,7 @@ def launch_replay(path: Path, *, end: bool = False, follow: bool = False, theme:
         print(f"rlm-tui replay: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except SessionFormatError as exc:
-        print(f"rlm-tui replay: {exc}", file=sys.stderr)
+        print(f"rlm-tui replay: {safe(str(exc))}", file=sys.stderr)
         return 2
     try:
         ReplayApp(replayer, end=end, follow=follow, theme=theme, speed=speed, play=play).run()

@@ -19,7 +19,6 @@ from typing import Any, Callable, Coroutine
 from ..core import events as ev
 from ..core.config import Settings
 from ..core.control import Steering
-from ..core.session import new_session_path
 
 #: How long quitting waits for the engine to shut its kernels down.
 STOP_TIMEOUT_S = 20.0
@@ -32,8 +31,6 @@ class EngineSource:
 
     def __init__(self, settings: Settings, question: str, path: Path, *, badge: str | None = None,
                  on_finish: Callable[[], None] | None = None, prepare: Callable[[Any], None] | None = None) -> None:
-        # Choose the session file now so run_started names it and the status bar can show it.
-        settings.session_path = settings.session_path or new_session_path()
         self.settings = settings
         self.question = question
         self.path = path
@@ -107,6 +104,8 @@ class EngineSource:
             engine = Engine(self.settings, self.question, self.path, sink=self._sink, steering=self.steering)
             if self._prepare is not None:
                 self._prepare(engine)
+            engine.open_session()  # created exclusively; a default name may get a suffix
+            self.settings.session_path = engine.session_path  # where this run was saved, for callers
             with asyncio.Runner() as runner:  # closing it also ends what litellm left on the loop
                 self._loop = runner.get_loop()
                 runner.run(self._drive(engine.run()))

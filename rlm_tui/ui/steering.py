@@ -53,6 +53,7 @@ STEERING_BINDINGS = [
             "sees the KeyboardInterrupt and goes on"),
 ]
 STEERING_ACTIONS = {binding.action for binding in STEERING_BINDINGS}
+_FOOTER_ACTIONS = sorted(STEERING_ACTIONS | {"toggle_answer"})  # the keys whose showing depends on the run
 
 
 @dataclass
@@ -210,12 +211,19 @@ class SteeringMixin:
         return root if root in cells else None
 
     def steering_changed(self) -> None:
-        """After events or a cursor move: redraw the approval panel and the footer's keys."""
+        """After events or a cursor move: redraw the approval panel, and the footer's keys if they changed.
+
+        Refreshing the bindings rebuilds the footer's widgets (milliseconds); done on every
+        frame of a big fan-out it held the GIL long enough to slow the engine's thread 3-5x.
+        """
         panel = getattr(self, "approval_panel", None)
         if panel is not None:
             panel.show(self.questions, self.current_question(), self.calls,  # type: ignore[attr-defined]
                        self.palette, live=self.steering is not None)  # type: ignore[attr-defined]
-        self.refresh_bindings()  # type: ignore[attr-defined]
+        keys = tuple(self.check_action(action, ()) for action in _FOOTER_ACTIONS)
+        if keys != getattr(self, "_footer_keys", None):
+            self._footer_keys = keys
+            self.refresh_bindings()  # type: ignore[attr-defined]
 
     # --- actions ----------------------------------------------------------------------------
 

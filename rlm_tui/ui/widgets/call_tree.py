@@ -17,11 +17,10 @@ from textual import events
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from ...core.tree import CallNode, CallTree
+from ...core.tree import ACTIVE, CallNode, CallTree
 from .. import fmt
 from ..render import STATUS_ICONS, Palette
 
-ACTIVE = ("running", "waiting", "queued")
 #: Below this many cells for the prompt, a node's own token counts are left out of its label.
 MIN_LABEL = 16
 
@@ -46,6 +45,7 @@ class CallTreeView(Tree[str]):
         self._depths: dict[str, int] = {}
         self._now = 0.0
         self._width = 0
+        self._stale: set[str] = set()  # changed while hidden under a collapsed node: relabelled when shown
 
     def sync(self, changed: Iterable[str], now: float) -> None:
         """Add new nodes and relabel changed ones and their ancestors."""
@@ -61,7 +61,26 @@ class CallTreeView(Tree[str]):
                 relabel.add(node.id)
                 node = self.calls.nodes.get(node.parent or "")
         for node_id in relabel:
+            if self._shown(node_id):
+                self._relabel(node_id)
+            else:  # a batch's 20,000 prompts cost nothing while it is collapsed
+                self._stale.add(node_id)
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[str]) -> None:
+        """Relabel what changed under a node while it was collapsed."""
+        now_shown = [node_id for node_id in self._stale if self._shown(node_id)]
+        for node_id in now_shown:
             self._relabel(node_id)
+        self._stale.difference_update(now_shown)
+
+    def _shown(self, node_id: str) -> bool:
+        """True when every ancestor of the node's widget is expanded."""
+        widget = self._widgets[node_id].parent
+        while widget is not None:
+            if not widget.is_expanded:
+                return False
+            widget = widget.parent
+        return True
 
     def restart(self, calls: CallTree) -> None:
         """Drop every node and mirror ``calls`` from now on (a replay moving back)."""
@@ -69,13 +88,17 @@ class CallTreeView(Tree[str]):
         self.reset("starting…")
         self._widgets.clear()
         self._depths.clear()
+        self._stale.clear()
 
     def relabel_all(self, now: float, only_active: bool = False) -> None:
         """Relabel every node (theme change, resize), or only active ones (their clocks tick)."""
         self._now = now
         for node_id in self._widgets:
             if not only_active or self.calls.nodes[node_id].status in ACTIVE:
-                self._relabel(node_id)
+                if self._shown(node_id):
+                    self._relabel(node_id)
+                else:
+                    self._stale.add(node_id)
 
     def move_to(self, node_id: str) -> None:
         """Put the cursor on a call node (the app then shows its transcript)."""
@@ -144,7 +167,7 @@ class CallTreeView(Tree[str]):
         tok = " tok" if detail else ""
         totals = f"{fmt.tokens(total.total_tokens)}{tok} · {fmt.dollars(total.cost_usd)}{elapsed}"
         if node.kind == "batch":
-            done = sum(1 for child in node.children if calls.nodes[child].status not in ACTIVE)
+            done = node.children_done
             return Text.assemble((f"{done}/{len(node.children)}{' done' if detail else ''}", palette.status(node.status)),
                                  (f" · {totals}", palette.accent))
         text = Text()
