@@ -53,7 +53,7 @@ def test_cli_refuses_an_existing_session_with_one_line_and_no_temp_folder(tmp_pa
     tmpdir.mkdir()
     done = subprocess.run([PYTHON, "-m", "rlm_tui", str(tmp_path / "input.txt"), "q", "--headless",
                            "--session", str(existing)], capture_output=True, text=True, timeout=120,
-                          env=cli_env(TMPDIR=str(tmpdir)))
+                          env=cli_env(TMPDIR=str(tmpdir), OPENAI_API_KEY="sk-test"))  # past the key check
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "already exists" in done.stderr and "--overwrite-session" in done.stderr
     assert existing.read_text() == "precious\n"
