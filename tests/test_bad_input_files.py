@@ -70,7 +70,20 @@ def test_empty_directory(tmp_path: Path) -> None:
     with ScriptedServer(_report_script) as server:
         proc = _cli(tmp_path / "empty", tmp_path, server)
     _one_line_usage_error(proc, "no text files to read", "(it is empty)")
-    assert load(tmp_path / "s.jsonl").events[-1].kind == ev.RUN_FINISHED
+    assert not (tmp_path / "s.jsonl").exists()  # found before the session file is made: nothing left behind
+
+
+def test_empty_file_and_empty_stdin_are_usage_errors(tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_bytes(b"")
+    with ScriptedServer(_report_script) as server:
+        proc = _cli(tmp_path / "empty.txt", tmp_path, server)
+        _one_line_usage_error(proc, "is empty")
+        piped = subprocess.run([PYTHON, "-m", "rlm_tui", "-", "q", "--headless", "--model", "openai/scripted",
+                                "--api-base", server.url, "--session", str(tmp_path / "s.jsonl")], input="",
+                               capture_output=True, text=True, timeout=300, env=cli_env(OPENAI_API_KEY="sk-test-bad"))
+        _one_line_usage_error(piped, "is empty")
+        assert server.requests == []
+    assert not (tmp_path / "s.jsonl").exists()
 
 
 def test_directory_of_only_binary_files(tmp_path: Path) -> None:

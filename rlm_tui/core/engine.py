@@ -123,6 +123,7 @@ class Engine:
                            on_unpriced=self._unpriced)
         self._sem: asyncio.Semaphore | None = None
         self._background: list[asyncio.Future[Any]] = []  # work started ahead of need (litellm's import)
+        self._shape: shape.Shape | None = None  # the input's scan (scan_input)
         self._child_sems: dict[int, asyncio.Semaphore] = {}  # per depth: a parent never waits on its own permit
         self.pool: KernelPool | None = None
         # rlm-tui resume: recorded replies handed out before the live model is asked
@@ -154,8 +155,24 @@ class Engine:
 
     # ---- the run ------------------------------------------------------------------------
 
+    def scan_input(self) -> shape.Shape:
+        """The input's shape from file metadata (once); raises SetupError when there is nothing to read."""
+        if self._shape is None:
+            if not self.path.exists():
+                raise SetupError(f"no such file or directory: {self.path}")
+            limits = self.limits
+            try:
+                self._shape = shape.scan(self.path, limits.max_file_bytes, limits.max_context_bytes)
+            except shape.EmptyInput as exc:
+                raise SetupError(str(exc)) from None
+            except OSError as exc:
+                raise SetupError(f"cannot load {self.path}: {exc.strerror or exc}") from None
+        return self._shape
+
     def open_session(self) -> None:
-        """Create the session file; raises SetupError when it cannot be written."""
+        """Create the session file, once the input is known to be usable (no file for a run that
+        cannot start); raises SetupError when either fails."""
+        self.scan_input()
         secrets = self.secrets
         where = f"cannot write the session file {self.session_path}"
         try:
@@ -176,8 +193,6 @@ class Engine:
 
     async def run(self) -> RunResult:
         """Run to an answer, a limit, or an error; always shuts kernels down."""
-        if not self.path.exists():
-            raise SetupError(f"no such file or directory: {self.path}")
         if self._writer is None:
             self.open_session()
         self._t0 = time.perf_counter()
@@ -315,15 +330,8 @@ class Engine:
 
         if self.lm.needs_litellm(self.settings.model) or self.lm.needs_litellm(self.settings.effective_sub_model):
             self._background.append(asyncio.ensure_future(asyncio.to_thread(litellm_module)))
-        limits = self.limits
-        try:
-            found, _ = await asyncio.gather(
-                asyncio.to_thread(shape.scan, self.path, limits.max_file_bytes, limits.max_context_bytes),
-                asyncio.to_thread(pricing.preload))
-        except shape.EmptyInput as exc:
-            raise SetupError(str(exc)) from None
-        except OSError as exc:
-            raise SetupError(f"cannot load {self.path}: {exc.strerror or exc}") from None
+        found = self.scan_input()  # done before the session file was opened
+        await asyncio.to_thread(pricing.preload)  # the first request's window check reads it
         if found.files:
             assert self._tmp is not None
             manifest = self._tmp / "files.json"

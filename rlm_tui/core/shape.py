@@ -44,7 +44,7 @@ def scan(path: Path, max_file_bytes: int, max_total_bytes: int) -> Shape:
     if b"\x00" in head:
         raise EmptyInput("the file looks binary (it holds NUL bytes); give a text file")
     if size == 0:
-        raise EmptyInput(f"{path} is empty")
+        raise EmptyInput("the input is empty (0 bytes)")
     return Shape({"type": "str", "chars": min(size, max_total_bytes), "estimated": True,
                   "truncated_bytes": max(0, size - max_total_bytes)})
 
