@@ -121,7 +121,8 @@ def settings_from(args: argparse.Namespace, config: dict[str, Any] | None = None
                     api_base=values.get("api_base"), api_key=args.api_key, limits=limits,
                     session_path=args.session, overwrite_session=args.overwrite_session,
                     approve=values.get("approve", "auto" if args.headless else "rlm"),
-                    step=values.get("step", defaults.step))
+                    step=values.get("step", defaults.step),
+                    stream_idle=values.get("stream_idle", defaults.stream_idle))
 
 
 def fail(message: str, code: int) -> int:

@@ -117,6 +117,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("model", str, "models", "root model, any litellm model string"),
     Option("sub_model", str, "models", "model for llm_query and child RLMs (default: the root model)"),
     Option("api_base", str, "models", "base URL of an OpenAI-compatible or provider endpoint", text_metavar="URL"),
+    Option("stream_idle", float, "models", "seconds a streamed reply may go silent once it has begun; then it "
+           "is retried (the first chunk may take as long as the model thinks)"),
     Option("max_depth", int, "limits", "RLM levels; 1 = only the root is an RLM"),
     Option("max_iterations", int, "limits", "model turns per RLM"),
     Option("max_subcalls", int, "limits", "sub-calls over the whole run"),
