@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,22 @@ from rlm_tui.scripted import Fault, Script, ScriptedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+# Every temporary file of this test session (ours, the engine's, the CLI subprocesses') goes to a
+# private folder, so what a run leaves behind can be checked at the end without seeing other runs'.
+TMP = Path(tempfile.mkdtemp(prefix="rlm-tests-"))
+os.environ["TMPDIR"] = str(TMP)
+tempfile.tempdir = str(TMP)
+
+
+@pytest.hookimpl(trylast=True)  # after plugins that still use their temporary files (snapshot reports)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session if a run left an ``rlm-tui-*`` temporary folder or file behind."""
+    left = sorted(p.name for p in TMP.glob("rlm-tui-*"))
+    shutil.rmtree(TMP, ignore_errors=True)
+    if left:
+        session.config.get_terminal_writer().line(f"left behind in the temporary folder: {left}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def fence(code: str) -> str:
