@@ -243,7 +243,7 @@ class Engine:
 
     async def _prepare_kernel(self, kernel: Kernel) -> None:
         cfg = {"port": self.bridge.port, "secret": self.bridge.secret, "kernel": kernel.id,
-               "output_chars": self.limits.output_chars}
+               "output_chars": self.limits.output_chars, "tmp": str(self._tmp)}
         code = kernel_source("loader.py") + "\n" + kernel_source("bootstrap.py") + f"\n__rlm_install({cfg!r})\ndel __rlm_install\n"
         await kernel.call(code, "'ok'", timeout=60)
 
