@@ -12,6 +12,7 @@ import queue
 from contextlib import contextmanager
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -90,8 +91,15 @@ class SteerRun:
         return next(i for i, e in enumerate(self.events) if predicate(e))
 
 
+#: Wall seconds a steered run may take unless the test sets --timeout: a react function whose trigger
+#: never fires leaves a call waiting for approval forever; the run's own timeout turns that into a failure.
+GUARD_S = 120.0
+
+
 async def steer_run(script, path: Path, tmp_path: Path, react: React | None = None, *, approve: str = "ask",
                     step: str = "off", before: Callable[[Steering], None] | None = None, **limits: Any) -> SteerRun:
+    guarded = "timeout" not in limits
+    limits.setdefault("timeout", GUARD_S)
     ui = FakeUI(react)
     session = tmp_path / "session.jsonl"
     with ScriptedServer(script) as server:
@@ -108,6 +116,8 @@ async def steer_run(script, path: Path, tmp_path: Path, react: React | None = No
         finally:
             ui.stop()
     assert not ui.errors, ui.errors
+    assert not (guarded and result.stopped_by == "timeout"), \
+        f"the run hit the test's {GUARD_S:g} s guard: a decision it waited for never came"
     return SteerRun(result, ui.events, server, load(session).events, ui)
 
 
@@ -342,6 +352,31 @@ async def test_kill_a_running_child_rlm_interrupts_its_cell_and_the_parent_conti
     assert kill.node == child and set(kill.get("nodes")) == {child, grandchild}
     assert not [r for r in run.server.requests if r["messages"][-1]["content"] == "grandchild"]
     assert len([e for e in run.kinds(ev.TURN_STARTED) if e.node == child]) == 1  # no second turn
+
+
+async def test_kill_a_child_whose_cell_ignores_the_interrupt_abandons_it_after_3_s(corpus: Path,
+                                                                                  tmp_path: Path) -> None:
+    def root(messages, model):
+        if question_of(messages).startswith("child task"):
+            return fence("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                         "print('stubborn', flush=True)\ntime.sleep(60)")
+        if turn_of(messages) == 1:
+            return fence("print('parent got:', rlm_query('child task'))")
+        return "FINAL(the parent went on)"
+
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.CELL_OUTPUT and "stubborn" in event.get("text", "") and "killed" not in ui.seen:
+            ui.seen["child"], ui.seen["killed"] = event.node, time.monotonic()
+            assert ui.do(ui.steering.kill(event.node))
+        elif event.kind == ev.NODE_FINISHED and event.node == ui.seen.get("child"):
+            ui.seen["finished"] = time.monotonic()
+
+    run = await steer_run(echo_sub(root), corpus, tmp_path, react, approve="auto", max_depth=2)
+    assert run.result.answer == "the parent went on"
+    assert f"parent got: {KILLED_RESULT}" in run.cell_text("n0")
+    assert run.tree().nodes[run.ui.seen["child"]].status == "killed"
+    waited = run.ui.seen["finished"] - run.ui.seen["killed"]
+    assert 2.5 <= waited < 15, waited  # the grace (3 s) and no more, give or take a loaded machine
 
 
 async def test_kill_a_running_llm_call_cancels_it(corpus: Path, tmp_path: Path) -> None:
