@@ -509,6 +509,56 @@ async def test_waiting_for_approval_does_not_count_against_the_cell_timeout(corp
     assert "sub says take your time" in run.cell_text()
 
 
+async def test_waiting_for_approval_counts_against_the_run_timeout(corpus: Path, tmp_path: Path) -> None:
+    """Nobody answers: --timeout stops the run, and the dropped question is decided by the run."""
+    run = await steer_run(one_cell("print(llm_query('nobody answers'))"), corpus, tmp_path, timeout=15)
+    assert run.result.stopped_by == "timeout" and run.result.answer is None
+    assert run.result.duration_s < 45
+    (asked,) = [e for e in run.session if e.kind == ev.SPAWN_REQUESTED]
+    (dropped,) = [e for e in run.session if e.kind == ev.SPAWN_DECIDED]
+    assert dropped.node == asked.node
+    assert (dropped.get("decision"), dropped.get("by"), dropped.get("reason")) == ("kill", "run", "its caller stopped")
+    assert dropped.get("waited_s") > 0
+    assert not [r for r in run.server.requests if not is_rlm_call(r["messages"])]  # never sent
+
+
+async def test_changing_the_policy_mid_run_decides_waiting_calls_and_is_recorded(corpus: Path,
+                                                                                 tmp_path: Path) -> None:
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.SPAWN_REQUESTED:  # the first call waits under "ask": switch to auto
+            assert ui.do(ui.steering.set_policy("auto"))
+
+    run = await steer_run(one_cell("print(llm_query('first'), llm_query('second'))"), corpus, tmp_path, react)
+    assert "sub says first sub says second" in run.cell_text()
+    (asked,) = [e for e in run.session if e.kind == ev.SPAWN_REQUESTED]  # the second never asked
+    (decided,) = [e for e in run.session if e.kind == ev.SPAWN_DECIDED]
+    assert asked.get("prompt") == "first" and decided.node == asked.node
+    assert (decided.get("decision"), decided.get("by")) == ("approve", "policy")
+    (policy,) = [e for e in run.session if e.kind == ev.STEERING]
+    assert (policy.get("action"), policy.get("policy"), policy.get("by")) == ("policy", "auto", "user")
+    assert asked.seq < policy.seq < decided.seq
+
+
+async def test_step_mode_stops_before_a_child_rlms_cells(corpus: Path, tmp_path: Path) -> None:
+    def root(messages, model):
+        if question_of(messages).startswith("child task"):
+            return fence("print('child cell ran')") if turn_of(messages) == 1 else "FINAL(child ok)"
+        if turn_of(messages) == 1:
+            return fence("print(rlm_query('child task'))")
+        return "FINAL(done)"
+
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.STEP_WAITING:
+            ui.seen.setdefault("gates", []).append((event.node, event.get("gate"), event.get("code")))
+            assert ui.do(ui.steering.step())
+
+    run = await steer_run(echo_sub(root), corpus, tmp_path, react, approve="auto", step="cell", max_depth=2)
+    assert run.result.answer == "done" and "child ok" in run.cell_text("n0")
+    child = next(e.node for e in run.kinds(ev.NODE_STARTED) if e.get("node_kind") == "rlm")
+    assert run.ui.seen["gates"] == [("n0", "n0/cell1", "print(rlm_query('child task'))\n"),
+                                    (child, f"{child}/cell1", "print('child cell ran')\n")]
+
+
 # ---- the command line -----------------------------------------------------------------------
 
 
