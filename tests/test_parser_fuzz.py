@@ -59,4 +59,4 @@ def test_final_inside_code_does_not_count() -> None:
 def test_huge_reply_parses_in_reasonable_time() -> None:
     reply = ("```repl\nprint(1)\n```\n" * 5_000) + ("(" * 100_000) + "\nFINAL(" + ("x" * 1_000_000)
     parsed = parse_reply(reply)
-    assert len(parsed.code_blocks) == 5_000 and parsed.final is not None
+    assert len(parsed.code_blocks) == 5_000 and parsed.final == "x" * 1_000_000

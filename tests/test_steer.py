@@ -8,6 +8,7 @@ fixed time to pass: every decision is made in reaction to an event.
 
 from __future__ import annotations
 
+import pickle
 import queue
 from contextlib import contextmanager
 import subprocess
@@ -249,8 +250,8 @@ async def test_rlm_policy_asks_only_for_child_rlms_and_shows_their_context(corpu
     assert "sub says plain" in run.cell_text() and "child ok" in run.cell_text()
     (asked,) = run.kinds(ev.SPAWN_REQUESTED)  # the two llm_query calls ran without asking
     assert asked.get("node_kind") == "rlm" and asked.get("prompt") == "child task"
-    assert asked.get("context") == {"type": "list", "items": 2, "bytes": asked.get("context")["bytes"],
-                                    "preview": "['a', 'b']"}
+    pickled = len(pickle.dumps(["a", "b"], protocol=pickle.HIGHEST_PROTOCOL))  # the kernel runs this Python
+    assert asked.get("context") == {"type": "list", "items": 2, "bytes": pickled, "preview": "['a', 'b']"}
 
 
 async def test_always_approves_the_kind_for_the_rest_of_the_run(corpus: Path, tmp_path: Path) -> None:
