@@ -28,6 +28,10 @@ os.environ["TMPDIR"] = str(TMP)
 tempfile.tempdir = str(TMP)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    TMP.mkdir(exist_ok=True)  # again, when one process runs several sessions (mutmut does)
+
+
 @pytest.hookimpl(trylast=True)  # after plugins that still use their temporary files (snapshot reports)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the session if a run left an ``rlm-tui-*`` temporary folder or file behind."""
