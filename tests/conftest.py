@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -26,17 +27,15 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 TMP = Path(tempfile.mkdtemp(prefix="rlm-tests-"))
 os.environ["TMPDIR"] = str(TMP)
 tempfile.tempdir = str(TMP)
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    TMP.mkdir(exist_ok=True)  # again, when one process runs several sessions (mutmut does)
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)
 
 
 @pytest.hookimpl(trylast=True)  # after plugins that still use their temporary files (snapshot reports)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the session if a run left an ``rlm-tui-*`` temporary folder or file behind."""
     left = sorted(p.name for p in TMP.glob("rlm-tui-*"))
-    shutil.rmtree(TMP, ignore_errors=True)
+    for entry in TMP.iterdir():  # emptied, not removed: one process may run several sessions (mutmut)
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
     if left:
         session.config.get_terminal_writer().line(f"left behind in the temporary folder: {left}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
