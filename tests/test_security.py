@@ -223,6 +223,24 @@ def test_kernel_environment_has_no_credentials(monkeypatch: pytest.MonkeyPatch) 
     assert redact("x " + "a" * 20 + " y", secrets) == "x [REDACTED] y"
 
 
+def test_known_secrets_are_long_key_like_values_longest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What counts as a secret (found by mutation testing: these rules had no test)."""
+    monkeypatch.setenv("SHORT_TOKEN", "a" * 15)  # under 16 characters: a setting, not a key
+    monkeypatch.setenv("EDGE_TOKEN", "b" * 16)  # exactly 16: a key
+    monkeypatch.setenv("MY_KEY_FILE", "/home/user/.ssh/id_ed25519")  # a path
+    monkeypatch.setenv("AUTH_MODE", "use the default one")  # prose
+    monkeypatch.setenv("HARMLESS_SETTING", "c" * 30)  # not a credential's name
+    monkeypatch.setenv("INNER_API_KEY", "abcdefgh12345678")
+    monkeypatch.setenv("OUTER_API_KEY", "0-abcdefgh12345678")  # contains the other; sorts before it
+    secrets = known_secrets(["short", "", None, "explicit-key-123456"])
+    for value in ("b" * 16, "explicit-key-123456", "abcdefgh12345678", "0-abcdefgh12345678"):
+        assert value in secrets, value
+    for value in ("short", "", "a" * 15, "/home/user/.ssh/id_ed25519", "use the default one", "c" * 30):
+        assert value not in secrets, value
+    assert secrets.index("0-abcdefgh12345678") < secrets.index("abcdefgh12345678")
+    assert redact("key: 0-abcdefgh12345678", secrets) == "key: [REDACTED]"
+
+
 # ---- files readable by the user only ----------------------------------------------------
 
 def test_session_file_and_folder_are_private_even_with_a_loose_umask(tmp_path: Path) -> None:
