@@ -232,8 +232,8 @@ def test_known_secrets_are_long_key_like_values_longest_first(monkeypatch: pytes
     monkeypatch.setenv("HARMLESS_SETTING", "c" * 30)  # not a credential's name
     monkeypatch.setenv("INNER_API_KEY", "abcdefgh12345678")
     monkeypatch.setenv("OUTER_API_KEY", "0-abcdefgh12345678")  # contains the other; sorts before it
-    secrets = known_secrets(["short", "", None, "explicit-key-123456"])
-    for value in ("b" * 16, "explicit-key-123456", "abcdefgh12345678", "0-abcdefgh12345678"):
+    secrets = known_secrets(["short", "", None, "explicit-key-123456", "8-chars!"])  # given: 8 characters are enough
+    for value in ("b" * 16, "explicit-key-123456", "8-chars!", "abcdefgh12345678", "0-abcdefgh12345678"):
         assert value in secrets, value
     for value in ("short", "", "a" * 15, "/home/user/.ssh/id_ed25519", "use the default one", "c" * 30):
         assert value not in secrets, value
