@@ -74,7 +74,7 @@ def __rlm_install(cfg):
 
     bridge = Bridge(cfg["port"], cfg["secret"], cfg["kernel"])
     state = {"final": None, "source": None}
-    stash_dir = tempfile.mkdtemp(prefix="rlm-ctx-")
+    stash_dir = tempfile.mkdtemp(prefix="rlm-ctx-", dir=cfg["tmp"])  # in the run's folder, removed at its end
 
     def _model(model):
         return None if model is None else str(model)

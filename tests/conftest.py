@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,24 @@ if sys.__stdin__ is None:
     # pytest started with standard input closed (`<&-`): it puts /dev/null on fd 0 itself, but
     # its capture asks sys.__stdin__ for an encoding (as IPython does on import) and fails on None.
     sys.__stdin__ = open(os.devnull, encoding="utf-8")
+
+# Every temporary file of this test session (ours, the engine's, the CLI subprocesses') goes to a
+# private folder, so what a run leaves behind can be checked at the end without seeing other runs'.
+TMP = Path(tempfile.mkdtemp(prefix="rlm-tests-"))
+os.environ["TMPDIR"] = str(TMP)
+tempfile.tempdir = str(TMP)
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)
+
+
+@pytest.hookimpl(trylast=True)  # after plugins that still use their temporary files (snapshot reports)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session if a run left an ``rlm-tui-*`` temporary folder or file behind."""
+    left = sorted(p.name for p in TMP.glob("rlm-tui-*"))
+    for entry in TMP.iterdir():  # emptied, not removed: one process may run several sessions (mutmut)
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+    if left:
+        session.config.get_terminal_writer().line(f"left behind in the temporary folder: {left}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def fence(code: str) -> str:

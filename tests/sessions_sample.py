@@ -58,8 +58,8 @@ def make_corpus(root: Path) -> Path:
 
 def recorded_sample() -> Sample:
     """The sample run, recorded on first use (real kernel, real litellm, scripted model)."""
-    if "sample" not in _cache:
-        tmp = Path(tempfile.mkdtemp(prefix="rlm-tui-sample-"))
+    if "sample" not in _cache or not _cache["sample"].path.exists():  # a new test session emptied TMP
+        tmp = Path(tempfile.mkdtemp(prefix="sample-"))  # in the test session's own folder (conftest.TMP)
         corpus = make_corpus(tmp / "corpus")
         run = asyncio.run(run_script(script, corpus, tmp, question=QUESTION, max_depth=2,
                                      model="openai/gpt-4o-mini"))

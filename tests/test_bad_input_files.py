@@ -202,3 +202,4 @@ async def test_file_names_with_newlines_and_invalid_utf8(tmp_path: Path) -> None
         text = run.cell_text()
         assert json.dumps(["bad\ufffdname.txt", "new\nline.txt"]) in text and "newline name" in text
         assert load(run_dir / "session.jsonl").bad_lines == []
+        (run_dir / "session.jsonl").read_bytes().decode("utf-8")  # strict: load() would hide a raw 0xFE byte

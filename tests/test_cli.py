@@ -14,11 +14,14 @@ from rlm_tui.core.session import load
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, turn_of
 
 
+KEYS = ("sk-cli-test-key-9876", "sk-never-on-disk-5555")  # the keys the tests pass with --api-key
+
+
 def answer_script(messages, model):
     if not is_rlm_call(messages):
         return "sub"
-    if turn_of(messages) == 1:
-        return fence("print(llm_query('hi'))")
+    if turn_of(messages) == 1:  # the model writes the keys into its code: the output must not show them
+        return fence(f"print(llm_query('hi'), {KEYS!r})")
     return "FINAL(forty-two)"
 
 
@@ -42,7 +45,9 @@ def test_headless_answer_on_stdout_progress_on_stderr(corpus: Path, tmp_path: Pa
     assert proc.stdout == "forty-two\n"
     assert "turn 1" in proc.stderr and "finished: 1 sub-calls" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert session.exists() and "sk-cli-test-key-9876" not in session.read_text()
+    text = session.read_text()
+    assert "sub ('[REDACTED]', 'sk-never-on-disk-5555')" in text  # only the key given is known and redacted
+    assert "sk-cli-test-key-9876" not in text + proc.stdout + proc.stderr
 
 
 def test_headless_json_object(corpus: Path, tmp_path: Path, server) -> None:
@@ -69,16 +74,24 @@ def test_headless_run_through_litellm_itself(corpus: Path, tmp_path: Path, serve
 
 
 def test_stdin_context(tmp_path: Path) -> None:
+    """Standard input is copied to a 0600 temporary file while the run goes, removed at the end."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    modes: dict[str, int] = {}
+
     def script(messages, model):
         if turn_of(messages) == 1:
+            modes.update({p.name: p.stat().st_mode & 0o777 for p in tmp.glob("rlm-tui-stdin-*")})
             return fence("print(context.upper())")
         return "FINAL(" + messages[-1]["content"].split("\n")[1] + ")"
 
     with ScriptedServer(script) as srv:
         proc = rlm_tui("-", "shout", "--headless", "--model", "openai/s", "--api-base", srv.url,
-                       "--session", str(tmp_path / "s.jsonl"), input="from stdin")
+                       "--session", str(tmp_path / "s.jsonl"), input="from stdin", TMPDIR=str(tmp))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "FROM STDIN"
+    assert list(modes.values()) == [0o600], modes
+    assert list(tmp.iterdir()) == []
 
 
 def test_stdin_closed_is_a_usage_error(tmp_path: Path, server) -> None:
@@ -164,7 +177,8 @@ def test_session_file_reads_back(corpus: Path, tmp_path: Path, server) -> None:
     assert started.get("settings")["api_key_set"] is True and "api_key" not in started.get("settings")
     assert loaded.events[-1].get("answer") == "forty-two"
     assert [e.seq for e in loaded.events[1:]] == list(range(1, len(loaded.events)))
-    assert "sk-never-on-disk-5555" not in session.read_text()
+    assert "sub ('sk-cli-test-key-9876', '[REDACTED]')" in session.read_text()
+    assert "sk-never-on-disk-5555" not in session.read_text() + proc.stdout + proc.stderr
 
 
 async def test_output_into_a_closed_pipe_is_not_an_error(corpus: Path, tmp_path: Path) -> None:

@@ -104,3 +104,19 @@ async def test_cell_ignoring_sigint_gets_a_restarted_kernel(corpus: Path, tmp_pa
     assert "ignored the interrupt" in fed[0] and "restarted" in fed[0]
     assert "fresh dict" in fed[1]
     assert "restarting" in [e.get("state") for e in run.kinds(ev.KERNEL)]
+
+
+def test_three_kernel_deaths_exit_1_in_the_cli(corpus: Path, tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    from conftest import PYTHON, cli_env
+    from rlm_tui.scripted import ScriptedServer
+
+    with ScriptedServer(lambda messages, model: fence("import os\nos._exit(3)")) as server:
+        proc = subprocess.run([PYTHON, "-m", "rlm_tui", str(corpus), "q", "--headless", "--json", "--model",
+                               "openai/scripted", "--api-base", server.url, "--session", str(tmp_path / "s.jsonl")],
+                              capture_output=True, text=True, timeout=240, env=cli_env())
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["stopped_by"] == "kernel_deaths"
+    assert proc.stderr.strip().splitlines()[-1] == "rlm-tui: the kernel died 3 times in a row; stopping this RLM"

@@ -31,7 +31,22 @@ async def test_transient_faults_are_retried(faults: list[Fault], corpus: Path, t
     retries = run.kinds(ev.LM_RETRY)
     assert len(retries) == len(faults)
     assert [e.get("attempt") for e in retries] == list(range(1, len(faults) + 1))
-    assert all(e.get("wait_s") > 0 for e in retries)
+    for e in retries:  # exponential: lm_backoff (0.05 s) doubled each attempt, with ±25 % jitter
+        base = 0.05 * 2 ** (e.get("attempt") - 1)
+        assert base * 0.75 - 0.005 <= e.get("wait_s") <= base * 1.25 + 0.005, (e.get("attempt"), e.get("wait_s"))
+
+
+async def test_default_is_four_retries_with_exponential_backoff(corpus: Path, tmp_path: Path) -> None:
+    """Settings' defaults (4 retries, the wait doubling each time), only the first wait scaled down."""
+    run = await run_script(_two_turns, corpus, tmp_path, faults=[Fault(status=503)] * 5,
+                           settings={"lm_backoff": 0.02})
+    assert run.result.answer is None
+    assert run.result.error.startswith("openai/scripted failed after 4 retries")
+    waits = [e.get("wait_s") for e in run.kinds(ev.LM_RETRY)]
+    assert len(waits) == 4
+    for attempt, wait in enumerate(waits, 1):
+        base = 0.02 * 2 ** (attempt - 1)
+        assert base * 0.75 - 0.005 <= wait <= base * 1.25 + 0.005, (attempt, waits)
 
 
 @pytest.mark.parametrize("lm_path", ["direct", "litellm"])
@@ -77,8 +92,9 @@ async def test_sub_call_failure_is_an_error_string_for_the_code(corpus: Path, tm
     assert llm.get("status") == "failed" and "500" in llm.get("error")
 
 
-async def test_401_on_root_stops_with_a_clear_message(corpus: Path, tmp_path: Path) -> None:
-    run = await run_script(_two_turns, corpus, tmp_path, faults=[Fault(status=401, body="invalid api key")])
+@pytest.mark.parametrize("status", [401, 403])
+async def test_401_on_root_stops_with_a_clear_message(status: int, corpus: Path, tmp_path: Path) -> None:
+    run = await run_script(_two_turns, corpus, tmp_path, faults=[Fault(status=status, body="invalid api key")])
     assert run.result.answer is None
     assert run.result.error.startswith("authentication failed for openai/scripted: check the API key")
     assert run.kinds(ev.LM_RETRY) == []  # never retried
@@ -96,9 +112,10 @@ async def test_401_in_a_sub_call_stops_the_whole_run(corpus: Path, tmp_path: Pat
     assert load(tmp_path / "session.jsonl").events[-1].kind == ev.RUN_FINISHED
 
 
-def test_401_in_the_cli_is_one_line_and_exit_1(corpus: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("status", [401, 403])
+def test_401_in_the_cli_is_one_line_and_exit_1(status: int, corpus: Path, tmp_path: Path) -> None:
     with ScriptedServer(_two_turns) as server:
-        server.faults.append(Fault(status=401))
+        server.faults.append(Fault(status=status))
         proc = subprocess.run([PYTHON, "-m", "rlm_tui", str(corpus), "q", "--headless", "--model",
                                "openai/scripted", "--api-base", server.url, "--session",
                                str(tmp_path / "s.jsonl")], capture_output=True, text=True, timeout=300,

@@ -68,11 +68,14 @@ def _script(messages, model):
 
 def _start(corpus: Path, session: Path, server: ScriptedServer,
            preexec: Callable[[], None]) -> subprocess.Popen[str]:
+    # Its own temporary folder (next to the session): a host killed with -9 cannot remove its own.
+    tmp = session.parent / "tmp"
+    tmp.mkdir(exist_ok=True)
     return subprocess.Popen([PYTHON, "-m", "rlm_tui", str(corpus), "q", "--headless", "--model",
                              "openai/scripted", "--api-base", server.url, "--session", str(session),
                              "--max-depth", "2"],  # depth 2 keeps warm spare kernels too
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=cli_env(OPENAI_API_KEY="sk-test-signals"), preexec_fn=preexec)
+                            env=cli_env(OPENAI_API_KEY="sk-test-signals", TMPDIR=str(tmp)), preexec_fn=preexec)
 
 
 def _wait_for_cell(session: Path, proc: subprocess.Popen[str]) -> None:
@@ -111,7 +114,8 @@ def _interrupt_mid_cell(corpus: Path, session: Path, act: Callable[[subprocess.P
     return proc.returncode, kernels, err
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+                         ids=["ctrl-c", "sigterm", "sighup"])
 def test_signal_shuts_kernels_down_and_records_interrupted(sig: int, code: int, corpus: Path,
                                                            tmp_path: Path) -> None:
     session = tmp_path / "s.jsonl"
@@ -121,6 +125,7 @@ def test_signal_shuts_kernels_down_and_records_interrupted(sig: int, code: int, 
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("rlm-tui: interrupted; session saved to")
     assert _wait_gone(kernels, within=10) == set()
+    assert list((tmp_path / "tmp").iterdir()) == []  # the kernel-log folder is removed at the end
     loaded = load(session)
     assert loaded.bad_lines == []
     last = loaded.events[-1]

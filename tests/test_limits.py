@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from conftest import fence, run_script
+from test_faults_signals import alive, descendants, kernels_of
 from rlm_tui.core import events as ev
 from rlm_tui.scripted import is_rlm_call, turn_of
 
@@ -67,13 +69,18 @@ async def test_budget_stops_the_run_for_a_priced_model(corpus: Path, tmp_path: P
 
 
 async def test_timeout_stops_a_run_stuck_in_a_cell(corpus: Path, tmp_path: Path) -> None:
+    kernels: set[int] = set()
+
     def script(messages, model):
+        kernels.update(kernels_of(descendants(os.getpid())))  # the run's kernels, while it runs
         return fence("import time\ntime.sleep(120)")
 
-    run = await run_script(script, corpus, tmp_path, timeout=4, cell_timeout=None)
+    run = await run_script(script, corpus, tmp_path, timeout=15, cell_timeout=None)
     assert run.result.stopped_by == "timeout"
     assert run.result.duration_s < 60
-    assert run.kinds(ev.RUN_FINISHED)
+    (finished,) = run.kinds(ev.RUN_FINISHED)
+    assert (finished.get("stopped_by"), finished.get("answer")) == ("timeout", None)
+    assert kernels and not any(alive(k) for k in kernels)  # --timeout shut the kernels down
 
 
 async def test_cell_timeout_interrupts_and_the_model_is_told(corpus: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from rlm_tui.core import events as ev
 from rlm_tui.core.kernel import strip_ansi
 from rlm_tui.core.session import load
 from rlm_tui.core.tree import CallTree
-from rlm_tui.scripted import Script, is_rlm_call, turn_of
+from rlm_tui.scripted import Script, is_rlm_call, question_of, turn_of
 
 
 def _one_cell(code: str, sub_reply: str = "ok", final: str = "FINAL(done)") -> Script:
@@ -164,3 +164,27 @@ async def test_wall_time_stops_an_endless_run(corpus: Path, tmp_path: Path) -> N
     assert run.result.stopped_by == "timeout"
     assert run.result.duration_s < 60
     _session_ok(tmp_path, 5_000_000)
+
+
+async def test_child_rlms_run_at_most_four_at_a_time_per_depth(corpus: Path, tmp_path: Path) -> None:
+    """rlm_query_batched of 6 children at --concurrency 32: 4 run, the others queue for a slot."""
+    def script(messages, model):
+        if not is_rlm_call(messages):
+            return "sub"
+        if question_of(messages).startswith("child task"):
+            return fence("import time\ntime.sleep(1)") if turn_of(messages) == 1 else "FINAL(child ok)"
+        if turn_of(messages) == 1:
+            return fence("print(rlm_query_batched([f'child task {i}' for i in range(6)]))")
+        return "FINAL(done)"
+
+    run = await run_script(script, corpus, tmp_path, max_depth=2)
+    assert run.result.answer == "done"
+    assert str(["child ok"] * 6) in run.cell_text()
+    running, most = set(), 0
+    for event in run.events:
+        if event.kind == ev.NODE_STARTED and event.get("node_kind") == "rlm":
+            running.add(event.node)
+            most = max(most, len(running))
+        elif event.kind == ev.NODE_FINISHED:
+            running.discard(event.node)
+    assert most == 4

@@ -139,7 +139,9 @@ print(llm_query('will fail once'))
 """)
 
     session = tmp_path / "s.jsonl"
-    env = cli_env(OPENAI_API_KEY=KEY, MY_SERVICE_TOKEN="tok-" + KEY[::-1], XDG_DATA_HOME=str(tmp_path / "data"))
+    (tmp_path / "tmp").mkdir()  # the run's temporary files (kernel logs) land here, and are grepped if left
+    env = cli_env(OPENAI_API_KEY=KEY, MY_SERVICE_TOKEN="tok-" + KEY[::-1], XDG_DATA_HOME=str(tmp_path / "data"),
+                  TMPDIR=str(tmp_path / "tmp"))
     with ScriptedServer(script) as server:
         # root turn 1 fine; the sub-call gets a 500 echoing the key, then succeeds on retry;
         # root turn 2 gets a 401 echoing it: the run stops with an error message.
@@ -154,12 +156,40 @@ print(llm_query('will fail once'))
     assert "env key: None None" in text and "credential-like names: []" in text
     assert "printed on purpose: [REDACTED]" in text and "printed on purpose: [REDACTED]" in sent_to_model
     assert "bad key [REDACTED]" in text  # the retry's error, as recorded
+    assert list((tmp_path / "tmp").iterdir()) == []  # the private kernel-log folder was removed at the end
     artefacts = {"stdout": proc.stdout, "stderr": proc.stderr, "session": text, "sent to the model": sent_to_model}
     artefacts.update({str(p): p.read_text(errors="replace") for p in tmp_path.rglob("*")
                       if p.is_file() and p != session and "corpus" not in p.parts})
     for name, content in artefacts.items():
         for secret in (KEY, KEY[::-1], KEY[-12:]):
             assert secret not in content, name
+
+
+async def test_bridge_secret_shown_by_kernel_code_is_redacted(corpus: Path, tmp_path: Path) -> None:
+    """The kernel's code could learn the bridge secret (it holds the connection): showing it leaks nothing."""
+    from rlm_tui.core.config import Settings
+    from rlm_tui.core.engine import Engine
+
+    engine: list[Engine] = []
+
+    def script(messages, model):  # the model writes the secret into its code, then into its answer
+        if turn_of(messages) == 1:
+            return fence(f"print('secret:', {engine[0].bridge.secret!r})")
+        return f"FINAL(the secret is {engine[0].bridge.secret})"
+
+    session = tmp_path / "s.jsonl"
+    with ScriptedServer(script) as server:
+        engine.append(Engine(Settings(model="openai/scripted", api_base=server.url, session_path=session),
+                             "q", corpus))
+        result = await engine[0].run()
+        # What rlm-tui tells the model (the model's own replies hold the secret: it wrote it).
+        sent_to_model = json.dumps([m for r in server.requests for m in r["messages"] if m["role"] != "assistant"])
+    secret = engine[0].bridge.secret
+    text = session.read_text()
+    assert result.answer == "the secret is [REDACTED]"
+    assert "secret: [REDACTED]" in text and "secret: [REDACTED]" in sent_to_model
+    for name, content in {"session": text, "sent to the model": sent_to_model, "answer": result.answer}.items():
+        assert secret not in content, name
 
 
 async def test_final_answer_holding_a_secret_is_redacted(corpus: Path, tmp_path: Path,
@@ -193,6 +223,24 @@ def test_kernel_environment_has_no_credentials(monkeypatch: pytest.MonkeyPatch) 
     assert redact("x " + "a" * 20 + " y", secrets) == "x [REDACTED] y"
 
 
+def test_known_secrets_are_long_key_like_values_longest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What counts as a secret (found by mutation testing: these rules had no test)."""
+    monkeypatch.setenv("SHORT_TOKEN", "a" * 15)  # under 16 characters: a setting, not a key
+    monkeypatch.setenv("EDGE_TOKEN", "b" * 16)  # exactly 16: a key
+    monkeypatch.setenv("MY_KEY_FILE", "/home/user/.ssh/id_ed25519")  # a path
+    monkeypatch.setenv("AUTH_MODE", "use the default one")  # prose
+    monkeypatch.setenv("HARMLESS_SETTING", "c" * 30)  # not a credential's name
+    monkeypatch.setenv("INNER_API_KEY", "abcdefgh12345678")
+    monkeypatch.setenv("OUTER_API_KEY", "0-abcdefgh12345678")  # contains the other; sorts before it
+    secrets = known_secrets(["short", "", None, "explicit-key-123456", "8-chars!"])  # given: 8 characters are enough
+    for value in ("b" * 16, "explicit-key-123456", "8-chars!", "abcdefgh12345678", "0-abcdefgh12345678"):
+        assert value in secrets, value
+    for value in ("short", "", "a" * 15, "/home/user/.ssh/id_ed25519", "use the default one", "c" * 30):
+        assert value not in secrets, value
+    assert secrets.index("0-abcdefgh12345678") < secrets.index("abcdefgh12345678")
+    assert redact("key: 0-abcdefgh12345678", secrets) == "key: [REDACTED]"
+
+
 # ---- files readable by the user only ----------------------------------------------------
 
 def test_session_file_and_folder_are_private_even_with_a_loose_umask(tmp_path: Path) -> None:
@@ -215,7 +263,8 @@ def test_session_file_and_folder_are_private_even_with_a_loose_umask(tmp_path: P
 
 
 def test_config_file_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    prefs = pytest.importorskip("rlm_tui.ui.prefs", reason="the UI's config writer is not in this tree")
+    from rlm_tui.ui import prefs  # never skipped: if the config writer moves, this test must follow it
+
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     old = os.umask(0)
     try:

@@ -8,10 +8,12 @@ fixed time to pass: every decision is made in reaction to an event.
 
 from __future__ import annotations
 
+import pickle
 import queue
 from contextlib import contextmanager
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -90,8 +92,15 @@ class SteerRun:
         return next(i for i, e in enumerate(self.events) if predicate(e))
 
 
+#: Wall seconds a steered run may take unless the test sets --timeout: a react function whose trigger
+#: never fires leaves a call waiting for approval forever; the run's own timeout turns that into a failure.
+GUARD_S = 120.0
+
+
 async def steer_run(script, path: Path, tmp_path: Path, react: React | None = None, *, approve: str = "ask",
                     step: str = "off", before: Callable[[Steering], None] | None = None, **limits: Any) -> SteerRun:
+    guarded = "timeout" not in limits
+    limits.setdefault("timeout", GUARD_S)
     ui = FakeUI(react)
     session = tmp_path / "session.jsonl"
     with ScriptedServer(script) as server:
@@ -108,6 +117,8 @@ async def steer_run(script, path: Path, tmp_path: Path, react: React | None = No
         finally:
             ui.stop()
     assert not ui.errors, ui.errors
+    assert not (guarded and result.stopped_by == "timeout"), \
+        f"the run hit the test's {GUARD_S:g} s guard: a decision it waited for never came"
     return SteerRun(result, ui.events, server, load(session).events, ui)
 
 
@@ -239,8 +250,8 @@ async def test_rlm_policy_asks_only_for_child_rlms_and_shows_their_context(corpu
     assert "sub says plain" in run.cell_text() and "child ok" in run.cell_text()
     (asked,) = run.kinds(ev.SPAWN_REQUESTED)  # the two llm_query calls ran without asking
     assert asked.get("node_kind") == "rlm" and asked.get("prompt") == "child task"
-    assert asked.get("context") == {"type": "list", "items": 2, "bytes": asked.get("context")["bytes"],
-                                    "preview": "['a', 'b']"}
+    pickled = len(pickle.dumps(["a", "b"], protocol=pickle.HIGHEST_PROTOCOL))  # the kernel runs this Python
+    assert asked.get("context") == {"type": "list", "items": 2, "bytes": pickled, "preview": "['a', 'b']"}
 
 
 async def test_always_approves_the_kind_for_the_rest_of_the_run(corpus: Path, tmp_path: Path) -> None:
@@ -342,6 +353,31 @@ async def test_kill_a_running_child_rlm_interrupts_its_cell_and_the_parent_conti
     assert kill.node == child and set(kill.get("nodes")) == {child, grandchild}
     assert not [r for r in run.server.requests if r["messages"][-1]["content"] == "grandchild"]
     assert len([e for e in run.kinds(ev.TURN_STARTED) if e.node == child]) == 1  # no second turn
+
+
+async def test_kill_a_child_whose_cell_ignores_the_interrupt_abandons_it_after_3_s(corpus: Path,
+                                                                                  tmp_path: Path) -> None:
+    def root(messages, model):
+        if question_of(messages).startswith("child task"):
+            return fence("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                         "print('stubborn', flush=True)\ntime.sleep(60)")
+        if turn_of(messages) == 1:
+            return fence("print('parent got:', rlm_query('child task'))")
+        return "FINAL(the parent went on)"
+
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.CELL_OUTPUT and "stubborn" in event.get("text", "") and "killed" not in ui.seen:
+            ui.seen["child"], ui.seen["killed"] = event.node, time.monotonic()
+            assert ui.do(ui.steering.kill(event.node))
+        elif event.kind == ev.NODE_FINISHED and event.node == ui.seen.get("child"):
+            ui.seen["finished"] = time.monotonic()
+
+    run = await steer_run(echo_sub(root), corpus, tmp_path, react, approve="auto", max_depth=2)
+    assert run.result.answer == "the parent went on"
+    assert f"parent got: {KILLED_RESULT}" in run.cell_text("n0")
+    assert run.tree().nodes[run.ui.seen["child"]].status == "killed"
+    waited = run.ui.seen["finished"] - run.ui.seen["killed"]
+    assert 2.5 <= waited < 15, waited  # the grace (3 s) and no more, give or take a loaded machine
 
 
 async def test_kill_a_running_llm_call_cancels_it(corpus: Path, tmp_path: Path) -> None:
@@ -472,6 +508,56 @@ async def test_waiting_for_approval_does_not_count_against_the_cell_timeout(corp
                           cell_timeout=1.0)
     assert run.kinds(ev.CELL_FINISHED)[0].get("status") == "ok"
     assert "sub says take your time" in run.cell_text()
+
+
+async def test_waiting_for_approval_counts_against_the_run_timeout(corpus: Path, tmp_path: Path) -> None:
+    """Nobody answers: --timeout stops the run, and the dropped question is decided by the run."""
+    run = await steer_run(one_cell("print(llm_query('nobody answers'))"), corpus, tmp_path, timeout=15)
+    assert run.result.stopped_by == "timeout" and run.result.answer is None
+    assert run.result.duration_s < 45
+    (asked,) = [e for e in run.session if e.kind == ev.SPAWN_REQUESTED]
+    (dropped,) = [e for e in run.session if e.kind == ev.SPAWN_DECIDED]
+    assert dropped.node == asked.node
+    assert (dropped.get("decision"), dropped.get("by"), dropped.get("reason")) == ("kill", "run", "its caller stopped")
+    assert dropped.get("waited_s") > 0
+    assert not [r for r in run.server.requests if not is_rlm_call(r["messages"])]  # never sent
+
+
+async def test_changing_the_policy_mid_run_decides_waiting_calls_and_is_recorded(corpus: Path,
+                                                                                 tmp_path: Path) -> None:
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.SPAWN_REQUESTED:  # the first call waits under "ask": switch to auto
+            assert ui.do(ui.steering.set_policy("auto"))
+
+    run = await steer_run(one_cell("print(llm_query('first'), llm_query('second'))"), corpus, tmp_path, react)
+    assert "sub says first sub says second" in run.cell_text()
+    (asked,) = [e for e in run.session if e.kind == ev.SPAWN_REQUESTED]  # the second never asked
+    (decided,) = [e for e in run.session if e.kind == ev.SPAWN_DECIDED]
+    assert asked.get("prompt") == "first" and decided.node == asked.node
+    assert (decided.get("decision"), decided.get("by")) == ("approve", "policy")
+    (policy,) = [e for e in run.session if e.kind == ev.STEERING]
+    assert (policy.get("action"), policy.get("policy"), policy.get("by")) == ("policy", "auto", "user")
+    assert asked.seq < policy.seq < decided.seq
+
+
+async def test_step_mode_stops_before_a_child_rlms_cells(corpus: Path, tmp_path: Path) -> None:
+    def root(messages, model):
+        if question_of(messages).startswith("child task"):
+            return fence("print('child cell ran')") if turn_of(messages) == 1 else "FINAL(child ok)"
+        if turn_of(messages) == 1:
+            return fence("print(rlm_query('child task'))")
+        return "FINAL(done)"
+
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.STEP_WAITING:
+            ui.seen.setdefault("gates", []).append((event.node, event.get("gate"), event.get("code")))
+            assert ui.do(ui.steering.step())
+
+    run = await steer_run(echo_sub(root), corpus, tmp_path, react, approve="auto", step="cell", max_depth=2)
+    assert run.result.answer == "done" and "child ok" in run.cell_text("n0")
+    child = next(e.node for e in run.kinds(ev.NODE_STARTED) if e.get("node_kind") == "rlm")
+    assert run.ui.seen["gates"] == [("n0", "n0/cell1", "print(rlm_query('child task'))\n"),
+                                    (child, f"{child}/cell1", "print('child cell ran')\n")]
 
 
 # ---- the command line -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from textual.widgets import Markdown
 
 from rlm_tui.core import events as ev
 from rlm_tui.core.session import load
-from rlm_tui.demo import BADGE, QUESTION, start_demo
+from rlm_tui.demo import BADGE, QUESTION, ROOT_TURNS, start_demo
 from rlm_tui.ui.app import RlmApp
 from rlm_tui.ui.runner import EngineSource
 from rlm_tui.ui.widgets.answer import AnswerPanel
@@ -31,6 +31,7 @@ from test_ui_sample import isolated_dirs  # noqa: F401 - autouse fixture
 SIZE = (160, 45)
 #: Upper bound on waiting for the engine, in pilot pauses; a guard against hanging, not a timing test.
 MAX_PAUSES = 1200
+FINAL_ANSWER = ROOT_TURNS[-1].split("FINAL(", 1)[1].removesuffix(")")
 
 
 def demo_source(pace: float) -> EngineSource:
@@ -70,7 +71,8 @@ async def test_demo_run_shows_tree_transcript_and_answer() -> None:
         assert panel.display and "2024-05-16" in panel.query_one(Markdown).source
         assert "kernel off" in shown(app.query_one(StatusBar))
         session = load(source.settings.session_path)
-        assert session.events[-1].kind == ev.RUN_FINISHED and session.events[-1].get("answer")
+        assert session.events[-1].kind == ev.RUN_FINISHED
+        assert session.events[-1].get("answer") == FINAL_ANSWER
         await pilot.press("q")
     assert not app.is_running
 
@@ -124,7 +126,7 @@ def test_sigterm_quits_the_app_like_q(tmp_path) -> None:
             time.sleep(0.05)
         assert kernels, "the demo never started a kernel"
         os.kill(pid, signal.SIGTERM)
-        _, status = os.waitpid(pid, 0)
+        status = _wait_exit(pid, within=120)
     finally:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
@@ -133,6 +135,17 @@ def test_sigterm_quits_the_app_like_q(tmp_path) -> None:
     sessions = list((tmp_path / "data" / "rlm-tui" / "sessions").glob("*.jsonl"))
     last = load(sessions[0]).events[-1]
     assert last.kind == ev.RUN_FINISHED and last.get("stopped_by") == "interrupted"
+
+
+def _wait_exit(pid: int, within: float) -> int:
+    """The child's wait status; fails (instead of hanging) if it has not exited in time."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"the app did not exit within {within:g} s of SIGTERM")
 
 
 def _drain(fd: int) -> None:

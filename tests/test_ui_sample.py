@@ -70,7 +70,7 @@ def sample_events() -> tuple[list[ev.Event], int]:
                 "session_path": "/home/user/.local/share/rlm-tui/sessions/20250101-120000.jsonl",
                 "limits": {"max_depth": 2, "max_iterations": 30, "max_subcalls": 1000, "concurrency": 32,
                            "max_tokens": 24_000, "budget": 1.0, "timeout": 3600.0}}
-    s.add(ev.RUN_STARTED, "n0", None, question=QUESTION, path="/home/user/notes", settings=settings)
+    s.add(ev.RUN_STARTED, None, None, question=QUESTION, path="/home/user/notes", settings=settings)
     s.add(ev.NODE_STARTED, "n0", None, node_kind="root", depth=0, model="openai/root-model", label=QUESTION,
           prompt=QUESTION)
     s.add(ev.KERNEL, "n0", None, state="starting")
@@ -168,7 +168,7 @@ def sample_events() -> tuple[list[ev.Event], int]:
     s.add(ev.TURN_FINISHED, "n0", None, turn=5, duration_s=1.5)
     s.add(ev.FINAL_ANSWER, "n0", None, answer=answer, source="FINAL")
     s.add(ev.NODE_FINISHED, "n0", None, status="done", result=answer)
-    s.add(ev.RUN_FINISHED, "n0", None, answer=answer, stopped_by=None,
+    s.add(ev.RUN_FINISHED, None, None, answer=answer, stopped_by=None,
           usage={"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}, calls=5, duration_s=s.t)
     return s.events, mid
 
@@ -227,3 +227,20 @@ def test_formatting_is_short_and_exact_where_it_matters() -> None:
     assert [fmt.dollars(x) for x in (0, 0.00002, 0.0042, 0.04, 12.5)] == \
         ["$0", "<$0.0001", "$0.0042", "$0.04", "$12.50"]
     assert [fmt.seconds(s) for s in (0.4, 41, 185, 3720)] == ["0.4s", "41s", "3m05s", "1h02m"]
+
+
+def test_the_stream_matches_what_the_engine_emits() -> None:
+    """The hand-built stream must not drift from a real run (recorded once per session, sessions_sample.py):
+    every kind it uses is emitted by the engine, on a node or run-wide alike, with no field the engine lacks."""
+    from sessions_sample import recorded_sample
+
+    real: dict[str, tuple[bool, set[str]]] = {}
+    for event in recorded_sample().run.events:
+        run_wide, fields = real.get(event.kind, (event.node is None, set()))
+        real[event.kind] = (run_wide, fields | set(event.data))
+    events, _ = sample_events()
+    for event in events:
+        assert event.kind in real, event.kind
+        run_wide, fields = real[event.kind]
+        assert (event.node is None) == run_wide, (event.kind, event.node)
+        assert set(event.data) <= fields, (event.kind, set(event.data) - fields)

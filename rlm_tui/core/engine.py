@@ -114,7 +114,7 @@ class Engine:
         self._kernel_owner: dict[str, _Rlm] = {}
         self._root_task: asyncio.Task[Any] | None = None
         self._writer: SessionWriter | None = None
-        self._tmp: Path | None = None  # made when the run starts: a setup error leaves no folder behind
+        self._tmp: Path | None = None  # the run's private temporary folder (kernel logs): run() makes and removes it
         self.bridge = Bridge(self._handle)
         self.secrets = known_secrets([settings.api_key, self.bridge.secret])  # redacted wherever shown
         self.lm = LMClient(api_base=settings.api_base, api_key=settings.api_key, timeout=settings.lm_timeout,
@@ -201,7 +201,7 @@ class Engine:
         self.steering.bind(self.emit)
         self._sem = asyncio.Semaphore(self.limits.concurrency)
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
-        self._tmp = Path(tempfile.mkdtemp(prefix="rlm-tui-"))
+        self._tmp = Path(tempfile.mkdtemp(prefix="rlm-tui-"))  # here: a run refused earlier leaves nothing
         self.pool = KernelPool(self._tmp, self._prepare_kernel, warm)
         answer: str | None = None
         error: str | None = None
@@ -270,7 +270,7 @@ class Engine:
 
     async def _prepare_kernel(self, kernel: Kernel) -> None:
         cfg = {"port": self.bridge.port, "secret": self.bridge.secret, "kernel": kernel.id,
-               "output_chars": self.limits.output_chars}
+               "output_chars": self.limits.output_chars, "tmp": str(self._tmp)}
         code = kernel_source("loader.py") + "\n" + kernel_source("bootstrap.py") + f"\n__rlm_install({cfg!r})\ndel __rlm_install\n"
         await kernel.call(code, "'ok'", timeout=60)
 
