@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -162,3 +163,28 @@ def test_kill_9_leaves_no_orphan_kernels(corpus: Path, tmp_path: Path) -> None:
     loaded = load(session)  # a torn last line at worst; everything before it reads
     assert loaded.events[0].kind == ev.SESSION and len(loaded.bad_lines) <= 1
     assert json.loads(session.read_text().splitlines()[1])["kind"] == ev.RUN_STARTED
+
+
+async def test_cancelled_twice_the_run_still_shuts_down_and_records_its_end(corpus: Path, tmp_path: Path) -> None:
+    """Two quit paths (a signal's watchdog and the app's own quit; Ctrl+C pressed twice) cancel twice."""
+    from rlm_tui.core.config import Limits, Settings
+    from rlm_tui.core.engine import Engine
+    from rlm_tui.core.session import load
+
+    with ScriptedServer(_script) as server:
+        settings = Settings(model="openai/scripted", api_base=server.url, api_key="sk-test-twice",
+                            limits=Limits(), session_path=tmp_path / "s.jsonl")
+        engine = Engine(settings, "q", corpus)
+        task = asyncio.ensure_future(engine.run())
+        while not (tmp_path / "s.jsonl").exists() or not any(
+                e.kind == "cell_started" for e in load(tmp_path / "s.jsonl").events):
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0)  # the engine begins to wind down...
+        for _ in range(20):  # ...and is cancelled again while it shuts its kernels down
+            await asyncio.sleep(0.01)
+            task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    last = load(tmp_path / "s.jsonl").events[-1]
+    assert last.kind == "run_finished" and last.get("stopped_by") == "interrupted"

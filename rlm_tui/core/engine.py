@@ -237,11 +237,20 @@ class Engine:
         except KernelDied as exc:
             self.stopped_by = self.stopped_by or "kernel_deaths"
             error = str(exc)
+        except asyncio.CancelledError:  # cancelled again while the first cancel was being handled
+            interrupted = True
+            self.stopped_by = self.stopped_by or "interrupted"
         except Exception as exc:  # noqa: BLE001 - reported as the run's error, not a traceback
             error = f"{type(exc).__name__}: {exc}"
         finally:
             self.steering.close()
-            await asyncio.shield(self._shutdown())
+            shutdown = asyncio.ensure_future(self._shutdown())
+            while not shutdown.done():  # a second cancel (Ctrl+C twice, two quit paths) must not skip
+                try:                    # the rest: kernels down, then run_finished recorded
+                    await asyncio.shield(shutdown)
+                except asyncio.CancelledError:
+                    interrupted = True
+                    self.stopped_by = self.stopped_by or "interrupted"
         if answer is None and self.steering.root is not None and self.steering.is_killed(self.steering.root):
             self.stopped_by = self.stopped_by or "killed"
         error = error or self.fatal

@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -44,8 +44,8 @@ from .widgets.transcript_view import TranscriptView
 FRAME_S = 1 / 30
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 #: After a quit signal and the run's clean stop, how long restoring the terminal may take. A terminal
-#: that is gone (its window closed, tmux killed) blocks Textual's last writes for ever.
-EXIT_GRACE_S = 3.0
+#: that is gone (its window closed, tmux killed) blocks Textual's writes for ever, its loop with them.
+EXIT_GRACE_S = 5.0
 #: Ctrl+C quits only when pressed twice within this many seconds.
 CTRL_C_WINDOW_S = 2.0
 
@@ -102,6 +102,8 @@ class RlmApp(SteeringMixin, App[None]):
         self._last_ctrl_c = 0.0
         self._stopping: asyncio.Task[None] | None = None
         self._quit_signal: int | None = None  # SIGTERM or SIGHUP asked us to quit
+        self._old_handlers: dict[int, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._load_themes()
 
     # --- setup ------------------------------------------------------------------
@@ -155,15 +157,14 @@ class RlmApp(SteeringMixin, App[None]):
         self.set_interval(FRAME_S, self._tick)
         if self.source is not None:
             self.call_after_refresh(self.source.start)  # the first frame is already on screen
-            loop = asyncio.get_running_loop()
+            self._loop = asyncio.get_running_loop()
             for signum in QUIT_SIGNALS:  # a closed terminal or `kill` quits like q: kernels shut down
-                loop.add_signal_handler(signum, self._on_quit_signal, signum)
+                self._old_handlers[signum] = signal.signal(signum, self._on_quit_signal)
 
     def on_unmount(self) -> None:
-        if self.source is not None:
-            loop = asyncio.get_running_loop()
-            for signum in QUIT_SIGNALS:
-                loop.remove_signal_handler(signum)
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        self._old_handlers.clear()
 
     # --- events in -------------------------------------------------------------------
 
@@ -328,16 +329,29 @@ class RlmApp(SteeringMixin, App[None]):
                 self.notify("Stopping the run and shutting down kernels…", timeout=30)
             self._stopping = asyncio.create_task(self._stop_and_exit())
 
-    def _on_quit_signal(self, signum: int) -> None:
+    def _on_quit_signal(self, signum: int, frame: object) -> None:
+        """SIGTERM/SIGHUP: quit like ``q``; and, in case the terminal is gone, a watchdog thread.
+
+        A plain signal handler (not the event loop's): a terminal that is gone can block the
+        loop in a write, and then only another thread can stop the run and end the process.
+        """
+        if self._quit_signal is not None:
+            return
         self._quit_signal = signum
-        asyncio.ensure_future(self.action_quit())
+        threading.Thread(target=self._stop_then_exit, args=(signum,), name="rlm-exit-watchdog", daemon=True).start()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.action_quit()))
+
+    def _stop_then_exit(self, signum: int) -> None:
+        """Stop the run (kernels, session file), then end the process if it is still here."""
+        if self.source is not None:
+            self.source.stop()
+        time.sleep(EXIT_GRACE_S)
+        os._exit(128 + signum)
 
     async def _stop_and_exit(self) -> None:
         if self.source is not None:
             await asyncio.to_thread(self.source.stop)
-        if self._quit_signal is not None:  # the run is stopped and its session closed: nothing is lost
-            threading.Thread(target=_exit_after, args=(EXIT_GRACE_S, 128 + self._quit_signal),
-                             name="rlm-exit-watchdog", daemon=True).start()
         self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -354,8 +368,3 @@ class RlmApp(SteeringMixin, App[None]):
         yield SystemCommand("Collapse all calls", "Collapse the call tree to the root",
                             lambda: self.tree_view.root.collapse_all())
 
-
-def _exit_after(seconds: float, code: int) -> None:
-    """End the process if it is still here (Textual blocked writing to a terminal that is gone)."""
-    time.sleep(seconds)
-    os._exit(code)
