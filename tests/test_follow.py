@@ -111,3 +111,24 @@ def test_headless_follow_prints_progress_until_the_run_ends(tmp_path: Path, sour
     assert proc.returncode == 0, err
     assert "turn 1" in out and "turn 3" in out
     assert out.rstrip().endswith(f"the run has finished: answer: {ANSWER}")
+
+
+def test_headless_follow_reads_a_replaced_file_from_its_start(tmp_path: Path, source: list[bytes]) -> None:
+    """A file replaced by a rename (a new run written to the same name) is read again, whole."""
+    path = tmp_path / "live.jsonl"
+    path.write_bytes(b"".join(source[:5]))
+    proc = subprocess.Popen([PYTHON, "-m", "rlm_tui", "replay", str(path), "--headless", "--follow"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=ROOT)
+    try:
+        time.sleep(1.0)  # it has printed the first five events
+        fresh = tmp_path / ".live.tmp"
+        fresh.write_bytes(b"".join(source))  # the whole run, under a new inode
+        os.replace(fresh, path)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    replaced = out.index("was replaced; reading it from the start")
+    assert "turn 1" in out[replaced:] and "turn 3" in out[replaced:]  # the new file from its first turn
+    assert out.rstrip().endswith(f"the run has finished: answer: {ANSWER}")

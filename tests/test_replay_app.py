@@ -148,6 +148,32 @@ async def test_play_reaches_the_end(sample: Sample) -> None:
         assert not app.player.playing
 
 
+def test_paused_and_speed_set_how_replay_starts(sample: Sample) -> None:
+    """`replay --paused --speed X`: the flags reach the app, which opens at the start, still, at that speed."""
+    from rlm_tui.sessions import commands
+
+    seen: dict[str, object] = {}
+
+    async def drive(app: ReplayApp) -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await asyncio.sleep(1.0)
+            await pilot.pause()
+            seen.update(speed=app.player.speed, playing=app.player.playing, position=app.replayer.position,
+                        bar=app.query_one(ReplayBar).render().plain)  # type: ignore[union-attr]
+            await pilot.press("space")
+            await until_finished(app, pilot)  # at 4x the sample plays through in a few seconds
+            seen["finished"] = app.run_state.finished
+
+    run = ReplayApp.run
+    ReplayApp.run = lambda app: asyncio.run(drive(app))  # type: ignore[method-assign]  # pilot, not a tty
+    try:
+        assert commands.COMMANDS["replay"]([str(sample.path), "--paused", "--speed", "4"]) == 0
+    finally:
+        ReplayApp.run = run  # type: ignore[method-assign]
+    assert seen["speed"] == 4 and seen["playing"] is False and seen["position"] == 0
+    assert "‖ paused" in str(seen["bar"]) and seen["finished"] is True
+
+
 async def test_follow_shows_a_file_as_it_grows(sample: Sample, tmp_path: Path) -> None:
     lines = sample.path.read_bytes().splitlines(keepends=True)
     path = tmp_path / "live.jsonl"

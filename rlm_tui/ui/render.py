@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass
 
 from rich.console import Group, RenderableType
-from rich.markdown import Markdown
 from rich.padding import Padding
 from rich.panel import Panel
 from rich.rule import Rule
@@ -101,6 +100,8 @@ def split_fences(text: str) -> list[tuple[str, str | None]]:
 
 def reply(text: str, palette: Palette) -> RenderableType:
     """A model reply: Markdown prose with syntax-highlighted code blocks."""
+    from rich.markdown import Markdown  # here: markdown-it costs ~30 ms, off the path to the first frame
+
     pieces: list[RenderableType] = []
     for chunk, lang in split_fences(text):
         if lang is None:
@@ -206,6 +207,8 @@ def note(block: Block, palette: Palette) -> Text:
 
 
 def answer_panel(answer: str, palette: Palette, title: str = "FINAL answer") -> Panel:
+    from rich.markdown import Markdown
+
     return Panel(Markdown(answer or "(empty answer)", code_theme=palette.code_theme),
                  title=Text(title, style=f"bold {palette.success}"), title_align="left",
                  border_style=palette.success)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Markdown, Static
+from textual.widgets import Static
 
 from ...core.tree import CallTree
 from .. import fmt
@@ -39,8 +39,7 @@ class AnswerPanel(VerticalScroll, can_focus=False):
     """
 
     def compose(self) -> ComposeResult:
-        yield Markdown(id="answer-text")
-        yield Static(id="answer-totals")
+        yield Static(id="answer-totals")  # the answer's Markdown is mounted when first shown (see show)
 
     def show(self, run: RunState, tree: CallTree) -> None:
         """Fill in the answer (or why there is none) and the run's totals."""
@@ -55,7 +54,13 @@ class AnswerPanel(VerticalScroll, can_focus=False):
         usage, calls = run_totals(tree)
         ended = f"stopped by {run.stopped_by}" if run.stopped_by else "answered"
         saved = f"session saved to {fmt.home_path(run.session_path)}" if run.session_path else "session not saved"
-        self.query_one(Markdown).update(body)
+        from textual.widgets import Markdown  # here: markdown-it is not needed for the first frame
+
+        shown = self.query(Markdown)
+        if shown:
+            shown.first().update(body)
+        else:
+            self.mount(Markdown(body, id="answer-text"), before="#answer-totals")
         self.query_one("#answer-totals", Static).update(
             f"{ended} · {calls} sub-calls · {fmt.tokens(usage.total_tokens)} tok · {fmt.dollars(usage.cost_usd)}"
             f" · {fmt.seconds(run.duration_s or tree.now)} · {saved}")
