@@ -86,6 +86,21 @@ def test_empty_file_and_empty_stdin_are_usage_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "s.jsonl").exists()
 
 
+def test_a_fifo_as_path_is_refused_and_one_inside_a_directory_is_skipped(tmp_path: Path) -> None:
+    """A named pipe with no writer would block the read for ever (seen: the run hung with no output)."""
+    os.mkfifo(tmp_path / "pipe")
+    root = tmp_path / "dir"
+    root.mkdir()
+    os.mkfifo(root / "inner.pipe")
+    (root / "notes.txt").write_text("hello\n")
+    with ScriptedServer(_report_script) as server:
+        proc = _cli(tmp_path / "pipe", tmp_path, server)
+        _one_line_usage_error(proc, "not a regular file or a directory")
+        proc = _cli(root, tmp_path, server)
+    assert proc.returncode == 0, proc.stderr
+    assert "not a regular file" in proc.stderr  # reported as skipped, like binary files
+
+
 def test_directory_of_only_binary_files(tmp_path: Path) -> None:
     root = tmp_path / "bin"
     root.mkdir()

@@ -15,6 +15,7 @@ this estimate.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,11 @@ def scan(path: Path, max_file_bytes: int, max_total_bytes: int) -> Shape:
     """The shape of a file or directory; raises EmptyInput or OSError when there is nothing to read."""
     if path.is_dir():
         return _scan_dir(path, max_file_bytes, max_total_bytes)
-    size = path.stat().st_size
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):  # a FIFO with no writer would block the read for ever
+        raise EmptyInput("not a regular file or a directory (a pipe, a device or a socket?): "
+                         "give a file, a directory, or - for standard input")
+    size = info.st_size
     with open(path, "rb") as handle:
         head = handle.read(8192)
     if b"\x00" in head:
@@ -115,11 +120,14 @@ def _scan_dir(root: Path, max_file: int, max_total: int) -> Shape:
                 skips.add("gitignored", rel)
                 continue
             try:
-                size = os.stat(os.path.join(current, name)).st_size
+                found = os.stat(os.path.join(current, name))
             except OSError as exc:
                 skips.add(f"unreadable ({exc.strerror or type(exc).__name__})", rel)
                 continue
-            if size > max_file:
+            size = found.st_size
+            if not stat.S_ISREG(found.st_mode):  # the kernel would block reading a FIFO
+                skips.add("not a regular file", rel)
+            elif size > max_file:
                 skips.add(f"larger than {max_file // 1_000_000} MB", rel)
             elif total + size > max_total:
                 skips.add("over the total size cap", rel)

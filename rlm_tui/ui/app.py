@@ -42,6 +42,9 @@ from .widgets.status import RunHeader, StatusBar
 from .widgets.transcript_view import TranscriptView
 
 FRAME_S = 1 / 30
+#: Events in one frame's batch from which the panes are redrawn at most every FLOOD_FRAME_S.
+FLOOD_EVENTS = 100
+FLOOD_FRAME_S = 0.5
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 #: After a quit signal and the run's clean stop, how long restoring the terminal may take. A terminal
 #: that is gone (its window closed, tmux killed) blocks Textual's writes for ever, its loop with them.
@@ -97,6 +100,7 @@ class RlmApp(SteeringMixin, App[None]):
         self._palette: Palette | None = None
         self._dirty: dict[str, None] = {}  # node ids changed since the last render, in arrival order
         self._render_pending = False
+        self._last_render = 0.0  # monotonic time of the last redraw of the panes (see feed)
         self._last_event_clock = time.monotonic()
         self._frame = 0
         self._last_ctrl_c = 0.0
@@ -169,8 +173,14 @@ class RlmApp(SteeringMixin, App[None]):
     # --- events in -------------------------------------------------------------------
 
     def feed(self, events: Iterable[ev.Event]) -> None:
-        """Fold events into the models; the screen catches up once per batch."""
-        for event in map(shown, events):
+        """Fold events into the models; the screen catches up once per batch, less often in a flood.
+
+        A frame costs the UI thread milliseconds of Textual's work, and that thread shares the GIL
+        with the engine's: while hundreds of events arrive per frame (a big fan-out), the panes are
+        redrawn at most twice a second instead of every frame, so the engine is slowed less by them.
+        """
+        count = 0
+        for count, event in enumerate(map(shown, events), start=1):
             node = self.calls.apply(event)
             if node is not None:
                 self._dirty[node.id] = None
@@ -180,7 +190,11 @@ class RlmApp(SteeringMixin, App[None]):
         self._last_event_clock = time.monotonic()
         if not self._render_pending:
             self._render_pending = True
-            self.call_later(self._render_changes)
+            wait = self._last_render + FLOOD_FRAME_S - time.monotonic()
+            if count >= FLOOD_EVENTS and wait > 0:
+                self.set_timer(wait, self._render_changes)
+            else:
+                self.call_later(self._render_changes)
 
     def reset_run(self) -> None:
         """Forget every event fed so far (a replay moving back): empty models, panes and answer."""
@@ -219,6 +233,7 @@ class RlmApp(SteeringMixin, App[None]):
 
     def _render_changes(self) -> None:
         self._render_pending = False
+        self._last_render = time.monotonic()
         dirty, self._dirty = self._dirty, {}
         now = self.now()
         self.tree_view.sync(dirty, now)
