@@ -21,6 +21,7 @@ from conftest import PYTHON, ROOT
 from rlm_tui.core import events as ev
 from rlm_tui.core.session import load
 from test_faults_signals import alive, descendants, kernels_of
+from test_ui_live import _drain
 
 DEADLINE_S = 60.0  # a guard against hanging; the exit is expected within seconds of the stop
 
@@ -80,10 +81,3 @@ def test_closing_the_terminal_ends_the_app(when: str, tmp_path: Path) -> None:
     else:
         assert last.get("answer")
 
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 65536):
-            pass
-    except OSError:
-        pass
