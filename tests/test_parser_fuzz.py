@@ -63,3 +63,28 @@ def test_huge_reply_parses_in_reasonable_time() -> None:
     reply = ("```repl\nprint(1)\n```\n" * 5_000) + ("(" * 100_000) + "\nFINAL(" + ("x" * 1_000_000)
     parsed = parse_reply(reply)
     assert len(parsed.code_blocks) == 5_000 and parsed.final == "x" * 1_000_000
+
+
+# Exact FINAL(...) arguments: written after `mutmut` (see README, Mutation testing) left 29 mutants of
+# _balanced and _unquote alive: nested parentheses, an unclosed FINAL, quotes of each kind.
+FINAL_CASES = {
+    "FINAL(f(a) and (b))": "f(a) and (b)",
+    "FINAL((1 + 2) * 3) then prose": "(1 + 2) * 3",
+    "FINAL(x) and more (y)": "x",
+    "FINAL(open (paren": "open (paren",
+    "FINAL(unclosed but (a) ends)": "unclosed but (a) ends",
+    "FINAL(a) b) c)": "a",
+    'FINAL("quoted")': "quoted",
+    "FINAL('single')": "single",
+    'FINAL("""  triple  """)': "triple",
+    "FINAL('''three''')": "three",
+    'FINAL(")': '"',
+    "FINAL('')": "",
+    'FINAL("a" and "b")': 'a" and "b',
+    "FINAL(  spaced  )": "spaced",
+}
+
+
+def test_final_arguments_exactly() -> None:
+    for reply, expected in FINAL_CASES.items():
+        assert parse_reply("looked at it\n" + reply).final == expected, reply
