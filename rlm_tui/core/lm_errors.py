@@ -16,8 +16,6 @@ WINDOW = "window"  # the prompt does not fit: an error string for the calling co
 RETRY = "retry"  # rate limits, 5xx, timeouts, broken connections and streams
 OTHER = "other"  # anything else the provider refused: an error string
 
-FATAL = frozenset({AUTH, NOT_FOUND, NO_KEY})
-
 # The kind of each HTTP status an OpenAI-compatible server answers with.
 BY_STATUS = {401: AUTH, 403: AUTH, 404: NOT_FOUND, 408: RETRY, 429: RETRY}
 _WINDOW_WORDS = ("context length", "context_length", "maximum context", "context window", "too many tokens",

@@ -69,9 +69,3 @@ def window(model: str) -> int | None:
     value = item.get("max_input_tokens") or item.get("max_tokens")
     return int(value) if isinstance(value, (int, float)) and value > 0 else None
 
-
-def register(model: str, input_cost_per_token: float, output_cost_per_token: float,
-             max_input_tokens: int | None = None) -> None:
-    """Add a model the map does not know (the bundled local models: $0, their own window)."""
-    _load()[model] = {"input_cost_per_token": input_cost_per_token, "output_cost_per_token": output_cost_per_token,
-                      "max_input_tokens": max_input_tokens}
