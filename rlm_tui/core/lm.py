@@ -95,8 +95,6 @@ class LMClient:
         ``on_retry(attempt, error, wait_s)`` is told before each retry; text
         streamed before a retry is void (the reply starts again).
         """
-        if model.startswith("local/"):
-            self._use_local(model)
         self._check_window(model, messages)
         attempt = 0
         while True:
@@ -200,16 +198,6 @@ class LMClient:
     def _say(self, exc: BaseException) -> str:
         """The error for users and the model: secrets redacted first, then cut short."""
         return _short(redact(str(exc), self._secrets))
-
-    @staticmethod
-    def _use_local(model: str) -> None:
-        """``local/<name>``: the offline model of the ``local`` extra (see local_model.py)."""
-        from .local_model import LocalModelMissing, check
-
-        try:
-            check(model)
-        except LocalModelMissing as exc:
-            raise LMFatalError(str(exc)) from None
 
     def _cost(self, model: str, tokens_in: int, tokens_out: int) -> tuple[float, bool]:
         if model.startswith("local/"):  # runs on this machine
