@@ -2,8 +2,8 @@
 
 Inside, the model's code sees the system's programs and libraries and the
 Python it runs on (read-only), the run's input (read-only) and the run's
-folder (its working directory, writable); a private ``/tmp``; an empty,
-read-only ``$HOME``; no network at all (not even loopback); its own PID
+folder (its working directory, writable); a private ``/tmp``; nothing else
+(no ``$HOME``, no other files); no network at all (not even loopback); its own PID
 namespace; and it dies with rlm-tui. Without loopback the kernel's ZMQ
 channels use the ``ipc`` transport and the sub-call bridge a Unix socket, all
 in the run's folder, which the host and the kernel both see.
@@ -98,15 +98,12 @@ def _python_dirs() -> list[str]:
 
 def bwrap_args(binary: str, run_dir: Path, input_path: Path) -> list[str]:
     """The bwrap command line before the kernel's own; later mounts sit over earlier ones."""
-    home = os.environ.get("HOME", "")
     args = [binary, *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    if home not in ("", "/"):
-        args += ["--tmpfs", home]
     for d in _python_dirs():
         args += ["--ro-bind", d, d]
     args += ["--bind", str(run_dir), str(run_dir), "--ro-bind", str(input_path), str(input_path)]
-    if home not in ("", "/"):
-        args += ["--remount-ro", home]
+    # Nothing else is mounted: $HOME is not there at all (or, when Python is installed under it,
+    # only that install, read-only); the root is bwrap's own empty tmpfs, made read-only.
     args += ["--remount-ro", "/", "--chdir", str(run_dir / "work"),
              "--setenv", "TMPDIR", "/tmp", "--setenv", "IPYTHONDIR", "/tmp/.ipython",
              "--setenv", "MPLCONFIGDIR", "/tmp/.matplotlib",
