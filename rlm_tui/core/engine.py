@@ -87,6 +87,7 @@ class Engine:
         self.pool: KernelPool | None = None
         self.cells: Cells | None = None
         self.turns: TurnLoop | None = None
+        self.root: Rlm | None = None
         #: extra run_started fields (rlm-tui resume says what it resumed from)
         self.run_info: dict[str, Any] = {}
 
@@ -98,6 +99,11 @@ class Engine:
     @recorded.setter
     def recorded(self, value: Recorded | None) -> None:
         self.calls.recorded = value
+
+    def attach_command(self) -> str | None:
+        """The command that attaches a console to the root's kernel, while it runs (any thread)."""
+        kernel = self.root.kernel if self.root is not None else None
+        return kernel.attach_command() if kernel is not None else None
 
     def _new_id(self) -> str:
         node = f"n{self._ids}"
@@ -158,10 +164,10 @@ class Engine:
         interrupted = False
         try:
             await self.backend.open(self.bridge)
-            root = Rlm(self._new_id(), None, 0, self.question, self.settings.model,
-                       {"type": "path", "path": str(self.path.resolve()),
-                        "max_file_bytes": self.limits.max_file_bytes,
-                        "max_total_bytes": self.limits.max_context_bytes})
+            self.root = root = Rlm(self._new_id(), None, 0, self.question, self.settings.model,
+                                   {"type": "path", "path": str(self.path.resolve()),
+                                    "max_file_bytes": self.limits.max_file_bytes,
+                                    "max_total_bytes": self.limits.max_context_bytes})
             self._root_task = asyncio.ensure_future(self._run_rlm(root))
             self.steering.register(root.node, None, self._root_task)
             try:
