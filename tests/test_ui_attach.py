@@ -1,4 +1,5 @@
-"""The command palette's "Kernel: attach a console" on a live (sandboxed by default) run.
+"""The command palette's "Kernel: attach a console" on a live (sandboxed by default) run, and the
+status bar naming the kernel backend.
 
 The command it shows is used as ``jupyter console --existing`` would use it: a
 client from that connection file reaches the root's kernel and sees its
@@ -7,15 +8,19 @@ client from that connection file reaches the root's kernel and sees its
 
 from __future__ import annotations
 
+import pytest
 from jupyter_client import BlockingKernelClient
 from textual.command import CommandList, CommandPalette
 
+from rlm_tui.core import events as ev
 from rlm_tui.demo import BADGE, QUESTION, start_demo
 from rlm_tui.ui.app import RlmApp
 from rlm_tui.ui.runner import EngineSource
+from rlm_tui.ui.widgets.status import StatusBar
 
+from test_ui_app import shown
 from test_ui_live import SIZE, wait_for
-from test_ui_sample import isolated_dirs  # noqa: F401 - autouse fixture
+from test_ui_sample import isolated_dirs, sample_events  # noqa: F401 - isolated_dirs is an autouse fixture
 
 
 def paused_demo(sandbox: str) -> EngineSource:
@@ -78,3 +83,19 @@ async def test_palette_says_when_there_is_no_kernel_to_attach_to() -> None:
         await run_command(pilot, app, "attach")
         await wait_for(pilot, lambda: any("no live root kernel" in n.message for n in app._notifications))
         assert app.clipboard == ""
+
+
+@pytest.mark.parametrize("backend,said", [
+    ({"name": "sandbox", "description": "sandboxed kernel"}, "kernel 2 busy · sandbox"),
+    ({"name": "local", "description": "local kernel", "warning": "the model's code runs unsandboxed ..."},
+     "kernel 2 busy · local NOT SANDBOXED"),
+])
+async def test_status_bar_says_which_backend_runs_the_code(backend: dict, said: str) -> None:
+    events, mid = sample_events()
+    events = [ev.Event(e.kind, e.node, e.parent, dict(e.data, kernel_backend=backend), e.seq, e.t)
+              if e.kind == ev.RUN_STARTED else e for e in events[:mid]]
+    app = RlmApp(theme="rlm-midnight", remember_theme=False)
+    async with app.run_test(size=(200, 45)) as pilot:
+        app.feed(events)
+        await pilot.pause()
+        assert said in shown(app.query_one(StatusBar))
