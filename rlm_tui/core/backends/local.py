@@ -140,6 +140,7 @@ class LocalBackend(KernelBackend):
     def __init__(self, run_dir: Path, input_path: Path, why: str = "") -> None:
         super().__init__(run_dir, input_path)
         self.why = why  # why the run is not sandboxed, when it could have been
+        self._port = 0  # the bridge's, once open
 
     @property
     def description(self) -> str:
@@ -154,11 +155,11 @@ class LocalBackend(KernelBackend):
                 "--sandbox off hides this warning, --sandbox on refuses to run")
 
     async def open(self, bridge: "Bridge") -> None:
-        self._bridge = bridge
         await bridge.start()
+        self._port = bridge.port
 
     def new_kernel(self) -> Kernel:
         return JupyterKernel(self.run_dir)
 
     def connect_config(self, kernel: Kernel) -> dict[str, Any]:
-        return {"port": self._bridge.port}
+        return {"port": self._port}
