@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, cli_env, fence
+from conftest import PYTHON, cli_env, fence, run_script
 from rlm_tui.core.backends.sandbox import probe
 from rlm_tui.core.bridge import Bridge
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, turn_of
@@ -200,3 +200,25 @@ async def test_engine_from_code_refuses_sandbox_on_before_any_file(corpus: Path,
     finally:
         monkeypatch.undo()
         sandbox.probe.cache_clear()
+
+
+@needs_bwrap
+@pytest.mark.parametrize("sandbox,leaked", [("auto", False), ("off", True)])
+async def test_a_symlink_in_the_input_cannot_pull_in_a_file_from_outside(sandbox: str, leaked: bool,
+                                                                         tmp_path: Path) -> None:
+    """A hostile repository links ``notes.txt`` to a secret elsewhere: the sandbox does not mount it."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "id_rsa").write_text("PRIVATE KEY")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README").write_text("a repository")
+    (repo / "notes.txt").symlink_to(tmp_path / "home" / "id_rsa")
+
+    def script(messages, model):
+        return fence("print(context.get('notes.txt'))") if turn_of(messages) == 1 else "FINAL(done)"
+
+    run = await run_script(script, repo, tmp_path, settings={"sandbox": sandbox})
+    assert ("PRIVATE KEY" in run.cell_text()) is leaked
+    if not leaked:
+        (loaded,) = run.kinds("context_loaded")
+        assert loaded.get("info")["skipped"]["unreadable (No such file or directory)"]["examples"] == ["notes.txt"]
