@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_client import AsyncKernelManager
 
 from ..redaction import kernel_env
-from .base import ExecResult, Kernel, KernelBackend, OutputHook, Timeout
+from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout
 
 if TYPE_CHECKING:
     from ..bridge import Bridge
@@ -42,7 +42,18 @@ class JupyterKernel(Kernel):
         await self.km.start_kernel(stdout=self._log, stderr=self._log, env=kernel_env())
         self.kc = self.km.client()
         self.kc.start_channels()
-        await self.kc.wait_for_ready(timeout=60)
+        try:
+            await self.kc.wait_for_ready(timeout=60)
+        except RuntimeError:  # "Kernel died before replying to kernel_info": say what it said
+            raise KernelDied(f"the kernel did not start: {self._last_words()}") from None
+
+    def _last_words(self) -> str:
+        """The last line the kernel process (or the sandbox around it) wrote to its log."""
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        return lines[-1].strip() if lines else f"no output (see {self.log_path})"
 
     async def is_alive(self) -> bool:
         return await self.km.is_alive()
