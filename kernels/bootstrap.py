@@ -8,19 +8,19 @@ Executed once per kernel with ``__rlm_cfg`` defined by the host.
 
 Async forms. Models trained on other harnesses write ``await llm_query(p)`` and
 ``await asyncio.gather(*(llm_query(p) for p in ps))``; ipykernel runs a cell
-that uses ``await`` as a coroutine (``CO_COROUTINE`` in its code flags). So
-each helper looks at its caller (through comprehension and generator-expression
-frames, which belong to the code around them): called from such a cell, or from
-an ``async def``, it returns a coroutine; everywhere else it blocks and returns
-the ``str`` (or list), as before. The coroutine sends its request when it starts
-to run, like any ``async def``: ``gather`` starts all of them at once, so the
-calls run concurrently on the host, under the same handler and caps as the
-blocking ones. Its wait is an asyncio future that the bridge's reader thread
-resolves, so no thread is held per call. A cancelled await (an interrupted cell,
-a cancelled gather, ``wait_for`` timing out) cancels the request on the host, a
-hard-limit reply raises ``RuntimeError``, and requests still in flight when
-their cell ends are cancelled: a call never outlives the cell that started it,
-as with the blocking form. The cost of the rule: in a cell that uses ``await``,
+that uses ``await`` on its event loop. So each helper looks at its caller: called
+from a cell that uses ``await`` (any statement of it, and the comprehensions in
+it), or from an ``async def``, it returns a coroutine; everywhere else (plain
+cells, ordinary functions, threads) it blocks and returns the ``str`` (or list),
+as before. The coroutine sends its request when it starts to run, like any
+``async def``: ``gather`` starts all of them at once, so the calls run
+concurrently on the host, under the same handler and caps as the blocking ones.
+Its wait is an asyncio future that the bridge's reader thread resolves, so no
+thread is held per call. A cancelled await (an interrupted cell, a cancelled
+gather, ``wait_for`` timing out) cancels the request on the host, a hard-limit
+reply raises ``RuntimeError``, and requests still in flight when their cell ends
+are cancelled: a call never outlives the cell that started it, as with the
+blocking form. The cost of the rule: in a cell that uses ``await``,
 ``x = llm_query(q)`` is a coroutine too, and must be awaited.
 """
 
@@ -173,10 +173,14 @@ def __rlm_install(cfg):
 
     inner_frames = {"<genexpr>", "<listcomp>", "<setcomp>", "<dictcomp>"}
     async_flags = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+    cell = {"uses_await": False}  # set for the running cell by the pre_run_cell hook
 
     def _in_async_code(frame):
         """True if ``frame`` runs async code: a cell that uses ``await``, or an ``async def``.
 
+        IPython compiles a cell statement by statement and flags only the statements that contain
+        ``await`` as coroutines, so any statement of a cell that uses ``await`` counts: then
+        ``tasks = [llm_query(p) for p in ps]`` followed by ``await asyncio.gather(*tasks)`` works.
         A comprehension or generator expression has a frame of its own but belongs to the code
         around it, so the walk goes through those; any other function ends it.
         """
@@ -184,6 +188,8 @@ def __rlm_install(cfg):
             code = frame.f_code
             if code.co_flags & async_flags:
                 return True
+            if code.co_name == "<module>":  # a statement of the cell
+                return cell["uses_await"]
             if code.co_name not in inner_frames:
                 return False
             frame = frame.f_back
@@ -342,7 +348,12 @@ def __rlm_install(cfg):
 
     shell._showtraceback = capped_showtraceback
 
-    def cancel_leftovers(*_args):
+    def start_cell(info):
+        """Note whether this cell uses ``await``, by IPython's own test (see _in_async_code)."""
+        source = info.raw_cell
+        cell["uses_await"] = shell.should_run_async(source, transformed_cell=shell.transform_cell(source))
+
+    def end_cell(*_args):
         """A call never outlives its cell: cancel awaited requests still in flight when it ends.
 
         (gather raises at the first error and leaves the other calls running; a task may be left unawaited.)
@@ -387,5 +398,6 @@ def __rlm_install(cfg):
     ns["__rlm_state"] = take_state
     shell.events.register("post_run_cell", restore)
     shell.events.register("post_run_cell", clip_error)
-    shell.events.register("post_run_cell", cancel_leftovers)
+    shell.events.register("post_run_cell", end_cell)
     shell.events.register("pre_run_cell", new_cell)
+    shell.events.register("pre_run_cell", start_cell)

@@ -1,7 +1,7 @@
 """``await llm_query(...)`` and friends in the REPL: real kernel, real bridge, scripted model on 127.0.0.1.
 
-A cell that uses ``await`` gets coroutines from the helpers (sent when they start, so ``gather`` runs
-them concurrently); every other caller still gets the plain ``str``.
+In a cell that uses ``await`` (and in an ``async def``) the helpers return coroutines (sent when they
+start, so ``gather`` runs them concurrently); plain cells and ordinary functions still get the ``str``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ many = await asyncio.gather(*(llm_query(p) for p in ['b', 'c']))
 listed = await asyncio.gather(*[llm_query(p) for p in ['d', 'e']])
 batch = await llm_query_batched(['f', 'g'])
 limited = await asyncio.wait_for(llm_query('h'), timeout=30)
+tasks = [llm_query(p) for p in ['l', 'm']]  # no await in this statement, but in its cell: coroutines
+kind = type(tasks[0]).__name__
+started = await asyncio.gather(*tasks)
 
 async def shout(p):
     return (await llm_query(p)).upper()
@@ -42,7 +45,7 @@ shouted = await asyncio.gather(shout('i'), shout('j'))
 def plain(p):  # a sync function called from an async cell still gets a str
     return llm_query(p)
 
-print('async', one, many, listed, batch, limited, shouted, type(plain('k')).__name__, plain('k'))
+print('async', one, many, listed, batch, limited, shouted, type(plain('k')).__name__, plain('k'), kind, started)
 """) + fence("""
 x = llm_query('q')
 print('sync', isinstance(x, str), x.upper(), llm_query_batched(['r', 's']), [llm_query(p) for p in 'tu'])
@@ -52,7 +55,7 @@ print('sync', isinstance(x, str), x.upper(), llm_query_batched(['r', 's']), [llm
     run = await run_script(script, corpus, tmp_path)
     text = run.cell_text()
     assert ("async echo:a ['echo:b', 'echo:c'] ['echo:d', 'echo:e'] ['echo:f', 'echo:g'] echo:h "
-            "['ECHO:I', 'ECHO:J'] str echo:k") in text, text
+            "['ECHO:I', 'ECHO:J'] str echo:k coroutine ['echo:l', 'echo:m']") in text, text
     assert "sync True ECHO:Q ['echo:r', 'echo:s'] ['echo:t', 'echo:u']" in text, text
     assert run.result.answer == "ok"
 
