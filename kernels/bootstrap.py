@@ -105,8 +105,8 @@ def __rlm_install(cfg):
 
         async def request_async(self, op, **fields):
             woken = _Wake(asyncio.get_running_loop())
-            woken.rid, slot = self.submit(op, woken, **fields)
             try:
+                woken.rid, slot = self.submit(op, woken, **fields)
                 await woken.future
             except BaseException:
                 self.cancel(woken.rid)
