@@ -198,10 +198,10 @@ def __rlm_install(cfg):
     def _call(name, op, **fields):
         """The helper's result: a coroutine for async callers (see the module docstring), else the value."""
         if _in_async_code(sys._getframe(2)):  # 0: here, 1: the helper, 2: its caller
-            async def awaited():
+            async def call():
                 return await bridge.request_async(op, **fields)
-            awaited.__name__ = awaited.__qualname__ = name  # "coroutine 'llm_query' was never awaited"
-            return awaited()
+            call.__name__ = call.__qualname__ = name  # "coroutine 'llm_query' was never awaited"
+            return call()
         return bridge.request(op, **fields)
 
     def llm_query(prompt, model=None):
