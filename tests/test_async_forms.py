@@ -36,6 +36,13 @@ limited = await asyncio.wait_for(llm_query('h'), timeout=30)
 tasks = [llm_query(p) for p in ['l', 'm']]  # no await in this statement, but in its cell: coroutines
 kind = type(tasks[0]).__name__
 started = await asyncio.gather(*tasks)
+created = [await t for t in [asyncio.create_task(llm_query(p)) for p in ['n', 'o']]]
+
+async def stream(ps):
+    for p in ps:
+        yield await llm_query(p)
+
+streamed = [r async for r in stream(['v', 'w'])]
 
 async def shout(p):
     return (await llm_query(p)).upper()
@@ -45,7 +52,7 @@ shouted = await asyncio.gather(shout('i'), shout('j'))
 def plain(p):  # a sync function called from an async cell still gets a str
     return llm_query(p)
 
-print('async', one, many, listed, batch, limited, shouted, type(plain('k')).__name__, plain('k'), kind, started)
+print('async', one, many, listed, batch, limited, shouted, type(plain('k')).__name__, plain('k'), kind, started, created, streamed)
 """) + fence("""
 x = llm_query('q')
 print('sync', isinstance(x, str), x.upper(), llm_query_batched(['r', 's']), [llm_query(p) for p in 'tu'])
@@ -55,7 +62,8 @@ print('sync', isinstance(x, str), x.upper(), llm_query_batched(['r', 's']), [llm
     run = await run_script(script, corpus, tmp_path)
     text = run.cell_text()
     assert ("async echo:a ['echo:b', 'echo:c'] ['echo:d', 'echo:e'] ['echo:f', 'echo:g'] echo:h "
-            "['ECHO:I', 'ECHO:J'] str echo:k coroutine ['echo:l', 'echo:m']") in text, text
+            "['ECHO:I', 'ECHO:J'] str echo:k coroutine ['echo:l', 'echo:m'] "
+            "['echo:n', 'echo:o'] ['echo:v', 'echo:w']") in text, text
     assert "sync True ECHO:Q ['echo:r', 'echo:s'] ['echo:t', 'echo:u']" in text, text
     assert run.result.answer == "ok"
 
