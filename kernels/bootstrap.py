@@ -6,16 +6,36 @@ the session secret. A reader thread matches replies to requests by id, so many
 requests can be in flight (from a batch, or from the model's own threads) and an
 interrupted call is cancelled on the host.
 Executed once per kernel with ``__rlm_cfg`` defined by the host.
+
+Async forms. Models trained on other harnesses write ``await llm_query(p)`` and
+``await asyncio.gather(*(llm_query(p) for p in ps))``; ipykernel runs a cell
+that uses ``await`` on its event loop. So each helper looks at its caller: called
+from a cell that uses ``await`` (any statement of it, and the comprehensions in
+it), or from an ``async def``, it returns a coroutine; everywhere else (plain
+cells, ordinary functions, threads) it blocks and returns the ``str`` (or list),
+as before. The coroutine sends its request when it starts to run, like any
+``async def``: ``gather`` starts all of them at once, so the calls run
+concurrently on the host, under the same handler and caps as the blocking ones.
+Its wait is an asyncio future that the bridge's reader thread resolves, so no
+thread is held per call. A cancelled await (an interrupted cell, a cancelled
+gather, ``wait_for`` timing out) cancels the request on the host, a hard-limit
+reply raises ``RuntimeError``, and requests still in flight when their cell ends
+are cancelled: a call never outlives the cell that started it, as with the
+blocking form. The cost of the rule: in a cell that uses ``await``,
+``x = llm_query(q)`` is a coroutine too, and must be awaited.
 """
 
 
 def __rlm_install(cfg):
+    import asyncio
+    import inspect
     import itertools
     import json
     import os
     import pickle
     import reprlib
     import socket
+    import sys
     import tempfile
     import threading
 
@@ -59,23 +79,95 @@ def __rlm_install(cfg):
                 slot.append({"result": "Error: the connection to the rlm-tui host was lost"})
                 done.set()
 
-        def request(self, op, **fields):
+        def submit(self, op, done, **fields):
+            """Send a request without waiting; returns its id and the list its reply will be put in.
+
+            The reader thread appends the reply, then calls ``done.set()``.
+            """
             rid = next(self.ids)
-            done, slot = threading.Event(), []
+            slot = []
             self.pending[rid] = (done, slot)
             self._send(dict(fields, op=op, id=rid))
-            try:
-                done.wait()
-            except BaseException:
-                self.pending.pop(rid, None)
+            return rid, slot
+
+        def cancel(self, rid):
+            """Give up on a request; the host cancels it unless its reply is already in."""
+            if self.pending.pop(rid, None) is not None:
                 try:
                     self._send({"op": "cancel", "id": rid})
                 except OSError:
                     pass
+
+        def request(self, op, **fields):
+            done = threading.Event()
+            rid, slot = self.submit(op, done, **fields)
+            try:
+                done.wait()
+            except BaseException:
+                self.cancel(rid)
                 raise
-            if "error" in slot[0]:  # a hard limit: stop the calling code, not just this call
-                raise RuntimeError(slot[0]["error"])
-            return slot[0].get("result")
+            return _reply(slot[0])
+
+        async def request_async(self, op, **fields):
+            woken = _Wake(asyncio.get_running_loop())
+            try:
+                woken.rid, slot = self.submit(op, woken, **fields)
+                await woken.future
+            except BaseException:
+                self.cancel(woken.rid)
+                raise
+            finally:
+                woken.done()
+            return _reply(slot[0])
+
+    tick_s = 0.1
+    awaited = set()  # the _Wake of every awaited request in flight
+    ticking = set()  # the event loops being kept awake
+
+    class _Wake:
+        """Stands in for a threading.Event: ``set()`` from the reader thread resolves an asyncio future.
+
+        While any is waiting its loop wakes every ``tick_s``: ipykernel turns an interrupt of an async
+        cell into a callback that its SIGINT handler queues without waking the loop (tornado's
+        ``add_callback`` from the loop's own thread), so a loop with nothing else to do would sleep
+        through the interrupt until a reply came.
+        """
+
+        def __init__(self, loop):
+            self.loop = loop
+            self.future = loop.create_future()
+            self.rid = None
+            awaited.add(self)
+            if loop not in ticking:
+                ticking.add(loop)
+                loop.call_later(tick_s, _tick, loop)
+
+        def set(self):
+            try:
+                self.loop.call_soon_threadsafe(self._resolve)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+        def _resolve(self):
+            if not self.future.done():
+                self.future.set_result(None)
+
+        def cancel(self):
+            self.loop.call_soon_threadsafe(self.future.cancel)
+
+        def done(self):
+            awaited.discard(self)
+
+    def _tick(loop):
+        if any(w.loop is loop for w in awaited):
+            loop.call_later(tick_s, _tick, loop)
+        else:
+            ticking.discard(loop)
+
+    def _reply(msg):
+        if "error" in msg:  # a hard limit: stop the calling code, not just this call
+            raise RuntimeError(msg["error"])
+        return msg.get("result")
 
     bridge = Bridge(cfg["connect"], cfg["secret"], cfg["kernel"])
     state = {"final": None, "source": None}
@@ -84,13 +176,46 @@ def __rlm_install(cfg):
     def _model(model):
         return None if model is None else str(model)
 
+    inner_frames = {"<genexpr>", "<listcomp>", "<setcomp>", "<dictcomp>"}
+    async_flags = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+    cell = {"uses_await": False}  # set for the running cell by the pre_run_cell hook
+
+    def _in_async_code(frame):
+        """True if ``frame`` runs async code: a cell that uses ``await``, or an ``async def``.
+
+        IPython compiles a cell statement by statement and flags only the statements that contain
+        ``await`` as coroutines, so any statement of a cell that uses ``await`` counts: then
+        ``tasks = [llm_query(p) for p in ps]`` followed by ``await asyncio.gather(*tasks)`` works.
+        A comprehension or generator expression has a frame of its own but belongs to the code
+        around it, so the walk goes through those; any other function ends it.
+        """
+        while frame is not None:
+            code = frame.f_code
+            if code.co_flags & async_flags:
+                return True
+            if code.co_name == "<module>":  # a statement of the cell
+                return cell["uses_await"]
+            if code.co_name not in inner_frames:
+                return False
+            frame = frame.f_back
+        return False
+
+    def _call(name, op, **fields):
+        """The helper's result: a coroutine for async callers (see the module docstring), else the value."""
+        if _in_async_code(sys._getframe(2)):  # 0: here, 1: the helper, 2: its caller
+            async def call():
+                return await bridge.request_async(op, **fields)
+            call.__name__ = call.__qualname__ = name  # "coroutine 'llm_query' was never awaited"
+            return call()
+        return bridge.request(op, **fields)
+
     def llm_query(prompt, model=None):
-        """Ask a language model one question; returns its reply as a str."""
-        return bridge.request("llm", prompt=str(prompt), model=_model(model))
+        """Ask a language model one question; returns its reply as a str (awaitable in async code)."""
+        return _call("llm_query", "llm", prompt=str(prompt), model=_model(model))
 
     def llm_query_batched(prompts, model=None):
         """Ask many prompts concurrently; returns replies in order (errors as strings in their slot)."""
-        return bridge.request("llm_batch", prompts=[str(p) for p in prompts], model=_model(model))
+        return _call("llm_query_batched", "llm_batch", prompts=[str(p) for p in prompts], model=_model(model))
 
     def _stash(context):
         if context is None:
@@ -111,8 +236,8 @@ def __rlm_install(cfg):
         return spec
 
     def rlm_query(prompt, context=None, model=None):
-        """Start a child RLM (own REPL) on a sub-task; returns its final answer as a str."""
-        return bridge.request("rlm", prompt=str(prompt), context=_stash(context), model=_model(model))
+        """Start a child RLM (own REPL) on a sub-task; returns its final answer as a str (awaitable in async code)."""
+        return _call("rlm_query", "rlm", prompt=str(prompt), context=_stash(context), model=_model(model))
 
     def rlm_query_batched(prompts, contexts=None, model=None):
         """Start several child RLMs concurrently; returns their answers in order."""
@@ -120,8 +245,8 @@ def __rlm_install(cfg):
         contexts = list(contexts) if contexts is not None else [None] * len(prompts)
         if len(contexts) != len(prompts):
             raise ValueError("rlm_query_batched: prompts and contexts differ in length")
-        return bridge.request("rlm_batch", prompts=prompts, contexts=[_stash(c) for c in contexts],
-                              model=_model(model))
+        return _call("rlm_query_batched", "rlm_batch", prompts=prompts, contexts=[_stash(c) for c in contexts],
+                     model=_model(model))
 
     def FINAL_VAR(name):
         """Answer with the value of a REPL variable (give its name as a string)."""
@@ -174,8 +299,6 @@ def __rlm_install(cfg):
 
     # Output is capped here, in the kernel, so a cell printing 100 MB never crosses to the host:
     # each cell may pass ``cap`` characters of stdout/stderr/results; the rest is only counted.
-    import sys
-
     cap = max(1, int(cfg.get("output_chars") or 20_000))
     out = {"room": cap, "dropped": 0, "in_cell": False}
     out_lock = threading.Lock()
@@ -230,6 +353,20 @@ def __rlm_install(cfg):
 
     shell._showtraceback = capped_showtraceback
 
+    def start_cell(info):
+        """Note whether this cell uses ``await``, by IPython's own test (see _in_async_code)."""
+        source = info.raw_cell
+        cell["uses_await"] = shell.should_run_async(source, transformed_cell=shell.transform_cell(source))
+
+    def end_cell(*_args):
+        """A call never outlives its cell: cancel awaited requests still in flight when it ends.
+
+        (gather raises at the first error and leaves the other calls running; a task may be left unawaited.)
+        """
+        for woken in list(awaited):
+            bridge.cancel(woken.rid)
+            woken.cancel()
+
     def new_cell(*_args):
         with out_lock:
             out["room"] = cap
@@ -266,4 +403,6 @@ def __rlm_install(cfg):
     ns["__rlm_state"] = take_state
     shell.events.register("post_run_cell", restore)
     shell.events.register("post_run_cell", clip_error)
+    shell.events.register("post_run_cell", end_cell)
     shell.events.register("pre_run_cell", new_cell)
+    shell.events.register("pre_run_cell", start_cell)

@@ -20,6 +20,8 @@ between blocks and turns. Available in the REPL:
 results in order; a failed prompt gives an "Error: ..." string in its slot.
 - `rlm_query(prompt, context=None, model=None) -> str`: hand a sub-task to a child RLM with its \
 own REPL whose `context` is the value you pass (default: the prompt); `rlm_query_batched(prompts, contexts=None)`.
+- In a cell that uses `await`, these four return awaitables: await every call there \
+(`await asyncio.gather(*(llm_query(p) for p in ps))` runs them concurrently).
 - `SHOW_VARS()`: list your variables.
 
 Strategies that work: peek (`print(context[:2000])`), search with regex, split into chunks and \
