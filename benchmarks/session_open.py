@@ -80,10 +80,7 @@ def generate(path: Path, megabytes: float, shape: str) -> None:
                messages=[{"role": "user", "content": output * 40}])
         reply = (_words(rng, 2000) + "\n\nI will map over the files.\n```repl\n"
                  "res = llm_query_batched(prompts)\nprint(res[:3])\n```\n")
-        if shape == "small":
-            chunks = 200_000
-        else:
-            chunks = 40
+        chunks = {"small": 200_000, "turns": 4}.get(shape, 40)
         for _ in range(chunks):
             g.emit(ev.LM_CHUNK, root, None, text=_words(rng, 60))
             if shape == "small" and g.size >= target:
@@ -92,20 +89,21 @@ def generate(path: Path, megabytes: float, shape: str) -> None:
                tokens_out=900, cost_usd=0.05, cost_known=True, latency_s=12.0)
         g.emit(ev.CELL_STARTED, root, None, cell=turn, code="res = llm_query_batched(prompts)\nprint(res[:3])\n")
         if shape != "small":
+            size, prompt = (8, piece[:5000]) if shape == "turns" else (100, piece)
             batch = g.new_id()
-            g.emit(ev.NODE_STARTED, batch, root, node_kind="batch", depth=1, model="openai/gpt-5-mini", n=100,
-                   prompt=piece[:200], label="llm_query_batched × 100")
-            for _ in range(100):
+            g.emit(ev.NODE_STARTED, batch, root, node_kind="batch", depth=1, model="openai/gpt-5-mini", n=size,
+                   prompt=piece[:200], label=f"llm_query_batched × {size}")
+            for _ in range(size):
                 node = g.new_id()
                 g.emit(ev.NODE_STARTED, node, batch, node_kind="llm", depth=1, model="openai/gpt-5-mini",
-                       prompt=piece, label=piece[:60])
+                       prompt=prompt, label=piece[:60])
                 g.emit(ev.LM_STARTED, node, batch, turn=None, model="openai/gpt-5-mini", messages=[])
                 g.emit(ev.LM_FINISHED, node, batch, model="openai/gpt-5-mini", text=output, tokens_in=6000,
                        tokens_out=100, cost_usd=0.002, cost_known=True, latency_s=3.0)
                 g.emit(ev.NODE_FINISHED, node, batch, status="done", result=output, error="")
-            g.emit(ev.NODE_FINISHED, batch, root, status="done", result="100 of 100 answered", error="")
-        for _ in range(40):
-            g.emit(ev.CELL_OUTPUT, root, None, cell=turn, stream="stdout", text=output)
+            g.emit(ev.NODE_FINISHED, batch, root, status="done", result=f"{size} of {size} answered", error="")
+        for _ in range(1 if shape == "turns" else 40):
+            g.emit(ev.CELL_OUTPUT, root, None, cell=turn, stream="stdout", text=output * (40 if shape == "turns" else 1))
         g.emit(ev.CELL_FINISHED, root, None, cell=turn, status="ok", duration_s=30.0, output_chars=20_000,
                truncated_chars=0)
         g.emit(ev.TURN_FINISHED, root, None, turn=turn, duration_s=42.0)
@@ -149,7 +147,7 @@ def app_timings(path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=100.0, help="size of the generated file (default 100)")
-    parser.add_argument("--shape", choices=["usual", "small"], default="usual")
+    parser.add_argument("--shape", choices=["usual", "small", "turns"], default="usual")
     parser.add_argument("--keep", type=Path, help="write the file here and keep it")
     parser.add_argument("--skip-load", action="store_true", help="skip the decode-everything comparison")
     parser.add_argument("--app", action="store_true", help="also time the replay app (Textual, headless)")

@@ -5,13 +5,10 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from .core import events as ev
+from .model import events as ev
 from .core.safe_text import safe
-from .core.tree import CallTree
-
-
-def human_tokens(n: float) -> str:
-    return f"{n / 1000:.1f}k" if n >= 1000 else str(int(n))
+from .model.fmt import tokens
+from .model.run import RunModel
 
 
 class ProgressPrinter:
@@ -19,10 +16,11 @@ class ProgressPrinter:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.tree = CallTree()
+        self.model = RunModel()
+        self.tree = self.model.tree
 
     def __call__(self, event: ev.Event) -> None:
-        self.tree.apply(event)
+        self.model.apply(event)
         line = self._line(event)
         if line:
             print(safe(line), file=self.stream, flush=True)
@@ -48,7 +46,7 @@ class ProgressPrinter:
         if kind == ev.NODE_FINISHED and node is not None and node.kind in ("rlm", "batch"):
             usage = self.tree.subtree_usage(node.id)
             return (f"[{event.t:6.1f}s] {indent}{node.kind} {node.id} {node.status}: "
-                    f"{self.tree.subtree_calls(node.id)} calls · {human_tokens(usage.total_tokens)} tok · "
+                    f"{self.tree.subtree_calls(node.id)} calls · {tokens(usage.total_tokens)} tok · "
                     f"${usage.cost_usd:.4f}")
         if kind == ev.LM_RETRY:
             return f"[{event.t:6.1f}s] {indent}retry {event.get('attempt')} in {event.get('wait_s')}s: {event.get('error')}"
@@ -59,7 +57,7 @@ class ProgressPrinter:
         if kind == ev.RUN_FINISHED:
             calls = event.get("calls", 0)
             total = self.tree.total_usage()  # once, at the end: it walks every node
-            return (f"[{event.t:6.1f}s] finished: {calls} sub-calls · {human_tokens(total.total_tokens)} tok · "
+            return (f"[{event.t:6.1f}s] finished: {calls} sub-calls · {tokens(total.total_tokens)} tok · "
                     f"${total.cost_usd:.4f}" + (f" · stopped by {event.get('stopped_by')}"
                                                 if event.get("stopped_by") else ""))
         return None

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import PYTHON, cli_env
 from rlm_tui.core import events as ev
-from rlm_tui.core.tree import CallTree
+from rlm_tui.model.tree import CallTree
 from rlm_tui.sessions import replay as replay_mod
 from rlm_tui.sessions.replay import Replayer
 from sessions_sample import ANSWER, QUESTION, Sample, recorded_sample

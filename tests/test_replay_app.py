@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rlm_tui.core import events as ev
-from rlm_tui.core.tree import CallTree
+from rlm_tui.model.tree import CallTree
 from rlm_tui.sessions.replay import Replayer
 from rlm_tui.ui.app import RlmApp
 from rlm_tui.ui.replay import ReplayApp, ReplayBar

@@ -57,7 +57,7 @@ async def _tui_direct(url: str, n: int) -> list[float]:
 def run_tui(task: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
     import asyncio
 
-    from ..core import events as ev
+    from ..model import events as ev
     from ..core.engine import Engine
 
     out = str(work / "out.json")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator
 
-from ..core import events as ev
+from ..model import events as ev
 from .index import SessionChanged, SessionIndex
 
 

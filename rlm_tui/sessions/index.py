@@ -28,7 +28,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..core import events as ev
+from ..model import events as ev
 from ..core.session import SessionFormatError, check_header, decode_line, second_header
 
 # One line: the prefix Event.to_json writes (kind and node captured) up to a closing brace,

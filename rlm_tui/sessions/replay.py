@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..core import events as ev
-from ..core.tree import CallNode, CallTree
+from ..model import events as ev
+from ..model.tree import CallNode, CallTree
 from .index import ANY, SessionIndex
 
 #: Kinds of event that never change the CallTree (besides its clock). Everything

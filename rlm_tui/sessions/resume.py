@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..core import events as ev
+from ..model import events as ev
 from ..core.config import Limits, Settings
 from ..core.lm import LMResult
 from ..core.safe_text import as_text

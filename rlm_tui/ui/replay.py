@@ -27,7 +27,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from ..core import events as ev
+from ..model import events as ev
 from ..core.safe_text import safe
 from ..core.session import SessionFormatError
 from ..sessions.follow import changes

@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 
-from ..core import events as ev
+from ..model import events as ev
 from ..core.config import Settings
 from ..core.control import Steering
 

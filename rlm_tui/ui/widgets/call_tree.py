@@ -17,7 +17,7 @@ from textual import events
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from ...core.tree import ACTIVE, CallNode, CallTree
+from ...model.tree import ACTIVE, CallNode, CallTree
 from .. import fmt
 from ..render import STATUS_ICONS, Palette
 

@@ -14,7 +14,7 @@ from textual.strip import Strip
 
 from .. import render
 from ..render import Palette
-from ..transcript import Block
+from ...model.transcript import Block
 
 
 class TranscriptView(ScrollView, can_focus=True):
