@@ -78,6 +78,11 @@ HANDLED = CallTree.HANDLES | Transcripts.HANDLES | RunState.HANDLES | Questions.
 _RUN, _TRANSCRIPT, _QUESTIONS = RunState.HANDLES, Transcripts.HANDLES, Questions.HANDLES
 
 
+def unhandled_kinds() -> set[str]:
+    """Kinds in the registry that no part reads and ``IGNORED`` does not name (must be none)."""
+    return set(ev.KINDS) - HANDLED - IGNORED
+
+
 @dataclass(slots=True)
 class Checkpoint:
     """The model at ``position``: what changed since the previous checkpoint, and the small parts whole."""
@@ -96,6 +101,9 @@ class Checkpoints:
 
     def __init__(self) -> None:
         self.items: list[Checkpoint] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
 
     def take(self, position: int, model: RunModel) -> None:
         """Record the model at ``position`` (beyond the last checkpoint)."""

@@ -110,6 +110,9 @@ class Transcripts:
         """The live block list of a node (views keep it and are told when it changes)."""
         return self._entry(node_id).blocks
 
+    def has_changes(self) -> bool:
+        return bool(self._changed)
+
     def take_changes(self) -> dict[str, int]:
         """Node id -> lowest block index changed since the last call."""
         changes, self._changed = self._changed, {}

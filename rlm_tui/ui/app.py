@@ -201,6 +201,10 @@ class RlmApp(SteeringMixin, App[None]):
             if node is not None:
                 self._dirty[node.id] = None
         self._last_event_clock = time.monotonic()
+        self.schedule_render(count)
+
+    def schedule_render(self, count: int = 0) -> None:
+        """Redraw what changed (``count`` events came in) at the next chance, later in a flood."""
         if not self._render_pending:
             self._render_pending = True
             wait = self._last_render + FLOOD_FRAME_S - time.monotonic()

@@ -1,12 +1,12 @@
 """``rlm-tui replay FILE``: the same app, fed from a session file instead of a live engine.
 
-``ReplayApp`` is ``RlmApp`` plus a position: playing feeds the events after
-it in recorded time (``ReplaySource.drain``, polled once per frame like a live
-run), stepping forward feeds the next events, and any move back (or a long jump
-forward) empties the app (``RlmApp.reset_run``) and feeds it the events up to
-the new position, less the streamed chunks of replies already finished
-(``Replayer.rebuild_events``). A bar above the footer shows where the replay
-stands (turn, recorded time, event n of N) and the keys.
+``ReplayApp`` is ``RlmApp`` showing the ``Replayer``'s run model: playing moves
+the position in recorded time (``ReplaySource.drain``, polled once per frame
+like a live run) and stepping moves it by an event, cell or turn; the app
+redraws the nodes a forward move changed, and when a move replaced the model
+(back, or far forward: a checkpoint restored, ``Replayer.seek``) it shows the
+new one whole (``RlmApp.reset_run``). A bar above the footer shows where the
+replay stands (turn, recorded time, event n of N) and the keys.
 
 With ``--follow`` the file is watched (``sessions.follow.changes``) and new
 events are shown as they are appended while the position is at the end.
@@ -34,17 +34,18 @@ from ..sessions.follow import changes
 from ..sessions.index import ANY, SessionChanged
 from ..sessions.replay import Player, Replayer
 from . import fmt
-from .app import RlmApp
+from .app import RlmApp, shown
 from .widgets.call_tree import CallTreeView
 from .widgets.transcript_view import TranscriptView
 
-#: A jump forward over more events than this rebuilds the view instead of feeding every event.
-REBUILD_JUMP = 2000
 BAR_WIDTH = 24
 
 
 class ReplaySource:
-    """An EventSource over a Replayer: while playing, ``drain`` returns the events playback reached."""
+    """An EventSource over a Replayer: while playing, ``drain`` moves it to where playback reached.
+
+    It returns no events: the replayer folds them into the model the app shows.
+    """
 
     badge = "REPLAY"
     live = False
@@ -64,11 +65,9 @@ class ReplaySource:
         self._last = now
         replayer = self.replayer
         target = self.player.advance(elapsed)
-        if target <= replayer.position:
-            return []
-        events = replayer.events(replayer.position, target)
-        replayer.seek(target)
-        return events
+        if target > replayer.position:
+            replayer.seek(target)
+        return []
 
     def stop(self) -> None:
         self.stop_follow.set()
@@ -136,8 +135,10 @@ class ReplayApp(RlmApp):
     def __init__(self, replayer: Replayer, *, end: bool = False, follow: bool = False, play: bool = True,
                  speed: float = 1.0, theme: str | None = None, remember_theme: bool = True) -> None:
         self.replayer = replayer
+        replayer.prepare = shown  # every string the model holds is safe to draw
         self.player = Player(replayer, speed=speed)
         super().__init__(ReplaySource(replayer, self.player), theme=theme, remember_theme=remember_theme)
+        self.model = replayer.model
         self.following = follow
         self._start_at_end = end or follow
         self._autoplay = play and not self._start_at_end
@@ -170,6 +171,7 @@ class ReplayApp(RlmApp):
         playing = self.player.playing
         try:
             super()._tick()
+            self._show_position()
         except NoMatches:  # a last frame while the app is closing: its widgets are already gone
             return
         if playing or self._frame % 15 == 0:
@@ -183,23 +185,26 @@ class ReplayApp(RlmApp):
 
     def move_to(self, position: int) -> None:
         """Show the run as it was after ``position`` events."""
-        replayer = self.replayer
-        position = max(0, min(position, len(replayer)))
-        current = replayer.position
-        if current <= position <= current + REBUILD_JUMP:
-            events = replayer.events(current, position)
-            replayer.seek(position)
-            if events:
-                self.feed(events)
-        else:
-            selected = self.query_one(TranscriptView).node_id
-            replayer.seek(position)
-            self.reset_run()
-            self.feed(replayer.rebuild_events(position))
-            if selected is not None:
-                self.call_later(self._reselect, selected)
+        self.replayer.seek(position)
+        self._show_position()
         self.player.sync()
         self._refresh_bar()
+
+    def _show_position(self) -> None:
+        """Bring the panes to the replayer's model: the nodes a forward move changed, or a new model whole."""
+        replayer = self.replayer
+        if replayer.model is not self.model:
+            selected = self.transcript_view.node_id
+            self.reset_run(replayer.model)
+            replayer.take_changed()
+            self.schedule_render()  # before the reselection: the tree's widgets exist by then
+            if selected is not None:
+                self.call_later(self._reselect, selected)
+            return
+        changed = replayer.take_changed()
+        if changed or self.transcripts.has_changes():
+            self._dirty.update(dict.fromkeys(changed))
+            self.schedule_render()
 
     def _reselect(self, node_id: str) -> None:
         if node_id in self.calls.nodes:
