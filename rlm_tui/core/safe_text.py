@@ -81,6 +81,14 @@ def _visible_keep_cr(match: re.Match[str]) -> str:
     return "\r" if match.group() == "\r" else _visible(match)
 
 
+def is_plain(line: bytes) -> bool:
+    """True when a JSON line can only decode to strings ``safe`` leaves as they are: ASCII with no
+    ``\\u``, ``\\r``, ``\\b`` or ``\\f`` escape (strict JSON has no raw control characters). A reader
+    that sanitizes decoded events may skip such lines: most of a big session file is plain."""
+    return line.isascii() and b"\\u" not in line and b"\\r" not in line and b"\\b" not in line \
+        and b"\\f" not in line
+
+
 def safe_json(obj: Any) -> str:
     """``json.dumps`` for a terminal: UTF-8 kept, but DEL, C1 and bidi controls escaped as
     ``\\u00XX`` (json.dumps leaves them raw), so the decoded value is unchanged."""

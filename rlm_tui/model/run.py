@@ -88,7 +88,7 @@ class Checkpoint:
     """The model at ``position``: what changed since the previous checkpoint, and the small parts whole."""
 
     position: int
-    nodes: dict[str, CallNode]  # copies of the tree nodes changed since the previous checkpoint
+    nodes: dict[str, CallNode]  # the tree nodes changed since the previous checkpoint (never changed again)
     transcripts: dict[str, NodeSnapshot]  # the transcripts changed since then
     tree_facts: tuple[str | None, float, str | None, str | None, bool]  # root, now, answer, stopped_by, finished
     run: RunState
@@ -108,7 +108,7 @@ class Checkpoints:
     def take(self, position: int, model: RunModel) -> None:
         """Record the model at ``position`` (beyond the last checkpoint)."""
         tree, transcripts = model.tree, model.transcripts
-        nodes = {node_id: tree.nodes[node_id].copy() for node_id in tree.take_dirty()}
+        nodes = tree.share_dirty()
         snaps = {node_id: transcripts.nodes[node_id].snapshot() for node_id in transcripts.take_dirty()
                  if node_id in transcripts.nodes}
         self.items.append(Checkpoint(position, nodes, snaps,
@@ -133,7 +133,7 @@ class Checkpoints:
         item = self.items[index]
         model = RunModel()
         tree = model.tree
-        tree.nodes = {node_id: node.copy() for node_id, node in nodes.items()}
+        tree.freeze(nodes)
         tree.root, tree.now, tree.answer, tree.stopped_by, tree.finished = item.tree_facts
         model.transcripts.freeze(snaps)
         model.run = item.run.copy()

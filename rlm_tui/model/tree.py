@@ -77,8 +77,9 @@ class CallNode:
 class CallTree:
     """Folds events into nodes; ``apply`` is O(depth) per event.
 
-    ``dirty`` holds the ids of nodes changed since the last ``take_dirty``: a checkpoint
-    (``run.Checkpoints``) copies only those.
+    Checkpoints (``run.Checkpoints``) share node objects with the tree instead of copying
+    them all: ``share_dirty`` hands over the nodes changed since the last call, and a node
+    a checkpoint holds is copied before it is next changed (``_write``).
     """
 
     #: The kinds this fold reads (besides every event's clock).
@@ -92,35 +93,48 @@ class CallTree:
         self.answer: str | None = None
         self.stopped_by: str | None = None
         self.finished: bool = False
-        self.dirty: set[str] = set()
+        self._dirty: set[str] = set()  # changed since the last share_dirty
+        self._shared: set[str] = set()  # held by a checkpoint: copy before changing
 
-    def take_dirty(self) -> set[str]:
-        dirty, self.dirty = self.dirty, set()
-        return dirty
+    def share_dirty(self) -> dict[str, CallNode]:
+        """The nodes changed since the last call, for a checkpoint to keep (they are not copied now)."""
+        shared = {node_id: self.nodes[node_id] for node_id in self._dirty}
+        self._shared.update(self._dirty)
+        self._dirty = set()
+        return shared
+
+    def freeze(self, nodes: dict[str, CallNode]) -> None:
+        """Start from checkpointed nodes (shared with the checkpoint: copied when first changed)."""
+        self.nodes, self._shared, self._dirty = dict(nodes), set(nodes), set()
+
+    def _write(self, node_id: str | None) -> CallNode | None:
+        """The node, ready to change (a checkpoint's is copied first), marked as changed."""
+        node = self.nodes.get(node_id or "")
+        if node is None:
+            return None
+        if node.id in self._shared:
+            node = self.nodes[node.id] = node.copy()
+            self._shared.discard(node.id)
+        self._dirty.add(node.id)
+        return node
 
     def apply(self, event: ev.Event) -> CallNode | None:
         """Update the tree; returns the node that changed, if any."""
         self.now = max(self.now, event.t)
         kind = event.kind
-        node = self._apply(event, kind)
-        if node is not None:
-            self.dirty.add(node.id)
-        return node
-
-    def _apply(self, event: ev.Event, kind: str) -> CallNode | None:
         if kind in (ev.NODE_STARTED, ev.SPAWN_REQUESTED):
-            node = self.nodes.get(event.node or "")
+            node = self._write(event.node)
             if node is None:
                 node = CallNode(id=event.node or "", parent=event.parent, kind=event.get("node_kind", "llm"),
                                 started_t=event.t)
                 self.nodes[node.id] = node
-                if event.parent in self.nodes:
-                    self.nodes[event.parent].children.append(node.id)
-                    self.dirty.add(event.parent)
+                self._dirty.add(node.id)
+                parent = self._write(event.parent)
+                if parent is not None:
+                    parent.children.append(node.id)
                     if node.kind != "batch":
                         for ancestor in self._ancestors(event.parent):
                             ancestor.calls_below += 1
-                            self.dirty.add(ancestor.id)
                 elif self.root is None:
                     self.root = node.id
             node.depth = event.get("depth", node.depth)
@@ -132,14 +146,18 @@ class CallTree:
             if kind == ev.NODE_STARTED:
                 node.started_t = event.t
             return node
-        node = self.nodes.get(event.node or "")
         if kind == ev.RUN_FINISHED:
             self.finished = True
             self.answer = event.get("answer")
             self.stopped_by = event.get("stopped_by")
             return None
-        if kind == ev.FINAL_ANSWER and node is not None and node.id == self.root:
-            self.answer = event.get("answer")
+        if kind == ev.FINAL_ANSWER:
+            if event.node is not None and event.node == self.root:
+                self.answer = event.get("answer")
+            return None
+        if kind not in self.HANDLES:
+            return None
+        node = self._write(event.node)
         if node is None:
             return None
         if kind == ev.LM_FINISHED:
@@ -147,7 +165,6 @@ class CallTree:
             node.usage.add(usage)
             for ancestor in self._ancestors(node.id):
                 ancestor.subtree.add(usage)
-                self.dirty.add(ancestor.id)
         elif kind == ev.TURN_STARTED:
             node.turns = event.get("turn", node.turns)
         elif kind == ev.SPAWN_DECIDED:
@@ -159,16 +176,14 @@ class CallTree:
             node.finished_t = event.t
             node.result = event.get("result", "") or ""
             node.error = event.get("error", "") or ""
-        else:
-            return None
         return node
 
     def _set_status(self, node: CallNode, status: str) -> None:
         """Change a node's status, keeping its parent's count of finished children (O(1) for live views)."""
-        parent = self.nodes.get(node.parent or "")
-        if parent is not None and (node.status in ACTIVE) != (status in ACTIVE):
+        if node.parent in self.nodes and (node.status in ACTIVE) != (status in ACTIVE):
+            parent = self._write(node.parent)
+            assert parent is not None
             parent.children_done += 1 if status not in ACTIVE else -1
-            self.dirty.add(parent.id)
         node.status = status
 
     def extend(self, events: Iterable[ev.Event]) -> None:
@@ -176,11 +191,12 @@ class CallTree:
             self.apply(event)
 
     def _ancestors(self, node_id: str | None) -> Iterator[CallNode]:
-        """The node itself, then its parent, up to the root: the nodes whose totals an event moves."""
-        node = self.nodes.get(node_id or "")
+        """The node itself, then its parent, up to the root: the nodes whose totals an event moves
+        (each ready to change)."""
+        node = self._write(node_id)
         while node is not None:
             yield node
-            node = self.nodes.get(node.parent or "")
+            node = self._write(node.parent)
 
     def subtree_usage(self, node_id: str) -> Usage:
         """A node's own usage plus all its descendants' (kept as events arrive: O(1), for live views)."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..core.safe_text import is_plain
 from ..model import events as ev
 from ..model.run import Checkpoints, RunModel
 from ..model.tree import CallTree
@@ -26,7 +27,7 @@ from .index import ANY, SessionIndex
 #: A checkpoint is taken after every CHECKPOINT_SECONDS of folding, or after CHECKPOINT_RATIO times
 #: as long as the last checkpoint took if that is longer: a move then folds at most about that
 #: long after restoring, and taking checkpoints never dominates the work.
-CHECKPOINT_SECONDS = 0.02
+CHECKPOINT_SECONDS = 0.01
 CHECKPOINT_RATIO = 4.0
 #: Moving forward restores a checkpoint instead of folding when it saves more events than this.
 RESTORE_GAIN = 200
@@ -65,8 +66,9 @@ class Replayer:
         self._copy_cost = 0.0  # seconds the last checkpoint took
         self._changed: dict[str, None] = {}
         self._root: str | None = None
-        #: Applied to each event before it is folded (the app makes every string safe to draw).
-        self.prepare: Callable[[ev.Event], ev.Event] | None = None
+        #: Applied before folding to each event whose line is not plain (``core.safe_text.is_plain``):
+        #: the app makes every string safe to draw; a plain line holds nothing to change.
+        self.sanitize: Callable[[ev.Event], ev.Event] | None = None
 
     @classmethod
     def open(cls, path: Path | str, *, follow: bool = False) -> "Replayer":
@@ -217,12 +219,14 @@ class Replayer:
     def _fold(self, start: int, stop: int) -> None:
         """Fold events ``start .. stop-1``, taking checkpoints past the last one on the way."""
         index, model, checkpoints, changed = self.index, self.model, self._checkpoints, self._changed
-        prepare = self.prepare
+        sanitize = self.sanitize
         clock = time.perf_counter
         last = clock()
         for i in range(start, stop):
             event = index.event(i, keep=False)
-            node = model.apply(prepare(event) if prepare is not None else event)
+            if sanitize is not None and not is_plain(index.raw(i)):
+                event = sanitize(event)
+            node = model.apply(event)
             if node is not None:
                 changed[node.id] = None
             now = clock()

@@ -135,7 +135,7 @@ class ReplayApp(RlmApp):
     def __init__(self, replayer: Replayer, *, end: bool = False, follow: bool = False, play: bool = True,
                  speed: float = 1.0, theme: str | None = None, remember_theme: bool = True) -> None:
         self.replayer = replayer
-        replayer.prepare = shown  # every string the model holds is safe to draw
+        replayer.sanitize = shown  # every string the model holds is safe to draw
         self.player = Player(replayer, speed=speed)
         super().__init__(ReplaySource(replayer, self.player), theme=theme, remember_theme=remember_theme)
         self.model = replayer.model
