@@ -27,6 +27,8 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u20
 _JSON_CONTROL = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # The one sequence kept where we render it ourselves (cell output through Text.from_ansi): SGR colour.
 _SGR = re.compile(r"\x1b\[[0-9;:]{0,64}m")
+# The JSON escapes that can stand for a control character (\n and \t are kept by ``safe``).
+_ESCAPED_CONTROL = re.compile(rb"\\[ubfr]")
 # A carriage return that only ends a line (CRLF); a lone one would let text overwrite what was shown.
 _CRLF = re.compile(r"\r+\n")
 
@@ -85,8 +87,7 @@ def is_plain(line: bytes) -> bool:
     """True when a JSON line can only decode to strings ``safe`` leaves as they are: ASCII with no
     ``\\u``, ``\\r``, ``\\b`` or ``\\f`` escape (strict JSON has no raw control characters). A reader
     that sanitizes decoded events may skip such lines: most of a big session file is plain."""
-    return line.isascii() and b"\\u" not in line and b"\\r" not in line and b"\\b" not in line \
-        and b"\\f" not in line
+    return line.isascii() and _ESCAPED_CONTROL.search(line) is None
 
 
 def safe_json(obj: Any) -> str:

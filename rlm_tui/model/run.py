@@ -62,6 +62,21 @@ class RunModel:
         for event in events:
             self.apply(event)
 
+    def reads(self, kind: str, node: str | None) -> bool:
+        """False when an event of ``kind`` for ``node`` would change nothing but the clock: a reader
+        may count it (``skip``) instead of decoding it. Unknown kinds, and an llm call's lm_started
+        (its messages are the prompt node_started already carries; turns are RLM nodes')."""
+        if kind not in HANDLED:
+            return False
+        if kind == ev.LM_STARTED:
+            found = self.tree.nodes.get(node or "")
+            return found is None or found.kind != "llm"
+        return True
+
+    def skip(self) -> None:
+        """Count an event ``reads`` said changes nothing."""
+        self.events += 1
+
     # ---- facts several views need ------------------------------------------------------
 
     @property

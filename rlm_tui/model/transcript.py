@@ -212,8 +212,10 @@ class Transcripts:
     def _lm_started(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         """The last-chance call after the turn limit has a turn number but no turn_started: give it a turn."""
         turn = event.get("turn")
+        if turn is None or (node is not None and node.kind == "llm"):  # an llm call has no turns
+            return
         entry = self._entry(node_id)
-        if turn is None or (entry.turn is not None and entry.blocks[entry.turn].data["turn"] == turn):
+        if entry.turn is not None and entry.blocks[entry.turn].data["turn"] == turn:
             return
         self._turn_started(event, node_id, node)
 
@@ -248,7 +250,7 @@ class Transcripts:
         if entry.reply is None:
             entry.reply = self._append(node_id, Block("reply", data={"done": False}))
         block = entry.blocks[entry.reply]
-        block.text = text or block.text
+        block.text = text  # the whole reply: what streamed before it is only a preview
         block.data["done"] = True
         self._touch(node_id, entry.reply)
         entry.reply = None

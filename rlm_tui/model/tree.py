@@ -109,10 +109,10 @@ class CallTree:
 
     def _write(self, node_id: str | None) -> CallNode | None:
         """The node, ready to change (a checkpoint's is copied first), marked as changed."""
-        node = self.nodes.get(node_id or "")
+        node = self.nodes.get(node_id)  # type: ignore[arg-type]
         if node is None:
             return None
-        if node.id in self._shared:
+        if self._shared and node_id in self._shared:
             node = self.nodes[node.id] = node.copy()
             self._shared.discard(node.id)
         self._dirty.add(node.id)

@@ -217,20 +217,38 @@ class Replayer:
     # ---- folding ----------------------------------------------------------------------
 
     def _fold(self, start: int, stop: int) -> None:
-        """Fold events ``start .. stop-1``, taking checkpoints past the last one on the way."""
+        """Fold events ``start .. stop-1``, taking checkpoints past the last one on the way.
+
+        Events the model would not read (``RunModel.reads``) are counted, not decoded, and so
+        are the streamed chunks of a reply whose lm_finished (the whole text) comes before
+        ``stop``; no checkpoint is taken while such a reply is open, so each holds its chunks.
+        """
         index, model, checkpoints, changed = self.index, self.model, self._checkpoints, self._changed
-        sanitize = self.sanitize
+        sanitize, reads = self.sanitize, model.reads
+        kinds, nodes, kind_names, node_names = index.kinds, index.nodes, index.kind_names, index.node_names
+        chunk, finished = index.kind_code(ev.LM_CHUNK), index.kind_code(ev.LM_FINISHED)
+        covered = self._covered_chunks(start, stop)
+        open_replies: set[int] = set()  # nodes whose skipped chunks wait for their lm_finished
         clock = time.perf_counter
         last = clock()
         for i in range(start, stop):
-            event = index.event(i, keep=False)
-            if sanitize is not None and not is_plain(index.raw(i)):
-                event = sanitize(event)
-            node = model.apply(event)
-            if node is not None:
-                changed[node.id] = None
+            kind, node_code = kinds[i], nodes[i]
+            if kind == chunk and i in covered:
+                open_replies.add(node_code)
+                model.skip()
+            elif not reads(kind_names[kind], node_names[node_code]):
+                model.skip()
+            else:
+                event = index.event(i, keep=False)
+                if sanitize is not None and not is_plain(index.raw(i)):
+                    event = sanitize(event)
+                node = model.apply(event)
+                if node is not None:
+                    changed[node.id] = None
+                if kind == finished:
+                    open_replies.discard(node_code)
             now = clock()
-            if i + 1 <= checkpoints.last:
+            if i + 1 <= checkpoints.last or open_replies:
                 last = now
                 continue
             self._since_checkpoint += now - last
@@ -240,6 +258,28 @@ class Replayer:
                 last = clock()
                 self._copy_cost = last - now
                 self._since_checkpoint = 0.0
+
+    def _covered_chunks(self, start: int, stop: int) -> set[int]:
+        """Positions of lm_chunk events in ``start .. stop-1`` whose reply's lm_finished comes before ``stop``
+        (no lm_started or lm_retry of that node in between: a retried reply keeps what streamed)."""
+        index = self.index
+        code = index.kind_code
+        chunk, finished, started, retry = code(ev.LM_CHUNK), code(ev.LM_FINISHED), code(ev.LM_STARTED), code(ev.LM_RETRY)
+        if chunk is None or finished is None:
+            return set()
+        kinds, nodes = index.kinds, index.nodes
+        ends: set[int] = set()  # nodes whose next model event (looking back from the end) finishes a reply
+        covered: set[int] = set()
+        for i in range(stop - 1, start - 1, -1):
+            kind = kinds[i]
+            if kind == chunk:
+                if nodes[i] in ends:
+                    covered.add(i)
+            elif kind == finished:
+                ends.add(nodes[i])
+            elif kind == started or kind == retry:
+                ends.discard(nodes[i])
+        return covered
 
 
 class Player:
