@@ -53,7 +53,7 @@ class Replayer:
 
     A move back (or a long jump forward) replaces ``model`` with one restored from a
     checkpoint: views compare it with the model they show. ``take_changed`` lists the
-    tree nodes a move that kept the model changed (views redraw only those).
+    tree nodes that may have changed since it was last called (views redraw only those).
     """
 
     def __init__(self, index: SessionIndex) -> None:
@@ -124,8 +124,8 @@ class Replayer:
         start = checkpoints.items[at].position
         if position < self.position or start > self.position + RESTORE_GAIN:
             self.model = checkpoints.restore(at)
+            self._moved_over(min(start, self.position), max(start, self.position))
             self.position = start
-            self._changed = {}
         if position > self.position:
             self._fold(self.position, position)
         self.position = position
@@ -133,9 +133,16 @@ class Replayer:
         return self.model.tree
 
     def take_changed(self) -> list[str]:
-        """Tree nodes changed by moves forward since the last call (the model was kept)."""
+        """Tree nodes that may differ from what they were at the last call: those of the events
+        moved over (forward or back), so a view redraws only those (and drops nodes the model lost)."""
         changed, self._changed = self._changed, {}
         return list(changed)
+
+    def _moved_over(self, start: int, stop: int) -> None:
+        names = self.index.node_names
+        for code in set(self.index.nodes[start:stop]):
+            if names[code] is not None:
+                self._changed[names[code]] = None  # type: ignore[index]
 
     def step(self, n: int = 1) -> CallTree:
         """Forward (n > 0) or back (n < 0) by ``n`` events."""

@@ -213,15 +213,6 @@ class RlmApp(SteeringMixin, App[None]):
             else:
                 self.call_later(self._render_changes)
 
-    def reset_run(self, model: RunModel | None = None) -> None:
-        """Show another model (a replay moving back: one restored from a checkpoint; None: empty)."""
-        self.model = model or RunModel()
-        self._dirty = dict.fromkeys(self.calls.nodes)
-        self.tree_view.restart(self.calls)
-        self.transcript_view.show(None, [], follow=True)
-        self._set_transcript_title()
-        self.answer_panel.display = False
-
     def _tick(self) -> None:
         """Per frame: take what the source has; once a second let running clocks tick."""
         self._frame += 1

@@ -3,9 +3,10 @@
 ``ReplayApp`` is ``RlmApp`` showing the ``Replayer``'s run model: playing moves
 the position in recorded time (``ReplaySource.drain``, polled once per frame
 like a live run) and stepping moves it by an event, cell or turn; the app
-redraws the nodes a forward move changed, and when a move replaced the model
-(back, or far forward: a checkpoint restored, ``Replayer.seek``) it shows the
-new one whole (``RlmApp.reset_run``). A bar above the footer shows where the
+redraws the nodes a move changed, also when the move replaced the model (back,
+or far forward: a checkpoint restored, ``Replayer.seek``): the tree drops the
+nodes the new model lacks and the transcript shown re-renders from its first
+block that is not shared with the checkpoint. A bar above the footer shows where the
 replay stands (turn, recorded time, event n of N) and the keys.
 
 With ``--follow`` the file is watched (``sessions.follow.changes``) and new
@@ -191,20 +192,26 @@ class ReplayApp(RlmApp):
         self._refresh_bar()
 
     def _show_position(self) -> None:
-        """Bring the panes to the replayer's model: the nodes a forward move changed, or a new model whole."""
+        """Bring the panes to the replayer's model: only the nodes the move changed are redrawn,
+        and a transcript shown is re-rendered from its first block that changed."""
         replayer = self.replayer
-        if replayer.model is not self.model:
-            selected = self.transcript_view.node_id
-            self.reset_run(replayer.model)
-            replayer.take_changed()
-            self.schedule_render()  # before the reselection: the tree's widgets exist by then
-            if selected is not None:
-                self.call_later(self._reselect, selected)
-            return
         changed = replayer.take_changed()
-        if changed or self.transcripts.has_changes():
-            self._dirty.update(dict.fromkeys(changed))
-            self.schedule_render()
+        if replayer.model is not self.model:  # restored from a checkpoint
+            self.model = replayer.model
+            self.tree_view.rebind(self.calls)
+            view = self.transcript_view
+            if view.node_id is not None and view.node_id in self.calls.nodes:
+                view.rebind(self.transcripts.blocks(view.node_id))
+            else:
+                view.show(None, [], follow=True)  # the next render shows the root
+            self.transcripts.take_changes()
+            self._set_transcript_title()
+            if not self.run_state.finished:
+                self.answer_panel.display = False
+        elif not changed and not self.transcripts.has_changes():
+            return
+        self._dirty.update(dict.fromkeys(changed))
+        self.schedule_render()
 
     def _reselect(self, node_id: str) -> None:
         if node_id in self.calls.nodes:
