@@ -62,7 +62,6 @@ def test_every_position_equals_a_fold_from_the_start(sample: Sample, monkeypatch
     on, in any order of moves, gives the model a fold from the start gives."""
     if every is not None:
         monkeypatch.setattr(replay_mod, "CHECKPOINT_SECONDS", every)  # a checkpoint after every event
-        monkeypatch.setattr(replay_mod, "CHECKPOINT_RATIO", 0.0)
     monkeypatch.setattr(replay_mod, "RESTORE_GAIN", 3)  # jumps forward restore too
     replay = Replayer.open(sample.path)
     events = list(replay.index.iter_events())

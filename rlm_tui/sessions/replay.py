@@ -24,11 +24,11 @@ from ..model.run import Checkpoints, RunModel
 from ..model.tree import CallTree
 from .index import ANY, SessionIndex
 
-#: A checkpoint is taken after every CHECKPOINT_SECONDS of folding, or after CHECKPOINT_RATIO times
-#: as long as the last checkpoint took if that is longer: a move then folds at most about that
-#: long after restoring, and taking checkpoints never dominates the work.
+#: A checkpoint is taken after CHECKPOINT_EVENTS events or CHECKPOINT_SECONDS of folding, whichever
+#: comes first (and where a fold stops, if that is a quarter as far): a move then folds about that
+#: much after restoring. A checkpoint shares what did not change, so it costs little (README).
+CHECKPOINT_EVENTS = 400
 CHECKPOINT_SECONDS = 0.01
-CHECKPOINT_RATIO = 4.0
 #: Moving forward restores a checkpoint instead of folding when it saves more events than this.
 RESTORE_GAIN = 200
 
@@ -63,7 +63,6 @@ class Replayer:
         self._checkpoints = Checkpoints()
         self._checkpoints.take(0, self.model)
         self._since_checkpoint = 0.0  # seconds spent folding past the last checkpoint
-        self._copy_cost = 0.0  # seconds the last checkpoint took
         self._changed: dict[str, None] = {}
         self._root: str | None = None
         #: Applied before folding to each event whose line is not plain (``core.safe_text.is_plain``):
@@ -260,11 +259,13 @@ class Replayer:
                 continue
             self._since_checkpoint += now - last
             last = now
-            if self._since_checkpoint >= max(CHECKPOINT_SECONDS, CHECKPOINT_RATIO * self._copy_cost):
+            if self._since_checkpoint >= CHECKPOINT_SECONDS or i + 1 - checkpoints.last >= CHECKPOINT_EVENTS:
                 checkpoints.take(i + 1, model)
                 last = clock()
-                self._copy_cost = last - now
                 self._since_checkpoint = 0.0
+        if not open_replies and stop - checkpoints.last >= CHECKPOINT_EVENTS // 4:
+            checkpoints.take(stop, model)
+            self._since_checkpoint = 0.0
 
     def _covered_chunks(self, start: int, stop: int) -> set[int]:
         """Positions of lm_chunk events in ``start .. stop-1`` whose reply's lm_finished comes before ``stop``

@@ -57,7 +57,7 @@ class TranscriptView(ScrollView, can_focus=True):
         """Switch to another node's transcript: at its end if ``follow`` (a live node), else its top."""
         self.node_id = node_id
         self._blocks = blocks
-        self._window(at_end=follow)
+        self._window(at_end=follow or self._follow)
         if follow:
             self._follow = True
             self.scroll_end(animate=False, immediate=False, x_axis=False)
@@ -89,7 +89,7 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        self._follow = new_value >= self.max_scroll_y
+        self._follow = new_value >= self.max_scroll_y and self._hi >= len(self._blocks)
         page = max(self.size.height, 1)
         if self._lo > 0 and new_value < page:  # near the top of what is rendered: render more above
             added = self._extend_up()
@@ -192,6 +192,9 @@ class TranscriptView(ScrollView, can_focus=True):
         self._resize()
 
     def _resize(self) -> None:
+        if self._follow and self._hi < len(self._blocks):  # following: the window belongs at the end
+            self._window(at_end=True)
+            return
         self.virtual_size = Size(self._width, len(self._lines) + (self._lo > 0) + (self._hi < len(self._blocks)))
         self.refresh()
         if self._follow:
