@@ -106,7 +106,8 @@ def generate(path: Path, megabytes: float, shape: str) -> None:
                 g.emit(ev.NODE_FINISHED, node, batch, status="done", result=output, error="")
             g.emit(ev.NODE_FINISHED, batch, root, status="done", result=f"{size} of {size} answered", error="")
         for _ in range(1 if shape == "turns" else 40):
-            g.emit(ev.CELL_OUTPUT, root, None, cell=turn, stream="stdout", text=output * (40 if shape == "turns" else 1))
+            text = output * (40 if shape == "turns" else 1)
+            g.emit(ev.CELL_OUTPUT, root, None, cell=turn, stream="stdout", text=text)
         g.emit(ev.CELL_FINISHED, root, None, cell=turn, status="ok", duration_s=30.0, output_chars=20_000,
                truncated_chars=0)
         g.emit(ev.TURN_FINISHED, root, None, turn=turn, duration_s=42.0)

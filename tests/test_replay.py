@@ -55,13 +55,13 @@ def test_replay_to_end_matches_the_live_run(sample: Sample) -> None:
     assert replay.bad_lines == []
 
 
-@pytest.mark.parametrize("every", [0.0, None])
+@pytest.mark.parametrize("every", [1, None])
 def test_every_position_equals_a_fold_from_the_start(sample: Sample, monkeypatch: pytest.MonkeyPatch,
-                                                     every: float | None) -> None:
+                                                     every: int | None) -> None:
     """Restoring checkpoints of the whole model (tree, transcripts, run state, questions) and folding
     on, in any order of moves, gives the model a fold from the start gives."""
     if every is not None:
-        monkeypatch.setattr(replay_mod, "CHECKPOINT_SECONDS", every)  # a checkpoint after every event
+        monkeypatch.setattr(replay_mod, "CHECKPOINT_EVENTS", every)  # a checkpoint after every event
     monkeypatch.setattr(replay_mod, "RESTORE_GAIN", 3)  # jumps forward restore too
     replay = Replayer.open(sample.path)
     events = list(replay.index.iter_events())

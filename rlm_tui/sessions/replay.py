@@ -5,7 +5,7 @@ The state at a position is the ``RunModel`` fold of those events (tree,
 transcripts, run state, questions: everything a view shows). Moving forward
 folds the new events; moving back, or far forward to where the replay has
 been before, restores the nearest checkpoint of the whole model
-(``model.run.Checkpoints``, taken every ``CHECKPOINT_SECONDS`` of folding) and
+(``model.run.Checkpoints``, taken every ``CHECKPOINT_EVENTS`` events) and
 folds on from there, so every move costs a restore plus a short fold, on a
 100 MB file as on a small one.
 """
@@ -13,7 +13,6 @@ folds on from there, so every move costs a restore plus a short fold, on a
 from __future__ import annotations
 
 import bisect
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,11 +23,10 @@ from ..model.run import Checkpoints, RunModel
 from ..model.tree import CallTree
 from .index import ANY, SessionIndex
 
-#: A checkpoint is taken after CHECKPOINT_EVENTS events or CHECKPOINT_SECONDS of folding, whichever
-#: comes first (and where a fold stops, if that is a quarter as far): a move then folds about that
-#: much after restoring. A checkpoint shares what did not change, so it costs little (README).
-CHECKPOINT_EVENTS = 400
-CHECKPOINT_SECONDS = 0.01
+#: A checkpoint is taken every CHECKPOINT_EVENTS events (and where a jump lands, if that is a quarter
+#: as far): a move then folds at most that many events after restoring. A checkpoint shares what did
+#: not change, so it holds tens of KB (README: Performance), and their number is bounded by the file's.
+CHECKPOINT_EVENTS = 250
 #: Moving forward restores a checkpoint instead of folding when it saves more events than this.
 RESTORE_GAIN = 200
 
@@ -62,7 +60,6 @@ class Replayer:
         self.model = RunModel()
         self._checkpoints = Checkpoints()
         self._checkpoints.take(0, self.model)
-        self._since_checkpoint = 0.0  # seconds spent folding past the last checkpoint
         self._changed: dict[str, None] = {}
         self._root: str | None = None
         #: Applied before folding to each event whose line is not plain (``core.safe_text.is_plain``):
@@ -235,8 +232,6 @@ class Replayer:
         chunk, finished = index.kind_code(ev.LM_CHUNK), index.kind_code(ev.LM_FINISHED)
         covered = self._covered_chunks(start, stop)
         open_replies: set[int] = set()  # nodes whose skipped chunks wait for their lm_finished
-        clock = time.perf_counter
-        last = clock()
         for i in range(start, stop):
             kind, node_code = kinds[i], nodes[i]
             if kind == chunk and i in covered:
@@ -253,19 +248,11 @@ class Replayer:
                     changed[node.id] = None
                 if kind == finished:
                     open_replies.discard(node_code)
-            now = clock()
-            if i + 1 <= checkpoints.last or open_replies:
-                last = now
-                continue
-            self._since_checkpoint += now - last
-            last = now
-            if self._since_checkpoint >= CHECKPOINT_SECONDS or i + 1 - checkpoints.last >= CHECKPOINT_EVENTS:
+            if i + 1 - checkpoints.last >= CHECKPOINT_EVENTS and not open_replies:
                 checkpoints.take(i + 1, model)
-                last = clock()
-                self._since_checkpoint = 0.0
-        if not open_replies and stop - checkpoints.last >= CHECKPOINT_EVENTS // 4:
+        jumped = stop - start >= CHECKPOINT_EVENTS  # moving back from where a jump landed is quick too
+        if jumped and not open_replies and stop - checkpoints.last >= CHECKPOINT_EVENTS // 4:
             checkpoints.take(stop, model)
-            self._since_checkpoint = 0.0
 
     def _covered_chunks(self, start: int, stop: int) -> set[int]:
         """Positions of lm_chunk events in ``start .. stop-1`` whose reply's lm_finished comes before ``stop``
