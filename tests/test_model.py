@@ -290,3 +290,22 @@ def test_a_huge_batch_folds_in_linear_time(n: int) -> None:
     small = min(batch(n // 10) for _ in range(3))
     big = min(batch(n) for _ in range(2))
     assert big < 30 * small, (big, small)
+
+
+def test_one_token_formatter_for_every_presenter() -> None:
+    """The app, the headless printer and the exports print 1000 tokens the same way (they once disagreed)."""
+    import io
+
+    from rlm_tui.headless import ProgressPrinter
+    from rlm_tui.model.fmt import tokens
+    from rlm_tui.ui import fmt
+
+    assert fmt.tokens is tokens
+    assert [tokens(n) for n in (999, 1000, 1050, 37_500, 2_000_000)] == ["999", "1k", "1.1k", "37.5k", "2M"]
+    out = io.StringIO()
+    printer = ProgressPrinter(out)
+    for event in (E(ev.NODE_STARTED, "n0", node_kind="root", depth=0, model="m", prompt="q"),
+                  E(ev.LM_FINISHED, "n0", model="m", text="x", tokens_in=990, tokens_out=10, cost_usd=0.0),
+                  E(ev.RUN_FINISHED, answer="x", usage={}, calls=0, duration_s=1.0)):
+        printer(event)
+    assert "sub-calls · 1k tok ·" in out.getvalue().splitlines()[-1]
