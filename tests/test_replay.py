@@ -205,3 +205,16 @@ def test_player_keeps_recorded_time_and_shortens_long_waits(tmp_path: Path) -> N
     player.slower(), player.slower()
     assert player.speed == 0.5
     assert player.advance(0.9) == 1 and player.advance(0.2) == 2  # from t=0: 0.5 s at half speed
+
+
+def test_a_recorded_run_matches_the_event_definitions(sample: Sample) -> None:
+    """Every field the engine wrote has the type its kind declares: reading coerces nothing."""
+    seen = set()
+    for line in sample.path.read_text().splitlines():
+        obj = json.loads(line)
+        seen.add(obj["kind"])
+        assert ev.coerce(obj) == [], obj["kind"]
+        assert obj["kind"] in ev.KINDS
+        declared = set(ev.KINDS[obj["kind"]].field_names()) | {"seq", "t", "kind", "node", "parent"}
+        assert set(obj) <= declared, (obj["kind"], set(obj) - declared)
+    assert len(seen) >= 15

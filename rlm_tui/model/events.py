@@ -115,7 +115,7 @@ SPAWN_REQUESTED = _kind("spawn_requested", "a sub-call waits for approval",
                         _opt("n", INT), _opt("prompts", LIST), _opt("waiting", INT))
 SPAWN_DECIDED = _kind("spawn_decided", "a waiting sub-call was decided",
                       _f("decision", TEXT, "`approve`, `edit`, `deny`, `open`, `kill`"), _f("by", TEXT),
-                      _opt("at", NUMBER), _opt("waited_s", NUMBER), _opt("prompt", TEXT), _opt("model", TEXT),
+                      _opt("at", TEXT, "ISO time"), _opt("waited_s", NUMBER), _opt("prompt", TEXT), _opt("model", TEXT),
                       _opt("original_prompt", TEXT), _opt("original_model", TEXT), _opt("prompts", LIST),
                       _opt("original_prompts", LIST), _opt("reason", TEXT), _opt("waiting", INT))
 STEP_WAITING = _kind("step_waiting", "step mode: a turn or cell waits for the user",
@@ -123,11 +123,11 @@ STEP_WAITING = _kind("step_waiting", "step mode: a turn or cell waits for the us
                      _opt("code", TEXT), _opt("waiting", INT))
 STEP_DECIDED = _kind("step_decided", "a waiting step was decided",
                      _f("gate", TEXT), _f("what", TEXT), _f("decision", TEXT, "`run`, `edit`, `skip`, `kill`"),
-                     _f("by", TEXT), _opt("at", NUMBER), _opt("waited_s", NUMBER), _opt("code", TEXT),
+                     _f("by", TEXT), _opt("at", TEXT, "ISO time"), _opt("waited_s", NUMBER), _opt("code", TEXT),
                      _opt("original_code", TEXT), _opt("reason", TEXT), _opt("waiting", INT))
 STEERING = _kind("steering", "the user steered the run",
                  _f("action", TEXT, "`pause`, `resume`, `step`, `policy`, `always`, `kill`, `interrupt`"),
-                 _f("by", TEXT), _opt("at", NUMBER), _opt("mode", TEXT), _opt("policy", TEXT),
+                 _f("by", TEXT), _opt("at", TEXT, "ISO time"), _opt("mode", TEXT), _opt("policy", TEXT),
                  _opt("spawn_kind", TEXT), _opt("nodes", LIST))
 NODE_FINISHED = _kind("node_finished", "a call node finished",
                       _f("status", TEXT, "`done`, `failed`, `killed`, `denied`, `limit`"),
