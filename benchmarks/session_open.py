@@ -1,22 +1,26 @@
-"""How fast a big session file opens: index, jump to the end, step back, read a transcript.
+"""How fast replay opens and moves on a big session file: the run model at any position.
 
-    python benchmarks/session_open.py                  # a 100 MB session of the usual shape
-    python benchmarks/session_open.py --shape small    # 100 MB of tiny events (the worst case)
+    python benchmarks/session_open.py                    # 100 MB of the usual shape: the table
+    python benchmarks/session_open.py --app --memory     # also the replay app (pilot) and checkpoint memory
+    python benchmarks/session_open.py --shape usual      # 100-prompt batches on 25 KB pieces (fewer turns)
+    python benchmarks/session_open.py --shape small      # 100 MB of tiny events (the most lines)
     python benchmarks/session_open.py --mb 20 --keep /tmp/big.jsonl
-    python benchmarks/session_open.py --app            # also the replay app, headless
 
-The file is written with the real SessionWriter: root turns, each with a
-streamed reply (2 KB of prose and a code block), a cell with 20 KB of output, and a batch of llm_query calls on
-25 KB pieces of the input (node_started carries each prompt), which is what
-makes real sessions big. ``--shape small`` instead fills the file with ~130-byte
-lm_chunk and cell_output lines: the most lines a 100 MB file can have.
-Numbers are wall-clock seconds on this machine; compare ``core.session.load``
-(decode every line) with ``Replayer`` (index, decode on demand).
+The file is written with the real SessionWriter. ``turns`` (the default, the
+shape of issue 12): root turns, each a streamed reply (2 KB of prose and a code
+block, in a few chunks), a cell with 20 KB of output and a batch of 8
+llm_query calls on 3 KB prompts; 100 MB is ~1,400 turns and ~66,000 events.
+``usual``: batches of 100 calls on 25 KB pieces (node_started carries each
+prompt). ``small``: ~130-byte lm_chunk and cell_output lines. Each row is
+wall-clock seconds of one move of a ``Replayer`` (the model the replay app
+shows), made in order, so "back" rows start where the previous row ended;
+``--app`` times the same keys in the replay app until the next frame is drawn.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -26,9 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rlm_tui.core import events as ev  # noqa: E402
-from rlm_tui.core.session import SessionWriter, load  # noqa: E402
+from rlm_tui.core.session import SessionWriter  # noqa: E402
 from rlm_tui.sessions.replay import Replayer  # noqa: E402
-from rlm_tui.sessions.transcript import SessionLog  # noqa: E402
 
 
 class _Gen:
@@ -77,13 +80,10 @@ def generate(path: Path, megabytes: float, shape: str) -> None:
         turn += 1
         g.emit(ev.TURN_STARTED, root, None, turn=turn)
         g.emit(ev.LM_STARTED, root, None, turn=turn, model="openai/gpt-5",
-               messages=[{"role": "user", "content": output * 40}])
+               messages=[{"role": "user", "content": output * (10 if shape == "turns" else 40)}])
         reply = (_words(rng, 2000) + "\n\nI will map over the files.\n```repl\n"
                  "res = llm_query_batched(prompts)\nprint(res[:3])\n```\n")
-        if shape == "small":
-            chunks = 200_000
-        else:
-            chunks = 40
+        chunks = {"small": 200_000, "turns": 4}.get(shape, 40)
         for _ in range(chunks):
             g.emit(ev.LM_CHUNK, root, None, text=_words(rng, 60))
             if shape == "small" and g.size >= target:
@@ -92,20 +92,22 @@ def generate(path: Path, megabytes: float, shape: str) -> None:
                tokens_out=900, cost_usd=0.05, cost_known=True, latency_s=12.0)
         g.emit(ev.CELL_STARTED, root, None, cell=turn, code="res = llm_query_batched(prompts)\nprint(res[:3])\n")
         if shape != "small":
+            size, prompt = (8, piece[:3000]) if shape == "turns" else (100, piece)
             batch = g.new_id()
-            g.emit(ev.NODE_STARTED, batch, root, node_kind="batch", depth=1, model="openai/gpt-5-mini", n=100,
-                   prompt=piece[:200], label="llm_query_batched × 100")
-            for _ in range(100):
+            g.emit(ev.NODE_STARTED, batch, root, node_kind="batch", depth=1, model="openai/gpt-5-mini", n=size,
+                   prompt=piece[:200], label=f"llm_query_batched × {size}")
+            for _ in range(size):
                 node = g.new_id()
                 g.emit(ev.NODE_STARTED, node, batch, node_kind="llm", depth=1, model="openai/gpt-5-mini",
-                       prompt=piece, label=piece[:60])
+                       prompt=prompt, label=piece[:60])
                 g.emit(ev.LM_STARTED, node, batch, turn=None, model="openai/gpt-5-mini", messages=[])
                 g.emit(ev.LM_FINISHED, node, batch, model="openai/gpt-5-mini", text=output, tokens_in=6000,
                        tokens_out=100, cost_usd=0.002, cost_known=True, latency_s=3.0)
                 g.emit(ev.NODE_FINISHED, node, batch, status="done", result=output, error="")
-            g.emit(ev.NODE_FINISHED, batch, root, status="done", result="100 of 100 answered", error="")
-        for _ in range(40):
-            g.emit(ev.CELL_OUTPUT, root, None, cell=turn, stream="stdout", text=output)
+            g.emit(ev.NODE_FINISHED, batch, root, status="done", result=f"{size} of {size} answered", error="")
+        for _ in range(1 if shape == "turns" else 40):
+            text = output * (40 if shape == "turns" else 1)
+            g.emit(ev.CELL_OUTPUT, root, None, cell=turn, stream="stdout", text=text)
         g.emit(ev.CELL_FINISHED, root, None, cell=turn, status="ok", duration_s=30.0, output_chars=20_000,
                truncated_chars=0)
         g.emit(ev.TURN_FINISHED, root, None, turn=turn, duration_s=42.0)
@@ -115,15 +117,75 @@ def generate(path: Path, megabytes: float, shape: str) -> None:
     writer.close()
 
 
-def timed(label: str, fn):  # type: ignore[no-untyped-def]
+ROWS: list[tuple[str, float, float | None, str]] = []  # what, seconds, target, note
+
+
+def timed(label: str, fn, target: float | None = None, note: str = ""):  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     value = fn()
-    print(f"{label:<44} {time.perf_counter() - started:7.3f} s")
+    ROWS.append((label, time.perf_counter() - started, target, note))
     return value
 
 
+def replayer_timings(path: Path) -> None:
+    """The Replayer (the model the app shows) moved as the app's keys move it, cold, on a fresh open."""
+    from rlm_tui.ui.app import shown
+
+    def opened() -> Replayer:
+        replay = Replayer.open(path)
+        replay.sanitize = shown  # as the app does
+        return replay
+
+    replay = timed("open at the start (index; position 0)", opened, 0.5)
+    replay.close()
+    started = time.perf_counter()
+    replay = opened()
+    replay.to_end()
+    ROWS.append(("open at the end (index + fold every event)", time.perf_counter() - started, 1.0,
+                 f"{len(replay._checkpoints)} checkpoints"))
+    end = len(replay)
+    moves = [("one event back", lambda: replay.step(-1)), ("one event forward", lambda: replay.step(1)),
+             ("one cell back", replay.prev_cell), ("one cell forward", replay.next_cell),
+             ("one turn back", replay.prev_turn), ("one turn forward", replay.next_turn),
+             ("jump to the start", replay.to_start), ("jump to the end", replay.to_end),
+             ("jump to the middle", lambda: replay.seek(end // 2)), ("one turn back (middle)", replay.prev_turn),
+             ("one event back (middle)", lambda: replay.step(-1)), ("one cell forward (middle)", replay.next_cell)]
+    for label, move in moves:
+        timed(f"  {label}", move, 0.3 if label.startswith("jump") else 0.1)
+    replay.close()
+
+
+def memory(path: Path) -> None:
+    """What the checkpoints hold: the replayer at the end minus the same model folded without them."""
+    import gc
+    import tracemalloc
+
+    from rlm_tui.model.run import RunModel
+
+    replay = Replayer.open(path)
+    tracemalloc.start()
+    model = RunModel()
+    for event in replay.index.iter_events():
+        model.apply(event)
+    alone = tracemalloc.get_traced_memory()[0]
+    del model
+    gc.collect()
+    tracemalloc.stop()
+    tracemalloc.start()
+    replay.to_end()
+    replay.to_start()  # every checkpoint's restore exercised once: copies made on the way are counted
+    replay.to_end()
+    with_checkpoints = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    count = len(replay._checkpoints)
+    ROWS.append(("memory: the model at the end, MB", alone / 1e6, None, "decoded strings included"))
+    ROWS.append(("memory: checkpoints on top of it, MB", (with_checkpoints - alone) / 1e6, None,
+                 f"{count} checkpoints, {(with_checkpoints - alone) / max(count, 1) / 1e3:.0f} KB each"))
+    replay.close()
+
+
 def app_timings(path: Path) -> None:
-    """The replay app (headless, 160x45): open at the end, step back a turn and an event."""
+    """The replay app (headless pilot, 160x45): each key press until the frame after it is drawn."""
     import asyncio
     import os
 
@@ -135,52 +197,53 @@ def app_timings(path: Path) -> None:
         app = ReplayApp(Replayer.open(path), end=True, play=False, remember_theme=False)
         async with app.run_test(size=(160, 45)) as pilot:
             await pilot.pause()
-            print(f"{'app: open at the end, drawn':<44} {time.perf_counter() - started:7.3f} s")
-            for key, label in (("left_curly_bracket", "app: step back one turn"), ("comma", "app: step back one event"),
-                               ("full_stop", "app: step forward one event")):
+            ROWS.append(("app: open at the end, drawn", time.perf_counter() - started, 1.0, ""))
+            for key, label, target in (("left_curly_bracket", "one turn back", 0.1), ("comma", "one event back", 0.1),
+                                       ("full_stop", "one event forward", 0.1),
+                                       ("left_square_bracket", "one cell back", 0.1),
+                                       ("right_curly_bracket", "one turn forward", 0.1),
+                                       ("g", "jump to the start", 0.3), ("G", "jump to the end", 0.3)):
                 started = time.perf_counter()
                 await pilot.press(key)
                 await pilot.pause()
-                print(f"{label:<44} {time.perf_counter() - started:7.3f} s")
+                ROWS.append((f"  app: {label}", time.perf_counter() - started, target, ""))
 
     asyncio.run(run())
+
+
+def print_table(header: str) -> None:
+    print(header)
+    print(f"{'what':<46} {'s':>8} {'target':>7}  met  note")
+    for label, seconds, target, note in ROWS:
+        met = "" if target is None else ("yes" if seconds <= target else "NO")
+        shown = f"{seconds:8.3f}" if not label.startswith("memory") else f"{seconds:8.1f}"
+        print(f"{label:<46} {shown} {'' if target is None else f'{target:7.2f}':>7}  {met:<4} {note}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=100.0, help="size of the generated file (default 100)")
-    parser.add_argument("--shape", choices=["usual", "small"], default="usual")
+    parser.add_argument("--shape", choices=["turns", "usual", "small"], default="turns")
     parser.add_argument("--keep", type=Path, help="write the file here and keep it")
-    parser.add_argument("--skip-load", action="store_true", help="skip the decode-everything comparison")
     parser.add_argument("--app", action="store_true", help="also time the replay app (Textual, headless)")
+    parser.add_argument("--memory", action="store_true", help="also measure the checkpoints' memory (slow)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "big.jsonl"
         if not path.exists():
-            timed("generate", lambda: generate(path, args.mb, args.shape))
+            started = time.perf_counter()
+            generate(path, args.mb, args.shape)
+            print(f"generated in {time.perf_counter() - started:.1f} s")
         size = path.stat().st_size
         lines = sum(1 for _ in open(path, "rb"))
-        print(f"file: {size / 1e6:.1f} MB, {lines:,} lines ({args.shape})")
-        replay = timed("open (index every line)", lambda: Replayer.open(path))
-        timed("  first screen: position 200", lambda: replay.seek(200))
-        timed("  jump to the end (fold the tree)", replay.to_end)
-        print(f"    nodes {len(replay.tree.nodes):,}, answer {replay.tree.answer!r}, "
-              f"{replay.describe().describe()}")
-        timed("  step back one turn", replay.prev_turn)
-        timed("  step back one event", lambda: replay.step(-1))
-        timed("  back to the end", replay.to_end)
-        timed("  root transcript at the end (decode)", lambda: len(replay.transcript_events(replay.root)))
-        replay.close()
-        started = time.perf_counter()
-        replay = Replayer.open(path)
-        replay.to_end()
-        print(f"{'open at the end (--end), total':<44} {time.perf_counter() - started:7.3f} s")
-        replay.close()
-        if not args.skip_load:
-            timed("for comparison: core.session.load (all)", lambda: load(path))
-            timed("for comparison: SessionLog (headless fold)", lambda: SessionLog.read(path))
+        load = os.getloadavg()[0]
+        replayer_timings(path)
+        if args.memory:
+            memory(path)
         if args.app:
             app_timings(path)
+        print_table(f"file: {size / 1e6:.1f} MB, {lines:,} lines ({args.shape}); load average {load:.1f} "
+                    f"before, {os.getloadavg()[0]:.1f} after; {os.cpu_count()} cores")
     return 0
 
 

@@ -7,11 +7,8 @@ from typing import TextIO
 
 from .core import events as ev
 from .core.safe_text import safe
-from .core.tree import CallTree
-
-
-def human_tokens(n: float) -> str:
-    return f"{n / 1000:.1f}k" if n >= 1000 else str(int(n))
+from .model.fmt import tokens
+from .model.run import RunModel
 
 
 class ProgressPrinter:
@@ -19,17 +16,17 @@ class ProgressPrinter:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.tree = CallTree()
+        self.model = RunModel()  # the one fold the app and replay use; this prints from its tree
 
     def __call__(self, event: ev.Event) -> None:
-        self.tree.apply(event)
+        self.model.apply(event)
         line = self._line(event)
         if line:
             print(safe(line), file=self.stream, flush=True)
 
     def _line(self, event: ev.Event) -> str | None:
         kind = event.kind
-        node = self.tree.nodes.get(event.node or "")
+        node = self.model.tree.nodes.get(event.node or "")
         indent = "  " * (node.depth if node else 0)
         if kind == ev.CONTEXT_LOADED and node is not None and node.kind == "root":
             info = event.get("info") or {}
@@ -46,9 +43,9 @@ class ProgressPrinter:
             return (f"[{event.t:6.1f}s] {indent}  cell {event.get('cell')} {event.get('status')} "
                     f"({event.get('duration_s', 0):.2f}s, {event.get('output_chars', 0):,} chars out)")
         if kind == ev.NODE_FINISHED and node is not None and node.kind in ("rlm", "batch"):
-            usage = self.tree.subtree_usage(node.id)
+            usage = self.model.tree.subtree_usage(node.id)
             return (f"[{event.t:6.1f}s] {indent}{node.kind} {node.id} {node.status}: "
-                    f"{self.tree.subtree_calls(node.id)} calls · {human_tokens(usage.total_tokens)} tok · "
+                    f"{self.model.tree.subtree_calls(node.id)} calls · {tokens(usage.total_tokens)} tok · "
                     f"${usage.cost_usd:.4f}")
         if kind == ev.LM_RETRY:
             return f"[{event.t:6.1f}s] {indent}retry {event.get('attempt')} in {event.get('wait_s')}s: {event.get('error')}"
@@ -58,8 +55,8 @@ class ProgressPrinter:
             return f"[{event.t:6.1f}s] {label}: {text}"
         if kind == ev.RUN_FINISHED:
             calls = event.get("calls", 0)
-            total = self.tree.total_usage()  # once, at the end: it walks every node
-            return (f"[{event.t:6.1f}s] finished: {calls} sub-calls · {human_tokens(total.total_tokens)} tok · "
+            total = self.model.tree.total_usage()  # once, at the end: it walks every node
+            return (f"[{event.t:6.1f}s] finished: {calls} sub-calls · {tokens(total.total_tokens)} tok · "
                     f"${total.cost_usd:.4f}" + (f" · stopped by {event.get('stopped_by')}"
                                                 if event.get("stopped_by") else ""))
         return None

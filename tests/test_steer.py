@@ -26,7 +26,7 @@ from rlm_tui.core.config import Limits, Settings
 from rlm_tui.core.control import KILLED_RESULT, POLICY_DENIED, Steering
 from rlm_tui.core.engine import Engine, RunResult
 from rlm_tui.core.session import load
-from rlm_tui.core.tree import CallTree
+from rlm_tui.model.tree import CallTree
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, question_of, turn_of
 
 React = Callable[["FakeUI", ev.Event], None]

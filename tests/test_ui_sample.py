@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from rlm_tui.core import events as ev
-from rlm_tui.core.tree import CallTree
+from rlm_tui.model.tree import CallTree
 from rlm_tui.ui import fmt
-from rlm_tui.ui.runstate import RunState
-from rlm_tui.ui.transcript import Transcripts
+from rlm_tui.model.state import RunState
+from rlm_tui.model.transcript import Transcripts
 
 QUESTION = "When is the launch, and who objected to the date?"
 TRACEBACK = ("\x1b[0;31m---------------------------------------------------------------------------\x1b[0m\n"

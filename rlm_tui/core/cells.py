@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 from . import events as ev
 from . import prompts
-from .backends import Kernel, KernelBackend, KernelDied, expression_value, kernel_source, strip_ansi
+from .backends import Kernel, KernelBackend, KernelDied, expression_value, kernel_source
+from .safe_text import strip_ansi
 from .config import Limits
 from .control import SKIPPED_OUTPUT, Steering, edited_cell_note
 from .errors import SetupError

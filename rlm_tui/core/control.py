@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterator
 
 from . import events as ev
-from .tree import one_line
+from .safe_text import one_line
 
 POLICIES = ("ask", "rlm", "auto", "deny")
 STEP_MODES = ("off", "turn", "cell", "all")

@@ -36,7 +36,7 @@ from .redaction import known_secrets, redact
 from .rlm_node import Rlm, context_preview
 from .session import new_session_path
 from .subcalls import RESULT_EXCERPT, SubCalls
-from .tree import one_line
+from .safe_text import one_line
 from .turns import TurnLoop
 
 __all__ = ["Engine", "RunResult", "SetupError"]

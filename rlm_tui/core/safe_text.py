@@ -27,6 +27,8 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u20
 _JSON_CONTROL = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # The one sequence kept where we render it ourselves (cell output through Text.from_ansi): SGR colour.
 _SGR = re.compile(r"\x1b\[[0-9;:]{0,64}m")
+# The JSON escapes that can stand for a control character (\n and \t are kept by ``safe``).
+_ESCAPED_CONTROL = re.compile(rb"\\[ubfr]")
 # A carriage return that only ends a line (CRLF); a lone one would let text overwrite what was shown.
 _CRLF = re.compile(r"\r+\n")
 
@@ -81,6 +83,13 @@ def _visible_keep_cr(match: re.Match[str]) -> str:
     return "\r" if match.group() == "\r" else _visible(match)
 
 
+def is_plain(line: bytes) -> bool:
+    """True when a JSON line can only decode to strings ``safe`` leaves as they are: ASCII with no
+    ``\\u``, ``\\r``, ``\\b`` or ``\\f`` escape (strict JSON has no raw control characters). A reader
+    that sanitizes decoded events may skip such lines: most of a big session file is plain."""
+    return line.isascii() and _ESCAPED_CONTROL.search(line) is None
+
+
 def safe_json(obj: Any) -> str:
     """``json.dumps`` for a terminal: UTF-8 kept, but DEL, C1 and bidi controls escaped as
     ``\\u00XX`` (json.dumps leaves them raw), so the decoded value is unchanged."""
@@ -105,3 +114,21 @@ def safe_data(value: Any, *, depth: int = 0) -> Any:
             return safe(value)
         return [safe_data(v, depth=depth + 1) for v in value]
     return value
+
+
+# A CSI sequence (colour, cursor moves): what the model reads of a traceback needs none of them.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def strip_ansi(text: str) -> str:
+    """Cell output as the model reads it: without the colour codes of IPython's tracebacks."""
+    return _ANSI.sub("", text)
+
+
+def one_line(text: str, width: int = 60) -> str:
+    """A node label: the first non-empty line of a prompt, shortened."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line if len(line) <= width else line[: width - 1] + "…"
+    return ""

@@ -144,78 +144,6 @@ class LoadedSession:
     bad_lines: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
 
 
-#: Fields readers show as text (None allowed), or add up as numbers; a damaged or foreign file
-#: may hold anything there. ``repair`` turns a wrong type into something every reader can show.
-TEXT_FIELDS = frozenset({
-    "question", "path", "model", "label", "prompt", "text", "code", "stream", "status", "result", "error",
-    "answer", "source", "stopped_by", "message", "detail", "limit", "reason", "decision", "by", "state",
-    "node_kind", "original_prompt", "description"})
-NUMBER_FIELDS = frozenset({
-    "tokens_in", "tokens_out", "cost_usd", "total_tokens", "duration_s", "latency_s", "wait_s", "calls",
-    "output_chars", "truncated_chars", "depth", "n", "attempt", "chars", "files", "count", "truncated_bytes"})
-OPTIONAL_NUMBER_FIELDS = frozenset({"turn", "cell"})  # null where there is none (an llm_query's lm_started)
-OBJECT_FIELDS = frozenset({"usage", "settings", "info", "resumed_from", "limits", "per_model", "skipped"})
-_ENVELOPE_TEXT = ("kind", "node", "parent")
-
-
-def repair(obj: dict[str, Any]) -> list[str]:
-    """Fix fields of the wrong type in a decoded event, in place; returns what was wrong.
-
-    Text that is not a string (a list of content parts, a number) becomes its JSON text;
-    a number that is not one becomes 0; an object that is not one becomes {}. Readers then
-    never trip over a damaged field, and report the returned problems with the line number.
-    """
-    problems: list[str] = []
-    for key in _ENVELOPE_TEXT:
-        value = obj.get(key)
-        if value is not None and not isinstance(value, str):
-            problems.append(f"{key} is {_kind_of(value)}")
-            obj[key] = as_text(value)
-    if not isinstance(obj.get("t", 0.0), (int, float)) or isinstance(obj.get("t"), bool):
-        problems.append(f"t is {_kind_of(obj['t'])}")
-        obj["t"] = 0.0
-    if not isinstance(obj.get("seq", 0), int):
-        problems.append(f"seq is {_kind_of(obj['seq'])}")
-        obj["seq"] = 0
-    _repair_fields(obj, problems, "", 0)
-    return problems
-
-
-def _repair_fields(obj: dict[str, Any], problems: list[str], where: str, depth: int) -> None:
-    for key, value in list(obj.items()):
-        name = f"{where}{key}"
-        if key in TEXT_FIELDS:
-            if value is not None and not isinstance(value, str):
-                problems.append(f"{name} is {_kind_of(value)}")
-                obj[key] = as_text(value)
-        elif key in NUMBER_FIELDS or key in OPTIONAL_NUMBER_FIELDS:
-            if value is None and key in OPTIONAL_NUMBER_FIELDS:
-                continue
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                problems.append(f"{name} is {_kind_of(value)}")
-                obj[key] = 0
-        elif key in OBJECT_FIELDS:
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                problems.append(f"{name} is {_kind_of(value)}")
-                obj[key] = {}
-            elif depth < 4:
-                for inner_key, inner in list(value.items()):
-                    if isinstance(inner, dict) and key in ("per_model", "skipped"):
-                        _repair_fields(inner, problems, f"{name}.{inner_key}.", depth + 1)
-                    elif key in ("per_model", "skipped"):
-                        problems.append(f"{name}.{inner_key} is {_kind_of(inner)}")
-                        value[inner_key] = {}
-                _repair_fields(value, problems, f"{name}.", depth + 1)
-
-
-def _kind_of(value: Any) -> str:
-    names = {str: "a string", list: "a list", dict: "an object", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}
-    return f"{names.get(type(value), type(value).__name__)}, not the expected type"
-
-
 def decode_line(line: str | bytes, number: int, bad: list[tuple[int, str]]) -> dict[str, Any] | None:
     """One line as a repaired event object, or None (and a note in ``bad``) when unreadable."""
     try:
@@ -229,7 +157,7 @@ def decode_line(line: str | bytes, number: int, bad: list[tuple[int, str]]) -> d
     if not isinstance(obj, dict) or not isinstance(obj.get("kind"), str):
         bad.append((number, f"line {number}: unreadable (not an event object)"))
         return None
-    problems = repair(obj)
+    problems = ev.coerce(obj)
     if problems:
         bad.append((number, f"line {number}: {'; '.join(problems[:3])} (shown as text, 0 or empty)"))
     return obj

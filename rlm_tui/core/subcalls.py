@@ -14,7 +14,7 @@ from .control import APPROVED, KILLED_RESULT, Decision, Killed, Steering
 from .lm import LMError, LMFatalError
 from .model_calls import ModelCalls
 from .rlm_node import Rlm, context_preview
-from .tree import one_line
+from .safe_text import one_line
 
 RESULT_EXCERPT = 2000  # characters of a sub-call's result kept on its node_finished event
 MAX_CHILD_RLMS = 4  # child RLMs running at once (each holds a kernel)

@@ -159,7 +159,7 @@ def _follow_headless(path: Path) -> int:
     except SessionFormatError as exc:
         return _fail("replay", str(exc))
     if finished:
-        answer = printers[-1].tree.answer
+        answer = printers[-1].model.answer
         print(safe(f"the run has finished: {'answer: ' + answer if answer is not None else 'no answer'}"),
               flush=True)
     return EXIT_OK

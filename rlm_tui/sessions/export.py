@@ -15,8 +15,8 @@ import io
 import re
 from typing import Any
 
-from ..core.backends import strip_ansi
-from ..headless import human_tokens
+from ..core.safe_text import strip_ansi
+from ..model.fmt import tokens
 from .transcript import CellLog, Renderer, SessionLog, usage_line
 
 _CODE_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*(repl|python3?|py)\b[^\n]*\n.*?^[ \t]*\1[ \t]*$\n?",
@@ -112,15 +112,16 @@ def to_notebook(log: SessionLog) -> Any:
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
     run = log.run
-    settings = run.get("settings") or {}
+    settings = run.settings
+    question = run.question if run.started else None
     root = log.root
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
-    nb.metadata["rlm_tui"] = {"session": str(log.path) if log.path else None, "question": run.get("question"),
+    nb.metadata["rlm_tui"] = {"session": str(log.path) if log.path else None, "question": question,
                               "model": settings.get("model"), "answer": log.answer, "outcome": log.outcome()}
-    intro = [f"# {run.get('question', 'rlm-tui session')}", "",
-             f"- **input**: `{run.get('path', '?')}`",
+    intro = [f"# {question if question is not None else 'rlm-tui session'}", "",
+             f"- **input**: `{run.path if run.started else '?'}`",
              f"- **root model**: `{settings.get('model', '?')}` · sub-calls `{settings.get('sub_model', '?')}`",
              f"- **recorded**: {log.recorded()} · session `{log.path.name if log.path else '?'}`",
              f"- **outcome**: {log.outcome()}"]
@@ -133,7 +134,7 @@ def to_notebook(log: SessionLog) -> Any:
     node_log = log.nodes.get(root.id) if root is not None else None
     for turn in node_log.turns if node_log is not None else []:
         prose = _prose(turn.text)
-        usage = f"{human_tokens(turn.tokens_in + turn.tokens_out)} tok · ${turn.cost_usd:.4f}"
+        usage = f"{tokens(turn.tokens_in + turn.tokens_out)} tok · ${turn.cost_usd:.4f}"
         nb.cells.append(new_markdown_cell(f"### Turn {turn.number}\n\n*{usage}*" + (f"\n\n{prose}" if prose else "")))
         for cell in turn.cells:
             code = new_code_cell(cell.code.rstrip("\n"), execution_count=cell.number, outputs=_outputs(cell))

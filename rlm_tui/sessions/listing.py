@@ -17,7 +17,7 @@ from typing import Any
 
 from ..core import events as ev
 from ..core.safe_text import safe
-from ..core.session import repair
+from ..core.events import coerce
 
 TAIL_BYTES = 64 * 1024
 MAX_LINE = 16 * 1024 * 1024  # a last line longer than this is not read for a summary
@@ -92,7 +92,7 @@ def _json(line: bytes) -> dict[str, Any]:
         return {}
     if not isinstance(obj, dict):
         return {}
-    repair(obj)
+    coerce(obj)
     return obj
 
 

@@ -1,70 +1,34 @@
-"""A position in a recorded run, and the state of the run at that position.
+"""A position in a recorded run, and the run model at that position.
 
 The position ``p`` means "events ``0 .. p-1`` have happened" (``0 <= p <= N``).
-The state at a position is the ``CallTree`` fold of those events. Moving
-forward applies the new events; moving back starts from the nearest
-checkpoint (a copy of the tree taken every so many tree events on the way)
-and folds forward from there, so stepping back is as fast on a 100 MB file as
-on a small one. Only events that change the tree are decoded for this; the
-transcript of a node is read on demand (``node_events``).
+The state at a position is the ``RunModel`` fold of those events (tree,
+transcripts, run state, questions: everything a view shows). Moving forward
+folds the new events; moving back, or far forward to where the replay has
+been before, restores the nearest checkpoint of the whole model
+(``model.run.Checkpoints``, taken every ``CHECKPOINT_EVENTS`` events) and
+folds on from there, so every move costs a restore plus a short fold, on a
+100 MB file as on a small one.
 """
 
 from __future__ import annotations
 
 import bisect
-import copy
-import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Callable
 
+from ..core.safe_text import is_plain
 from ..core import events as ev
-from ..core.tree import CallNode, CallTree
+from ..model.run import Checkpoints, RunModel
+from ..model.tree import CallTree
 from .index import ANY, SessionIndex
 
-#: Kinds of event that never change the CallTree (besides its clock). Everything
-#: else is folded, so a kind the tree learns later is not skipped by mistake.
-#: tests/test_replay.py checks that skipping these gives the same tree.
-NON_TREE_KINDS = frozenset({
-    ev.SESSION, ev.RUN_STARTED, ev.CONTEXT_LOADED, ev.KERNEL, ev.LM_STARTED, ev.LM_CHUNK, ev.LM_RETRY,
-    ev.CELL_STARTED, ev.CELL_OUTPUT, ev.CELL_FINISHED, ev.TURN_FINISHED, ev.LIMIT_REACHED, ev.WARNING,
-})
-
-#: A checkpoint (a copy of the tree) is taken after every CHECKPOINT_SECONDS of folding, or
-#: after CHECKPOINT_RATIO times as long as the last copy took if that is longer: stepping back
-#: then costs at most about that much folding, and copies never dominate the work.
-CHECKPOINT_SECONDS = 0.02
-CHECKPOINT_RATIO = 4.0
-
-
-def clone_tree(tree: CallTree) -> CallTree:
-    """An independent copy of a tree (nodes, their usage and child lists)."""
-    out = copy.copy(tree)
-    clone = _clone_node
-    out.nodes = {key: clone(node) for key, node in tree.nodes.items()}
-    return out
-
-
-def _make_cloner(cls: type) -> Any:
-    """A fast copy function for a dataclass: fields made by a factory (lists, dicts, nested
-    dataclasses) are copied one level down, the others (str, int, float, None) shared."""
-    namespace: dict[str, Any] = {"cls": cls}
-    args = []
-    for f in dataclasses.fields(cls):
-        factory = f.default_factory
-        if factory in (list, dict, set):
-            args.append(f"{f.name}=n.{f.name}.copy()")
-        elif factory is not dataclasses.MISSING and dataclasses.is_dataclass(factory):
-            namespace[f"clone_{f.name}"] = _make_cloner(factory)  # type: ignore[arg-type]
-            args.append(f"{f.name}=clone_{f.name}(n.{f.name})")
-        else:
-            args.append(f"{f.name}=n.{f.name}")
-    exec(f"def clone(n):\n    return cls({', '.join(args)})\n", namespace)  # noqa: S102 - our own field names
-    return namespace["clone"]
-
-
-_clone_node = _make_cloner(CallNode)
+#: A checkpoint is taken every CHECKPOINT_EVENTS events (and where a jump lands, if that is a quarter
+#: as far): a move then folds at most that many events after restoring. A checkpoint shares what did
+#: not change, so it holds tens of KB (README: Performance), and their number is bounded by the file's.
+CHECKPOINT_EVENTS = 250
+#: Moving forward restores a checkpoint instead of folding when it saves more events than this.
+RESTORE_GAIN = 200
 
 
 @dataclass(frozen=True)
@@ -83,17 +47,24 @@ class Position:
 
 
 class Replayer:
-    """A recorded run with a movable position; ``tree`` is the state at ``position``."""
+    """A recorded run with a movable position; ``model`` is the run model at ``position``.
+
+    A move back (or a long jump forward) replaces ``model`` with one restored from a
+    checkpoint: views compare it with the model they show. ``take_changed`` lists the
+    tree nodes that may have changed since it was last called (views redraw only those).
+    """
 
     def __init__(self, index: SessionIndex) -> None:
         self.index = index
         self.position = 0
-        self.tree = CallTree()
-        self._checkpoints: list[tuple[int, CallTree]] = [(0, CallTree())]
-        self._since_checkpoint = 0.0  # seconds spent folding past the last checkpoint
-        self._copy_cost = 0.0  # seconds the last checkpoint copy took
-        self._counted_to = 0  # position up to which tree events were counted
+        self.model = RunModel()
+        self._checkpoints = Checkpoints()
+        self._checkpoints.take(0, self.model)
+        self._changed: dict[str, None] = {}
         self._root: str | None = None
+        #: Applied before folding to each event whose line is not plain (``core.safe_text.is_plain``):
+        #: the app makes every string safe to draw; a plain line holds nothing to change.
+        self.sanitize: Callable[[ev.Event], ev.Event] | None = None
 
     @classmethod
     def open(cls, path: Path | str, *, follow: bool = False) -> "Replayer":
@@ -105,6 +76,10 @@ class Replayer:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    @property
+    def tree(self) -> CallTree:
+        return self.model.tree
 
     # ---- facts about the whole file ---------------------------------------------------
 
@@ -140,16 +115,30 @@ class Replayer:
     def seek(self, position: int) -> CallTree:
         """Move to ``position`` (clamped to 0..N); returns the tree there."""
         position = max(0, min(position, len(self.index)))
-        if position < self.position:
-            at = bisect.bisect_right(self._checkpoints, position, key=lambda c: c[0]) - 1
-            start, tree = self._checkpoints[at]
-            self.tree = clone_tree(tree)
+        checkpoints = self._checkpoints
+        at = checkpoints.before(position)
+        start = checkpoints.items[at].position
+        if position < self.position or start > self.position + RESTORE_GAIN:
+            self.model = checkpoints.restore(at)
+            self._moved_over(min(start, self.position), max(start, self.position))
             self.position = start
         if position > self.position:
             self._fold(self.position, position)
         self.position = position
-        self.tree.now = self.time_at(position)
-        return self.tree
+        self.model.tree.now = self.time_at(position)
+        return self.model.tree
+
+    def take_changed(self) -> list[str]:
+        """Tree nodes that may differ from what they were at the last call: those of the events
+        moved over (forward or back), so a view redraws only those (and drops nodes the model lost)."""
+        changed, self._changed = self._changed, {}
+        return list(changed)
+
+    def _moved_over(self, start: int, stop: int) -> None:
+        names = self.index.node_names
+        for code in set(self.index.nodes[start:stop]):
+            if names[code] is not None:
+                self._changed[names[code]] = None  # type: ignore[index]
 
     def step(self, n: int = 1) -> CallTree:
         """Forward (n > 0) or back (n < 0) by ``n`` events."""
@@ -224,60 +213,6 @@ class Replayer:
         """Events ``start .. stop-1`` decoded."""
         return [self.index.event(i) for i in range(max(0, start), min(stop, len(self.index)))]
 
-    def node_events(self, node: str | None, upto: int | None = None,
-                    kinds: Iterable[str] | None = None) -> Iterator[ev.Event]:
-        """One node's events before ``upto`` (the position by default): its transcript."""
-        upto = self.position if upto is None else upto
-        found = self.index.node_positions(node)
-        wanted = None if kinds is None else {c for c in (self.index.kind_code(k) for k in kinds) if c is not None}
-        kinds_ = self.index.kinds
-        for i in found[:bisect.bisect_left(found, upto)]:
-            if wanted is None or kinds_[i] in wanted:
-                yield self.index.event(i, keep=False)
-
-    def transcript_events(self, node: str | None, upto: int | None = None) -> list[ev.Event]:
-        """A node's events before ``upto``, less the streamed chunks of replies that finished.
-
-        A finished reply is whole on its lm_finished event, so only the chunks of
-        a reply still streaming at ``upto`` (or of one that failed or was retried)
-        are kept: a node's transcript decodes a few events per turn, not thousands.
-        """
-        upto = self.position if upto is None else upto
-        found = self.index.node_positions(node)
-        return self._without_finished_chunks(found[:bisect.bisect_left(found, upto)])
-
-    def rebuild_events(self, upto: int | None = None) -> list[ev.Event]:
-        """Every event before ``upto`` that matters to a view rebuilt from scratch.
-
-        Folding these gives the same tree, run state and transcripts as folding
-        all of them: only chunks of replies whose lm_finished came before
-        ``upto`` are left out (the lm_finished text is the whole reply).
-        """
-        upto = len(self.index) if upto is None else min(upto, len(self.index))
-        return self._without_finished_chunks(range(upto))
-
-    def _without_finished_chunks(self, positions: Iterable[int]) -> list[ev.Event]:
-        code = self.index.kind_code
-        chunk, started, finished, retry = (code(ev.LM_CHUNK), code(ev.LM_STARTED), code(ev.LM_FINISHED),
-                                           code(ev.LM_RETRY))
-        kinds, nodes = self.index.kinds, self.index.nodes
-        keep: list[int] = []
-        pending: dict[int, list[int]] = {}  # node -> chunks of its reply being streamed
-        for i in positions:
-            kind = kinds[i]
-            if kind == chunk:
-                pending.setdefault(nodes[i], []).append(i)
-                continue
-            if kind == finished:
-                pending.pop(nodes[i], None)
-            elif kind == started or kind == retry:  # a reply that never finished: keep what streamed
-                keep.extend(pending.pop(nodes[i], ()))
-            keep.append(i)
-        for chunks in pending.values():
-            keep.extend(chunks)
-        keep.sort()
-        return [self.index.event(i, keep=False) for i in keep]
-
     def refresh(self) -> int:
         """Index events appended to the file since (following); returns how many."""
         return self.index.refresh()
@@ -285,26 +220,61 @@ class Replayer:
     # ---- folding ----------------------------------------------------------------------
 
     def _fold(self, start: int, stop: int) -> None:
-        index = self.index
-        skip = {c for c in (index.kind_code(k) for k in NON_TREE_KINDS) if c is not None}
-        wanted = [name for code, name in enumerate(index.kind_names) if code not in skip]
-        tree = self.tree
-        clock = time.perf_counter
-        last = clock()
-        for i in index.positions(wanted, start=start, stop=stop):
-            tree.apply(index.event(i, keep=False))
-            if i + 1 > self._counted_to:
-                self._counted_to = i + 1
-                now = clock()
-                self._since_checkpoint += now - last
-                last = now
-                if self._since_checkpoint >= max(CHECKPOINT_SECONDS, CHECKPOINT_RATIO * self._copy_cost):
-                    self._checkpoints.append((i + 1, clone_tree(tree)))
-                    last = clock()
-                    self._copy_cost = last - now
-                    self._since_checkpoint = 0.0
+        """Fold events ``start .. stop-1``, taking checkpoints past the last one on the way.
+
+        Events the model would not read (``RunModel.reads``) are counted, not decoded, and so
+        are the streamed chunks of a reply whose lm_finished (the whole text) comes before
+        ``stop``; no checkpoint is taken while such a reply is open, so each holds its chunks.
+        """
+        index, model, checkpoints, changed = self.index, self.model, self._checkpoints, self._changed
+        sanitize, reads = self.sanitize, model.reads
+        kinds, nodes, kind_names, node_names = index.kinds, index.nodes, index.kind_names, index.node_names
+        chunk, finished = index.kind_code(ev.LM_CHUNK), index.kind_code(ev.LM_FINISHED)
+        covered = self._covered_chunks(start, stop)
+        open_replies: set[int] = set()  # nodes whose skipped chunks wait for their lm_finished
+        for i in range(start, stop):
+            kind, node_code = kinds[i], nodes[i]
+            if kind == chunk and i in covered:
+                open_replies.add(node_code)
+                model.skip()
+            elif not reads(kind_names[kind], node_names[node_code]):
+                model.skip()
             else:
-                last = clock()
+                event = index.event(i, keep=False)
+                if sanitize is not None and not is_plain(index.raw(i)):
+                    event = sanitize(event)
+                node = model.apply(event)
+                if node is not None:
+                    changed[node.id] = None
+                if kind == finished:
+                    open_replies.discard(node_code)
+            if i + 1 - checkpoints.last >= CHECKPOINT_EVENTS and not open_replies:
+                checkpoints.take(i + 1, model)
+        jumped = stop - start >= CHECKPOINT_EVENTS  # moving back from where a jump landed is quick too
+        if jumped and not open_replies and stop - checkpoints.last >= CHECKPOINT_EVENTS // 4:
+            checkpoints.take(stop, model)
+
+    def _covered_chunks(self, start: int, stop: int) -> set[int]:
+        """Positions of lm_chunk events in ``start .. stop-1`` whose reply's lm_finished comes before ``stop``
+        (no lm_started or lm_retry of that node in between: a retried reply keeps what streamed)."""
+        index = self.index
+        code = index.kind_code
+        chunk, finished, started, retry = code(ev.LM_CHUNK), code(ev.LM_FINISHED), code(ev.LM_STARTED), code(ev.LM_RETRY)
+        if chunk is None or finished is None:
+            return set()
+        kinds, nodes = index.kinds, index.nodes
+        ends: set[int] = set()  # nodes whose next model event (looking back from the end) finishes a reply
+        covered: set[int] = set()
+        for i in range(stop - 1, start - 1, -1):
+            kind = kinds[i]
+            if kind == chunk:
+                if nodes[i] in ends:
+                    covered.add(i)
+            elif kind == finished:
+                ends.add(nodes[i])
+            elif kind == started or kind == retry:
+                ends.discard(nodes[i])
+        return covered
 
 
 class Player:

@@ -1,9 +1,10 @@
 """A recorded run as a readable document: per-node turns, cells and sub-calls.
 
-``SessionLog`` folds a session's events into what a reader wants: for each RLM
-node its turns (the reply, then each cell's code and output and the sub-calls
-that cell made), for each llm call its prompt and response, plus the run's
-question, settings, answer, warnings and the ``CallTree`` with usage.
+``SessionLog`` is the run model (``model.run.RunModel``) of a whole file plus
+the file's facts (path, damaged lines). ``node_log`` groups a node's
+transcript blocks into what a reader wants: for each RLM node its turns (the
+reply, then each cell's code and output and the sub-calls that cell made), for
+each llm call its response. It reads the model; it folds no events.
 ``render_text`` prints it for ``rlm-tui replay --headless``; the Markdown
 export (``export.py``) uses the same walk with Markdown primitives.
 """
@@ -11,14 +12,18 @@ export (``export.py``) uses the same walk with Markdown primitives.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
-from ..core import events as ev
 from ..core.safe_text import safe
-from ..core.tree import CallNode, CallTree, one_line
-from ..headless import human_tokens
+from ..core.safe_text import one_line
+from ..model.fmt import tokens
+from ..model.run import RunModel
+from ..model.state import RunState
+from ..model.transcript import Block
+from ..model.tree import CallNode, CallTree
 from .index import SessionIndex
 
 
@@ -40,8 +45,7 @@ class CellLog:
 @dataclass
 class TurnLog:
     number: int
-    chunks: list[str] = field(default_factory=list)
-    reply: str | None = None  # the whole reply, once lm_finished arrived
+    text: str = ""  # the reply (streamed so far, or whole)
     cells: list[CellLog] = field(default_factory=list)
     tokens_in: int = 0
     tokens_out: int = 0
@@ -49,10 +53,6 @@ class TurnLog:
     duration_s: float | None = None
     retries: list[str] = field(default_factory=list)
     replayed: bool = False  # the reply came from a recording (rlm-tui resume)
-
-    @property
-    def text(self) -> str:
-        return self.reply if self.reply is not None else "".join(self.chunks)
 
 
 @dataclass
@@ -63,161 +63,129 @@ class NodeLog:
     final: dict[str, Any] | None = None  # final_answer fields
     response: str | None = None  # an llm call's reply
     loose_children: list[str] = field(default_factory=list)  # spawned outside any cell
-    notes: list[str] = field(default_factory=list)  # warnings, limits, kernel deaths
+    notes: list[str] = field(default_factory=list)  # warnings, limits, kernel deaths, denied spawns
+
+
+def node_log(blocks: list[Block], node_id: str) -> NodeLog:
+    """A node's transcript blocks grouped into turns and cells (the model holds them flat, for views)."""
+    log = NodeLog(node_id)
+    turn: TurnLog | None = None
+    cells: dict[Any, CellLog] = {}
+    for block in blocks:
+        kind, data = block.kind, block.data
+        if kind == "turn":
+            turn = TurnLog(data["turn"], tokens_in=data["tokens_in"], tokens_out=data["tokens_out"],
+                           cost_usd=data["cost"], duration_s=data["duration"], replayed=data.get("replayed", False))
+            log.turns.append(turn)
+        elif kind == "reply":
+            if turn is None:
+                turn = TurnLog(0)
+                log.turns.append(turn)
+            turn.text = block.text
+        elif kind == "response":
+            log.response = block.text
+        elif kind == "cell":
+            if turn is None:
+                turn = TurnLog(0)
+                log.turns.append(turn)
+            status = data["status"]
+            cell = CellLog(data["cell"], data.get("code", ""), status=None if status == "running" else status,
+                           duration_s=data["duration"] or 0.0, truncated_chars=data["truncated"] or 0)
+            turn.cells.append(cell)
+            cells[data["cell"]] = cell
+        elif kind == "output" and data["cell"] in cells:
+            cells[data["cell"]].outputs.append((data["stream"], block.text))
+        elif kind == "spawn" and data.get("first"):
+            owner = cells.get(data.get("cell"))
+            (owner.children if owner is not None else log.loose_children).append(data["child"])
+        elif kind == "spawn" and data.get("phase") == "decided" and data.get("decision") != "approve":
+            reason = f" ({data['reason']})" if data.get("reason") else ""
+            log.notes.append(f"spawn {data.get('decision')} by {data.get('by')}{reason}")
+        elif kind == "note":
+            about = data.get("about")
+            if about == "context":
+                log.context = data.get("info")
+            elif about == "retry":
+                if turn is not None:
+                    turn.retries.append(block.text)
+            elif not data.get("run"):  # run-wide notes are the run's (RunState.notes)
+                log.notes.append(block.text)
+        elif kind == "answer":
+            log.final = {"answer": block.text, "source": data.get("source")}
+    return log
+
+
+class _NodeLogs(Mapping[str, NodeLog]):
+    """``SessionLog.nodes``: each node's NodeLog, grouped when asked for."""
+
+    def __init__(self, model: RunModel) -> None:
+        self._model = model
+
+    def __getitem__(self, node_id: str) -> NodeLog:
+        if node_id not in self._model.tree.nodes:
+            raise KeyError(node_id)
+        return node_log(self._model.transcripts.blocks(node_id), node_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._model.tree.nodes)
+
+    def __len__(self) -> int:
+        return len(self._model.tree.nodes)
 
 
 class SessionLog:
-    """Fold of a whole session for reading; ``apply`` one event at a time or ``read`` a file."""
+    """A session file read whole: its run model, path and damaged lines."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, model: RunModel | None = None) -> None:
         self.path = path
-        self.header: dict[str, Any] = {}
-        self.run: dict[str, Any] = {}  # run_started fields
-        self.finished: dict[str, Any] | None = None  # run_finished fields
-        self.tree = CallTree()
-        self.nodes: dict[str, NodeLog] = {}
-        self.notes: list[str] = []  # run-wide warnings and limits
+        self.model = model or RunModel()
         self.bad_lines: list[tuple[int, str]] = []
-        self.events = 0
-        self._open_cell: dict[str, CellLog] = {}
-        self._attached: set[str] = set()
+        self.nodes = _NodeLogs(self.model)
 
     @classmethod
     def read(cls, path: Path | str) -> "SessionLog":
         """Read a session file (raises FileNotFoundError or SessionFormatError)."""
         with SessionIndex.open(path) as index:
             log = cls(Path(path))
-            log.extend(index.iter_events())
-            log.header = index.header or {}
+            log.model.extend(index.iter_events())
             log.bad_lines = list(index.bad_lines)
         return log
-
-    def extend(self, events: Iterable[ev.Event]) -> None:
-        for event in events:
-            self.apply(event)
-
-    def node(self, node_id: str) -> NodeLog:
-        log = self.nodes.get(node_id)
-        if log is None:
-            log = self.nodes[node_id] = NodeLog(node_id)
-        return log
-
-    def apply(self, event: ev.Event) -> None:
-        self.events += 1
-        self.tree.apply(event)
-        kind = event.kind
-        if kind == ev.SESSION:
-            self.header = dict(event.data)
-            return
-        if kind == ev.RUN_STARTED:
-            self.run = dict(event.data)
-            return
-        if kind == ev.RUN_FINISHED:
-            self.finished = dict(event.data)
-            return
-        if event.node is None:
-            if kind == ev.LIMIT_REACHED:
-                self.notes.append(f"limit {event.get('limit')}: {event.get('detail')}")
-            elif kind == ev.WARNING:
-                self.notes.append(f"warning: {event.get('message')}")
-            return
-        log = self.node(event.node)
-        turn = log.turns[-1] if log.turns else None
-        if kind in (ev.NODE_STARTED, ev.SPAWN_REQUESTED):
-            if isinstance(event.get("context"), dict) and log.context is None:
-                log.context = event.get("context")
-            if event.node not in self._attached:
-                self._attached.add(event.node)
-                self._attach(event)
-        elif kind == ev.CONTEXT_LOADED:
-            log.context = event.get("info") or {}
-        elif kind == ev.TURN_STARTED:
-            log.turns.append(TurnLog(event.get("turn", len(log.turns) + 1)))
-        elif kind == ev.LM_STARTED and event.get("turn") is not None:
-            if turn is None or turn.number != event.get("turn"):  # the last-chance call has no turn_started
-                log.turns.append(TurnLog(event.get("turn")))
-        elif kind == ev.LM_CHUNK and turn is not None:
-            turn.chunks.append(event.get("text", ""))
-        elif kind == ev.LM_RETRY and turn is not None:
-            turn.chunks.clear()
-            turn.retries.append(f"retry {event.get('attempt')}: {event.get('error')}")
-        elif kind == ev.LM_FINISHED:
-            if turn is None:
-                log.response = event.get("text", "")
-            else:
-                turn.reply = event.get("text", "")
-                turn.tokens_in += event.get("tokens_in", 0)
-                turn.tokens_out += event.get("tokens_out", 0)
-                turn.cost_usd += event.get("cost_usd", 0.0)
-                turn.replayed = bool(event.get("replayed"))
-        elif kind == ev.CELL_STARTED:
-            cell = CellLog(event.get("cell", 0), event.get("code", ""))
-            if turn is None:
-                turn = TurnLog(0)
-                log.turns.append(turn)
-            turn.cells.append(cell)
-            self._open_cell[event.node] = cell
-        elif kind == ev.CELL_OUTPUT:
-            cell = self._open_cell.get(event.node)
-            if cell is not None:
-                cell.outputs.append((event.get("stream", "stdout"), event.get("text", "")))
-        elif kind == ev.CELL_FINISHED:
-            cell = self._open_cell.pop(event.node, None)
-            if cell is not None:
-                cell.status = event.get("status")
-                cell.duration_s = event.get("duration_s", 0.0)
-                cell.truncated_chars = event.get("truncated_chars", 0)
-        elif kind == ev.TURN_FINISHED and turn is not None:
-            turn.duration_s = event.get("duration_s")
-        elif kind == ev.FINAL_ANSWER:
-            log.final = dict(event.data)
-        elif kind == ev.LIMIT_REACHED:
-            log.notes.append(f"limit {event.get('limit')}: {event.get('detail')}")
-        elif kind == ev.WARNING:
-            log.notes.append(f"warning: {event.get('message')}")
-        elif kind == ev.KERNEL and event.get("state") in ("dead", "restarting"):
-            log.notes.append(f"kernel {event.get('state')}")
-        elif kind == ev.SPAWN_DECIDED and event.get("decision") != "approve":
-            reason = f" ({event.get('reason')})" if event.get("reason") else ""
-            log.notes.append(f"spawn {event.get('decision')} by {event.get('by')}{reason}")
-
-    def _attach(self, event: ev.Event) -> None:
-        """Record a new node under the cell of its parent that was running when it appeared."""
-        parent = event.parent
-        if parent is None or event.node is None:
-            return
-        known = self.nodes.get(parent)
-        if known is None:
-            known = self.node(parent)
-        cell = self._open_cell.get(parent)
-        target = cell.children if cell is not None else known.loose_children
-        if event.node not in target:
-            target.append(event.node)
 
     # ---- facts for renderers ----------------------------------------------------------
 
     @property
+    def events(self) -> int:
+        return self.model.events
+
+    @property
+    def tree(self) -> CallTree:
+        return self.model.tree
+
+    @property
+    def run(self) -> RunState:
+        return self.model.run
+
+    @property
     def root(self) -> CallNode | None:
-        return self.tree.nodes.get(self.tree.root or "")
+        return self.model.root
 
     @property
     def answer(self) -> str | None:
-        if self.finished is not None:
-            return self.finished.get("answer")
-        return self.tree.answer
+        return self.model.answer
 
     def outcome(self) -> str:
         """How the run ended, in a few words."""
-        if self.finished is None:
+        run = self.run
+        if not run.finished:
             return "unfinished (the file ends before run_finished: still running, or killed)"
-        if self.finished.get("error"):
-            return f"error: {self.finished['error']}"
-        if self.finished.get("answer") is not None:
+        if run.error:
+            return f"error: {run.error}"
+        if run.answer is not None:
             return "answered"
-        return f"stopped by {self.finished.get('stopped_by') or 'an unknown cause'} without an answer"
+        return f"stopped by {run.stopped_by or 'an unknown cause'} without an answer"
 
     def recorded(self) -> str:
-        created = self.header.get("created")
+        created = self.run.header.get("created")
         if not created:
             return "unknown date"
         try:
@@ -237,7 +205,7 @@ def usage_line(tree: CallTree, node: CallNode) -> str:
     if node.children:
         calls = tree.subtree_calls(node.id)
         parts.append(f"{calls} call{'s' if calls != 1 else ''}")
-    parts += [f"{human_tokens(usage.total_tokens)} tok", f"${usage.cost_usd:.4f}", f"{node.elapsed(tree.now):.1f}s"]
+    parts += [f"{tokens(usage.total_tokens)} tok", f"${usage.cost_usd:.4f}", f"{node.elapsed(tree.now):.1f}s"]
     return " · ".join(parts)
 
 
@@ -321,19 +289,19 @@ class Renderer:
     def summary(self) -> None:
         log = self.log
         run = log.run
-        settings = run.get("settings") or {}
+        settings = run.settings
         limits = settings.get("limits") or {}
         self.heading(1, "rlm-tui session", "")
         rows = [("file", str(log.path) if log.path else "-"),
-                ("recorded", f"{log.recorded()} · rlm-tui {log.header.get('rlm_tui_version', '?')} · "
-                             f"format v{log.header.get('version', '?')}"),
-                ("question", run.get("question", "?")),
-                ("input", run.get("path", "?"))]
+                ("recorded", f"{log.recorded()} · rlm-tui {run.header.get('rlm_tui_version', '?')} · "
+                             f"format v{run.header.get('version', '?')}"),
+                ("question", run.question if run.started else "?"),
+                ("input", run.path if run.started else "?")]
         if settings:
             rows.append(("models", f"root {settings.get('model')} · sub-calls {settings.get('sub_model')} · "
                                    f"max depth {limits.get('max_depth', '?')}"))
-        if run.get("resumed_from"):
-            origin = run["resumed_from"]
+        if run.resumed_from:
+            origin = run.resumed_from
             rows.append(("resumed", f"from {origin.get('path')} at turn {origin.get('at_turn')}"))
         self.table(rows)
 
@@ -350,7 +318,7 @@ class Renderer:
             self.para(nlog.context["description"], indent)
             self.blank()
         for turn in nlog.turns:
-            usage = f"{human_tokens(turn.tokens_in + turn.tokens_out)} tok · ${turn.cost_usd:.4f}"
+            usage = f"{tokens(turn.tokens_in + turn.tokens_out)} tok · ${turn.cost_usd:.4f}"
             if turn.duration_s is not None:
                 usage += f" · {turn.duration_s:.1f}s"
             if turn.replayed:
@@ -429,17 +397,17 @@ class Renderer:
         log = self.log
         self.heading(2, "Result", "")
         rows = [("outcome", log.outcome())]
-        finished = log.finished or {}
-        usage = finished.get("usage") or {}
+        run = log.run
+        usage = run.usage
         total = log.tree.total_usage()
         tokens_in = usage.get("tokens_in", total.tokens_in)
         tokens_out = usage.get("tokens_out", total.tokens_out)
         cost = usage.get("cost_usd", total.cost_usd)
-        calls = finished.get("calls", log.tree.subtree_calls(log.tree.root) if log.tree.root else 0)
+        calls = run.calls if run.calls is not None else (log.tree.subtree_calls(log.tree.root) if log.tree.root else 0)
         rows.append(("usage", f"{tokens_in + tokens_out:,} tokens ({tokens_in:,} in / {tokens_out:,} out) · "
                               f"${cost:.4f} · {calls} sub-calls · "
-                              f"{finished.get('duration_s') or log.tree.now:.1f}s"))
-        for note in log.notes:
+                              f"{run.duration_s or log.tree.now:.1f}s"))
+        for note in run.notes:
             rows.append(("note", note))
         for _, why in log.bad_lines:
             rows.append(("damaged", why))

@@ -1,8 +1,8 @@
 """The rlm-tui Textual app: call tree, transcript, status, final answer.
 
 The app is fed events (``feed``), from an ``EventSource`` polled 30 times a
-second or directly by tests; it folds them into ``CallTree`` / ``Transcripts``
-/ ``RunState`` and repaints what changed once per batch. It never asks the
+second or directly by tests; it folds them into one ``RunModel`` (``model.run``)
+and repaints what changed once per batch. It never asks the
 engine for anything, so live runs and (later) replays look the same.
 """
 
@@ -23,18 +23,19 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Tree
 
-from ..core import events as ev
 from ..core.safe_text import safe, safe_data
-from ..core.session import repair
-from ..core.tree import CallTree
+from ..core import events as ev
+from ..model.questions import Questions
+from ..model.run import RunModel
+from ..model.state import RunState
+from ..model.transcript import Transcripts
+from ..model.tree import CallTree
 from . import prefs
 from .help import HelpScreen, key_sections
 from .render import Palette
-from .runstate import RunState
 from .source import EventSource
-from .steering import STEERING_BINDINGS, Questions, SteeringMixin
+from .steering import STEERING_BINDINGS, SteeringMixin
 from .themes import DEFAULT_THEME, load_themes
-from .transcript import Transcripts
 from .widgets.answer import AnswerPanel
 from .widgets.approval import ApprovalPanel
 from .widgets.call_tree import CallTreeView
@@ -59,7 +60,7 @@ def shown(event: ev.Event) -> ev.Event:
     (tree, transcripts, approvals, answer, status) is folded from events, so this one pass, where
     events enter, keeps terminal control sequences from a model, a repository or a file out."""
     data = dict(event.data)
-    repair(data)
+    ev.coerce_data(event.kind, data)
     text = data.get("text") if event.kind == ev.CELL_OUTPUT else None
     data = safe_data(data)
     if isinstance(text, str):
@@ -88,10 +89,7 @@ class RlmApp(SteeringMixin, App[None]):
                  remember_theme: bool = True) -> None:
         super().__init__()
         self.source = source
-        self.calls = CallTree()
-        self.transcripts = Transcripts(self.calls)
-        self.run_state = RunState()
-        self.questions = Questions()
+        self.model = RunModel()
         self._requested_theme = theme
         self._remember_theme = remember_theme
         self._startup_theme: str | None = None
@@ -109,6 +107,24 @@ class RlmApp(SteeringMixin, App[None]):
         self._old_handlers: dict[int, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._load_themes()
+
+    # --- the run model's parts, by the names the widgets and tests use -------------------
+
+    @property
+    def calls(self) -> CallTree:
+        return self.model.tree
+
+    @property
+    def transcripts(self) -> Transcripts:
+        return self.model.transcripts
+
+    @property
+    def run_state(self) -> RunState:
+        return self.model.run
+
+    @property
+    def questions(self) -> Questions:
+        return self.model.questions
 
     # --- setup ------------------------------------------------------------------
 
@@ -181,13 +197,14 @@ class RlmApp(SteeringMixin, App[None]):
         """
         count = 0
         for count, event in enumerate(map(shown, events), start=1):
-            node = self.calls.apply(event)
+            node = self.model.apply(event)
             if node is not None:
                 self._dirty[node.id] = None
-            self.run_state.apply(event)
-            self.transcripts.apply(event)
-            self.questions.apply(event)
         self._last_event_clock = time.monotonic()
+        self.schedule_render(count)
+
+    def schedule_render(self, count: int = 0) -> None:
+        """Redraw what changed (``count`` events came in) at the next chance, later in a flood."""
         if not self._render_pending:
             self._render_pending = True
             wait = self._last_render + FLOOD_FRAME_S - time.monotonic()
@@ -195,18 +212,6 @@ class RlmApp(SteeringMixin, App[None]):
                 self.set_timer(wait, self._render_changes)
             else:
                 self.call_later(self._render_changes)
-
-    def reset_run(self) -> None:
-        """Forget every event fed so far (a replay moving back): empty models, panes and answer."""
-        self.calls = CallTree()
-        self.transcripts = Transcripts(self.calls)
-        self.run_state = RunState()
-        self.questions = Questions()
-        self._dirty = {}
-        self.tree_view.restart(self.calls)
-        self.transcript_view.show(None, [], follow=True)
-        self._set_transcript_title()
-        self.answer_panel.display = False
 
     def _tick(self) -> None:
         """Per frame: take what the source has; once a second let running clocks tick."""

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def tokens(n: int) -> str:
-    """Token counts: exact below 1000, then k/M with one decimal."""
-    if n < 1000:
-        return str(n)
-    if n < 1_000_000:
-        return f"{n / 1000:.1f}k".replace(".0k", "k")
-    return f"{n / 1_000_000:.1f}M".replace(".0M", "M")
+from ..model.fmt import tokens  # noqa: F401  (one formatter for the app, headless and exports)
 
 
 def dollars(x: float) -> str:

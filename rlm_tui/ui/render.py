@@ -20,7 +20,7 @@ from textual.color import Color
 from textual.theme import Theme
 
 from . import fmt
-from .transcript import Block
+from ..model.transcript import Block
 
 STATUS_ICONS = {"waiting": "⏸", "queued": "○", "running": "●", "done": "✓", "denied": "⊘",
                 "killed": "✖", "failed": "✗", "limit": "⚠"}

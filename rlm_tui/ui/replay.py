@@ -1,12 +1,13 @@
 """``rlm-tui replay FILE``: the same app, fed from a session file instead of a live engine.
 
-``ReplayApp`` is ``RlmApp`` plus a position: playing feeds the events after
-it in recorded time (``ReplaySource.drain``, polled once per frame like a live
-run), stepping forward feeds the next events, and any move back (or a long jump
-forward) empties the app (``RlmApp.reset_run``) and feeds it the events up to
-the new position, less the streamed chunks of replies already finished
-(``Replayer.rebuild_events``). A bar above the footer shows where the replay
-stands (turn, recorded time, event n of N) and the keys.
+``ReplayApp`` is ``RlmApp`` showing the ``Replayer``'s run model: playing moves
+the position in recorded time (``ReplaySource.drain``, polled once per frame
+like a live run) and stepping moves it by an event, cell or turn; the app
+redraws the nodes a move changed, also when the move replaced the model (back,
+or far forward: a checkpoint restored, ``Replayer.seek``): the tree drops the
+nodes the new model lacks and the transcript shown re-renders from its first
+block that is not shared with the checkpoint. A bar above the footer shows where the
+replay stands (turn, recorded time, event n of N) and the keys.
 
 With ``--follow`` the file is watched (``sessions.follow.changes``) and new
 events are shown as they are appended while the position is at the end.
@@ -34,17 +35,18 @@ from ..sessions.follow import changes
 from ..sessions.index import ANY, SessionChanged
 from ..sessions.replay import Player, Replayer
 from . import fmt
-from .app import RlmApp
+from .app import RlmApp, shown
 from .widgets.call_tree import CallTreeView
 from .widgets.transcript_view import TranscriptView
 
-#: A jump forward over more events than this rebuilds the view instead of feeding every event.
-REBUILD_JUMP = 2000
 BAR_WIDTH = 24
 
 
 class ReplaySource:
-    """An EventSource over a Replayer: while playing, ``drain`` returns the events playback reached."""
+    """An EventSource over a Replayer: while playing, ``drain`` moves it to where playback reached.
+
+    It returns no events: the replayer folds them into the model the app shows.
+    """
 
     badge = "REPLAY"
     live = False
@@ -64,11 +66,9 @@ class ReplaySource:
         self._last = now
         replayer = self.replayer
         target = self.player.advance(elapsed)
-        if target <= replayer.position:
-            return []
-        events = replayer.events(replayer.position, target)
-        replayer.seek(target)
-        return events
+        if target > replayer.position:
+            replayer.seek(target)
+        return []
 
     def stop(self) -> None:
         self.stop_follow.set()
@@ -136,8 +136,10 @@ class ReplayApp(RlmApp):
     def __init__(self, replayer: Replayer, *, end: bool = False, follow: bool = False, play: bool = True,
                  speed: float = 1.0, theme: str | None = None, remember_theme: bool = True) -> None:
         self.replayer = replayer
+        replayer.sanitize = shown  # every string the model holds is safe to draw
         self.player = Player(replayer, speed=speed)
         super().__init__(ReplaySource(replayer, self.player), theme=theme, remember_theme=remember_theme)
+        self.model = replayer.model
         self.following = follow
         self._start_at_end = end or follow
         self._autoplay = play and not self._start_at_end
@@ -170,6 +172,7 @@ class ReplayApp(RlmApp):
         playing = self.player.playing
         try:
             super()._tick()
+            self._show_position()
         except NoMatches:  # a last frame while the app is closing: its widgets are already gone
             return
         if playing or self._frame % 15 == 0:
@@ -183,23 +186,32 @@ class ReplayApp(RlmApp):
 
     def move_to(self, position: int) -> None:
         """Show the run as it was after ``position`` events."""
-        replayer = self.replayer
-        position = max(0, min(position, len(replayer)))
-        current = replayer.position
-        if current <= position <= current + REBUILD_JUMP:
-            events = replayer.events(current, position)
-            replayer.seek(position)
-            if events:
-                self.feed(events)
-        else:
-            selected = self.query_one(TranscriptView).node_id
-            replayer.seek(position)
-            self.reset_run()
-            self.feed(replayer.rebuild_events(position))
-            if selected is not None:
-                self.call_later(self._reselect, selected)
+        self.replayer.seek(position)
+        self._show_position()
         self.player.sync()
         self._refresh_bar()
+
+    def _show_position(self) -> None:
+        """Bring the panes to the replayer's model: only the nodes the move changed are redrawn,
+        and a transcript shown is re-rendered from its first block that changed."""
+        replayer = self.replayer
+        changed = replayer.take_changed()
+        if replayer.model is not self.model:  # restored from a checkpoint
+            self.model = replayer.model
+            self.tree_view.rebind(self.calls)
+            view = self.transcript_view
+            if view.node_id is not None and view.node_id in self.calls.nodes:
+                view.rebind(self.transcripts.blocks(view.node_id))
+            else:
+                view.show(None, [], follow=True)  # the next render shows the root
+            self.transcripts.take_changes()
+            self._set_transcript_title()
+            if not self.run_state.finished:
+                self.answer_panel.display = False
+        elif not changed and not self.transcripts.has_changes():
+            return
+        self._dirty.update(dict.fromkeys(changed))
+        self.schedule_render()
 
     def _reselect(self, node_id: str) -> None:
         if node_id in self.calls.nodes:

@@ -1,7 +1,7 @@
 """Steering in the app: approve, edit, deny, kill, pause, step and interrupt from the keyboard.
 
-The app learns what is waiting for the user only from events (``Questions``, a
-fold like ``CallTree``), so a replay shows the same questions; commands go to
+The app learns what is waiting for the user only from the run model
+(``model.questions.Questions``), so a replay shows the same questions; commands go to
 the live run through ``source.steering`` (``core.control.Steering``), which is
 safe to call from the UI thread and never blocks it. A replay has no
 ``steering``: every steering key is then hidden and inert.
@@ -16,12 +16,11 @@ is the one under the tree cursor if it waits, else the oldest.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
 from textual.binding import Binding
 
-from ..core import events as ev
+from ..model.questions import Question, Questions
 
 if TYPE_CHECKING:
     from ..core.control import Steering
@@ -54,98 +53,6 @@ STEERING_BINDINGS = [
 ]
 STEERING_ACTIONS = {binding.action for binding in STEERING_BINDINGS}
 _FOOTER_ACTIONS = sorted(STEERING_ACTIONS | {"toggle_answer"})  # the keys whose showing depends on the run
-
-
-@dataclass
-class Question:
-    """Something the run waits for the user to decide: a spawn, or a step (turn or cell)."""
-
-    id: str  # the gate id (a spawn's is its node id)
-    kind: str  # spawn | turn | cell
-    node: str
-    parent: str | None
-    t: float
-    data: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_batch(self) -> bool:
-        return self.kind == "spawn" and self.data.get("node_kind") == "batch"
-
-    @property
-    def spawn_kind(self) -> str:
-        """llm | rlm: what "always" would approve."""
-        return self.data.get("item_kind") or self.data.get("node_kind", "llm")
-
-
-class Questions:
-    """What waits for the user, the pause and step state, and which cells run: a fold over events."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, Question] = {}
-        self.paused = False
-        self.step_mode = "off"
-        self.policy = "auto"
-        self.cells: set[str] = set()  # nodes with a cell running
-        self.finished = False
-
-    def apply(self, event: ev.Event) -> bool:
-        """Fold one event; True when something the steering UI shows changed."""
-        kind = event.kind
-        if kind == ev.SPAWN_REQUESTED and event.node:
-            self.items[event.node] = Question(event.node, "spawn", event.node, event.parent, event.t, event.data)
-        elif kind == ev.STEP_WAITING and event.get("gate"):
-            self.items[event.get("gate")] = Question(event.get("gate"), event.get("what", "cell"), event.node or "",
-                                                     event.parent, event.t, event.data)
-        elif kind == ev.SPAWN_DECIDED:
-            return self.items.pop(event.node or "", None) is not None
-        elif kind == ev.STEP_DECIDED:
-            return self.items.pop(event.get("gate", ""), None) is not None
-        elif kind == ev.STEERING:
-            action = event.get("action")
-            if action in ("pause", "resume"):
-                self.paused = action == "pause"
-            elif action == "step":
-                self.step_mode = event.get("mode", "off")
-            elif action == "policy":
-                self.policy = event.get("policy", self.policy)
-        elif kind == ev.RUN_STARTED:
-            settings = event.get("settings") or {}
-            self.policy = settings.get("approve", "auto")
-            self.step_mode = settings.get("step", "off")
-        elif kind == ev.CELL_STARTED and event.node:
-            self.cells.add(event.node)
-        elif kind in (ev.CELL_FINISHED, ev.NODE_FINISHED):
-            self.cells.discard(event.node or "")
-        elif kind == ev.RUN_FINISHED:
-            self.finished = True
-            self.items.clear()
-            self.cells.clear()
-            self.paused = False
-        else:
-            return False
-        return True
-
-    def extend(self, events: Iterable[ev.Event]) -> bool:
-        changed = False
-        for event in events:
-            changed = self.apply(event) or changed
-        return changed
-
-    @property
-    def spawns(self) -> list[Question]:
-        return [q for q in self.items.values() if q.kind == "spawn"]
-
-    @property
-    def steps(self) -> list[Question]:
-        return [q for q in self.items.values() if q.kind != "spawn"]
-
-    def current(self, cursor: str | None) -> Question | None:
-        """The question under the tree cursor if one waits there, else the oldest."""
-        if cursor is not None:
-            for question in self.items.values():
-                if question.node == cursor:
-                    return question
-        return next(iter(self.items.values()), None)
 
 
 class SteeringMixin:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Settings
-from .base import ExecResult, Kernel, KernelBackend, KernelDied, expression_value, kernel_source, strip_ansi
+from .base import ExecResult, Kernel, KernelBackend, KernelDied, expression_value, kernel_source
 from .pool import KernelPool
 
 __all__ = ["ExecResult", "Kernel", "KernelBackend", "KernelDied", "KernelPool", "expression_value",
-           "kernel_source", "make_backend", "refusal", "strip_ansi"]
+           "kernel_source", "make_backend", "refusal"]
 
 
 def refusal(settings: Settings) -> str | None:

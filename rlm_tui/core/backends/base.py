@@ -10,23 +10,18 @@ code is one new module and one line in ``backends/__init__.py``.
 from __future__ import annotations
 
 import ast
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+from ..safe_text import strip_ansi
 
 if TYPE_CHECKING:
     from ..bridge import Bridge
 
 OutputHook = Callable[[str, str], None]  # (stream, text)
 Timeout = float | Callable[[], float | None] | None  # seconds, or a function giving the current limit
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-
-
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
 
 
 def expression_value(result: dict) -> str:

@@ -6,9 +6,9 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from ...core.tree import CallTree
+from ...model.tree import CallTree
 from .. import fmt
-from ..runstate import RunState, run_totals
+from ...model.state import RunState, run_totals
 
 
 class AnswerPanel(VerticalScroll, can_focus=False):

@@ -16,7 +16,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from ...core.tree import CallTree
+from ...model.tree import CallTree
 from .. import fmt
 from ..render import Palette
 from ..steering import Question, Questions

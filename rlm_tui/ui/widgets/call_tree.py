@@ -17,7 +17,7 @@ from textual import events
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from ...core.tree import ACTIVE, CallNode, CallTree
+from ...model.tree import ACTIVE, CallNode, CallTree
 from .. import fmt
 from ..render import STATUS_ICONS, Palette
 
@@ -82,13 +82,24 @@ class CallTreeView(Tree[str]):
             widget = widget.parent
         return True
 
-    def restart(self, calls: CallTree) -> None:
-        """Drop every node and mirror ``calls`` from now on (a replay moving back)."""
+    def rebind(self, calls: CallTree) -> None:
+        """Mirror another tree of the same run (a replay moved): drop the widgets of nodes it does
+        not have; the caller then ``sync``s the nodes that changed."""
         self.calls = calls
-        self.reset("starting…")
-        self._widgets.clear()
-        self._depths.clear()
-        self._stale.clear()
+        if self.root.data is not None and self.root.data not in calls.nodes:
+            self.reset("starting…")
+            self._widgets.clear()
+            self._depths.clear()
+            self._stale.clear()
+            return
+        removed: set[str] = set()
+        for node_id in [n for n in self._widgets if n not in calls.nodes]:  # in creation order: parents first
+            widget = self._widgets.pop(node_id)
+            self._depths.pop(node_id, None)
+            self._stale.discard(node_id)
+            if widget.parent is None or widget.parent.data not in removed:
+                widget.remove()
+            removed.add(node_id)
 
     def relabel_all(self, now: float, only_active: bool = False) -> None:
         """Relabel every node (theme change, resize), or only active ones (their clocks tick)."""

@@ -8,10 +8,10 @@ from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Static
 
-from ...core.tree import CallTree
+from ...model.tree import CallTree
 from .. import fmt
 from ..render import Palette
-from ..runstate import RunState, run_totals
+from ...model.state import RunState, run_totals
 
 #: A budget this full is shown in the warning colour; a full one in the error colour.
 NEAR_LIMIT = 0.8

@@ -1,7 +1,7 @@
-"""The recursion tree as a fold over events.
+"""The call tree, one part of the run model (``run.RunModel``): nodes with their subtree totals.
 
-The UI, the headless printer, replay and the usage totals all use this one
-model, so what the tree shows and what the run reports cannot disagree.
+The UI, the headless printer, replay and the exporters all read this one
+tree, so what the tree shows and what the run reports cannot disagree.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from . import events as ev
+from ..core.safe_text import one_line
+from ..core import events as ev
 
 
 #: Statuses of a call still under way (running, waiting for approval, waiting for a slot).
@@ -27,6 +28,9 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         return self.tokens_in + self.tokens_out
+
+    def copy(self) -> "Usage":
+        return Usage(self.tokens_in, self.tokens_out, self.cost_usd, self.lm_calls)
 
     def add(self, other: "Usage") -> None:
         self.tokens_in += other.tokens_in
@@ -59,22 +63,28 @@ class CallNode:
     calls_below: int = 0  # llm and rlm nodes below this one, kept up to date
     children_done: int = 0  # direct children no longer active (a batch's "12/40"), kept up to date
 
+    def copy(self) -> "CallNode":
+        """An independent copy (a replay checkpoint); tests/test_model.py checks no field is missed."""
+        return CallNode(self.id, self.parent, self.kind, self.depth, self.model, self.label, self.prompt, self.status,
+                        self.started_t, self.finished_t, self.usage.copy(), self.children.copy(), self.result,
+                        self.error, self.turns, self.size, self.subtree.copy(), self.calls_below, self.children_done)
+
     def elapsed(self, now: float) -> float:
         end = self.finished_t if self.finished_t is not None else now
         return max(0.0, end - self.started_t)
 
 
-def one_line(text: str, width: int = 60) -> str:
-    """A node label: the first non-empty line of a prompt, shortened."""
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return line if len(line) <= width else line[: width - 1] + "…"
-    return ""
-
-
 class CallTree:
-    """Folds events into nodes; ``apply`` is cheap enough for every event."""
+    """Folds events into nodes; ``apply`` is O(depth) per event.
+
+    Checkpoints (``run.Checkpoints``) share node objects with the tree instead of copying
+    them all: ``share_dirty`` hands over the nodes changed since the last call, and a node
+    a checkpoint holds is copied before it is next changed (``_write``).
+    """
+
+    #: The kinds this fold reads (besides every event's clock).
+    HANDLES = frozenset({ev.NODE_STARTED, ev.SPAWN_REQUESTED, ev.RUN_FINISHED, ev.FINAL_ANSWER, ev.LM_FINISHED,
+                         ev.TURN_STARTED, ev.SPAWN_DECIDED, ev.NODE_FINISHED})
 
     def __init__(self) -> None:
         self.nodes: dict[str, CallNode] = {}
@@ -83,19 +93,45 @@ class CallTree:
         self.answer: str | None = None
         self.stopped_by: str | None = None
         self.finished: bool = False
+        self._dirty: set[str] = set()  # changed since the last share_dirty
+        self._shared: set[str] = set()  # held by a checkpoint: copy before changing
+
+    def share_dirty(self) -> dict[str, CallNode]:
+        """The nodes changed since the last call, for a checkpoint to keep (they are not copied now)."""
+        shared = {node_id: self.nodes[node_id] for node_id in self._dirty}
+        self._shared.update(self._dirty)
+        self._dirty = set()
+        return shared
+
+    def freeze(self, nodes: dict[str, CallNode]) -> None:
+        """Start from checkpointed nodes (shared with the checkpoint: copied when first changed)."""
+        self.nodes, self._shared, self._dirty = dict(nodes), set(nodes), set()
+
+    def _write(self, node_id: str | None) -> CallNode | None:
+        """The node, ready to change (a checkpoint's is copied first), marked as changed."""
+        node = self.nodes.get(node_id)  # type: ignore[arg-type]
+        if node is None:
+            return None
+        if self._shared and node_id in self._shared:
+            node = self.nodes[node.id] = node.copy()
+            self._shared.discard(node.id)
+        self._dirty.add(node.id)
+        return node
 
     def apply(self, event: ev.Event) -> CallNode | None:
         """Update the tree; returns the node that changed, if any."""
         self.now = max(self.now, event.t)
         kind = event.kind
         if kind in (ev.NODE_STARTED, ev.SPAWN_REQUESTED):
-            node = self.nodes.get(event.node or "")
+            node = self._write(event.node)
             if node is None:
                 node = CallNode(id=event.node or "", parent=event.parent, kind=event.get("node_kind", "llm"),
                                 started_t=event.t)
                 self.nodes[node.id] = node
-                if event.parent in self.nodes:
-                    self.nodes[event.parent].children.append(node.id)
+                self._dirty.add(node.id)
+                parent = self._write(event.parent)
+                if parent is not None:
+                    parent.children.append(node.id)
                     if node.kind != "batch":
                         for ancestor in self._ancestors(event.parent):
                             ancestor.calls_below += 1
@@ -110,14 +146,18 @@ class CallTree:
             if kind == ev.NODE_STARTED:
                 node.started_t = event.t
             return node
-        node = self.nodes.get(event.node or "")
         if kind == ev.RUN_FINISHED:
             self.finished = True
             self.answer = event.get("answer")
             self.stopped_by = event.get("stopped_by")
             return None
-        if kind == ev.FINAL_ANSWER and node is not None and node.id == self.root:
-            self.answer = event.get("answer")
+        if kind == ev.FINAL_ANSWER:
+            if event.node is not None and event.node == self.root:
+                self.answer = event.get("answer")
+            return None
+        if kind not in self.HANDLES:
+            return None
+        node = self._write(event.node)
         if node is None:
             return None
         if kind == ev.LM_FINISHED:
@@ -136,14 +176,13 @@ class CallTree:
             node.finished_t = event.t
             node.result = event.get("result", "") or ""
             node.error = event.get("error", "") or ""
-        else:
-            return None
         return node
 
     def _set_status(self, node: CallNode, status: str) -> None:
         """Change a node's status, keeping its parent's count of finished children (O(1) for live views)."""
-        parent = self.nodes.get(node.parent or "")
-        if parent is not None and (node.status in ACTIVE) != (status in ACTIVE):
+        if node.parent in self.nodes and (node.status in ACTIVE) != (status in ACTIVE):
+            parent = self._write(node.parent)
+            assert parent is not None
             parent.children_done += 1 if status not in ACTIVE else -1
         node.status = status
 
@@ -152,11 +191,12 @@ class CallTree:
             self.apply(event)
 
     def _ancestors(self, node_id: str | None) -> Iterator[CallNode]:
-        """The node itself, then its parent, up to the root: the nodes whose totals an event moves."""
-        node = self.nodes.get(node_id or "")
+        """The node itself, then its parent, up to the root: the nodes whose totals an event moves
+        (each ready to change)."""
+        node = self._write(node_id)
         while node is not None:
             yield node
-            node = self.nodes.get(node.parent or "")
+            node = self._write(node.parent)
 
     def subtree_usage(self, node_id: str) -> Usage:
         """A node's own usage plus all its descendants' (kept as events arrive: O(1), for live views)."""

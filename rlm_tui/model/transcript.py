@@ -1,20 +1,23 @@
-"""Per-node transcripts: the events of each call node folded into display blocks.
+"""Per-node transcripts, one part of the run model: each node's events as a list of blocks.
 
-The call tree (``core.tree``) answers "what ran and what did it cost"; this
-answers "what did this node say and print", so the transcript pane can show
-any node's own story. Blocks are plain data (no Textual, no Rich), append-mostly:
-only the open reply, the last output chunk, a turn's separator and a cell's
-status line change after they are added, and every change is recorded as the
-lowest block index touched, so a view re-renders only from there.
+The call tree (``tree``) answers "what ran and what did it cost"; this answers
+"what did this node say and print": the app's transcript pane draws a node's
+blocks, and the headless transcript and the exporters group them into turns
+and cells (``sessions.transcript.node_log``). Blocks are plain data (no
+Textual, no Rich), append-mostly: only a node's header, the open reply, the
+last block, the current turn's separator and the open cells' status lines
+change after they are added. Every change is recorded as the lowest block
+index touched, so a view re-renders only from there, and a checkpoint
+(``snapshot``) is a list length plus copies of those few open blocks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..core import events as ev
-from ..core.tree import CallNode, CallTree
+from .tree import CallNode, CallTree
 
 #: Output chunks of one stream are merged into one block up to this size.
 MERGE_CHARS = 1024
@@ -25,11 +28,16 @@ class Block:
     """One piece of a node's transcript.
 
     kinds: header, turn, reply, cell, output, spawn, response, note, answer, end.
+    A note's ``data["about"]`` says what it is: context, retry, limit, warning, kernel
+    (``data["run"]`` marks a run-wide one shown in the root's transcript).
     """
 
     kind: str
     text: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+
+    def copy(self) -> "Block":
+        return Block(self.kind, self.text, dict(self.data))
 
 
 @dataclass
@@ -39,7 +47,8 @@ class NodeTranscript:
     blocks: list[Block] = field(default_factory=list)
     reply: int | None = None  # index of the reply being streamed
     turn: int | None = None  # index of the current turn separator
-    cells: dict[Any, int] = field(default_factory=dict)  # cell id -> index of its status line
+    cells: dict[Any, int] = field(default_factory=dict)  # cell id -> index of its status line (this turn)
+    open_cell: Any = None  # the cell running now: the sub-calls that appear belong to it
 
     def __post_init__(self) -> None:
         if not self.blocks:  # index 0 is always the header, filled when the node starts
@@ -49,18 +58,60 @@ class NodeTranscript:
         self.blocks.append(block)
         return len(self.blocks) - 1
 
+    def snapshot(self) -> "NodeSnapshot":
+        """What ``restore`` needs to bring this transcript back to now: blocks added later are cut
+        off, and the blocks that may still change (header, last, open turn, reply, cells) are copied."""
+        blocks = self.blocks
+        open_ = {0, len(blocks) - 1, *self.cells.values()}
+        open_.update(i for i in (self.turn, self.reply) if i is not None)
+        return NodeSnapshot(blocks, len(blocks), {i: blocks[i].copy() for i in open_ if i >= 0},
+                            self.reply, self.turn, dict(self.cells), self.open_cell)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSnapshot:
+    blocks: list[Block]  # the live list then (later blocks are cut off, open ones patched back)
+    length: int
+    open_blocks: dict[int, Block]
+    reply: int | None
+    turn: int | None
+    cells: dict[Any, int]
+    open_cell: Any
+
+    def restore(self) -> NodeTranscript:
+        blocks = self.blocks[:self.length]
+        for i, block in self.open_blocks.items():
+            blocks[i] = block.copy()
+        return NodeTranscript(blocks, self.reply, self.turn, dict(self.cells), self.open_cell)
+
 
 class Transcripts:
     """Folds events into a transcript per node; apply after ``CallTree.apply``."""
+
+    HANDLES: ClassVar[frozenset[str]]  # the kinds this fold reads (set below its handlers)
 
     def __init__(self, tree: CallTree) -> None:
         self.tree = tree
         self.nodes: dict[str, NodeTranscript] = {}
         self._changed: dict[str, int] = {}
+        self.dirty: set[str] = set()  # nodes changed since the last take_dirty (for checkpoints)
+        self._frozen: dict[str, NodeSnapshot] = {}  # restored from a checkpoint, rebuilt when first used
+
+    def freeze(self, snapshots: dict[str, NodeSnapshot]) -> None:
+        """Start from checkpointed transcripts; each is rebuilt only when it is read or changed."""
+        self.nodes, self._frozen = {}, dict(snapshots)
+        self._changed, self.dirty = {}, set()
+
+    def take_dirty(self) -> set[str]:
+        dirty, self.dirty = self.dirty, set()
+        return dirty
 
     def blocks(self, node_id: str) -> list[Block]:
         """The live block list of a node (views keep it and are told when it changes)."""
         return self._entry(node_id).blocks
+
+    def has_changes(self) -> bool:
+        return bool(self._changed)
 
     def take_changes(self) -> dict[str, int]:
         """Node id -> lowest block index changed since the last call."""
@@ -69,6 +120,7 @@ class Transcripts:
 
     def _touch(self, node_id: str, index: int) -> None:
         self._changed[node_id] = min(index, self._changed.get(node_id, index))
+        self.dirty.add(node_id)
 
     def _append(self, node_id: str, block: Block) -> int:
         entry = self._entry(node_id)
@@ -77,7 +129,7 @@ class Transcripts:
         return index
 
     def _update(self, node_id: str, index: int, **data: Any) -> None:
-        self.nodes[node_id].blocks[index].data.update(data)
+        self._entry(node_id).blocks[index].data.update(data)
         self._touch(node_id, index)
 
     def apply(self, event: ev.Event) -> None:
@@ -93,13 +145,24 @@ class Transcripts:
     # --- one method per event kind -------------------------------------------------
 
     def _entry(self, node_id: str) -> NodeTranscript:
-        return self.nodes.setdefault(node_id, NodeTranscript())
+        entry = self.nodes.get(node_id)
+        if entry is None:
+            snapshot = self._frozen.pop(node_id, None)
+            entry = self.nodes[node_id] = snapshot.restore() if snapshot is not None else NodeTranscript()
+        return entry
+
+    def _known(self, node_id: str) -> bool:
+        return node_id in self.nodes or node_id in self._frozen
+
+    def _get(self, node_id: str) -> NodeTranscript | None:
+        return self._entry(node_id) if self._known(node_id) else None
 
     def _node_started(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is None:
             return
+        first = not self._known(node.id)
         self._header(node)
-        self._spawn_line(node, "started")
+        self._spawn_line(node, "started", first)
 
     def _header(self, node: CallNode) -> None:
         header = self._entry(node.id).blocks[0]
@@ -112,7 +175,7 @@ class Transcripts:
             self._spawn_line(node, "decided", decision=event.get("decision", ""), by=event.get("by", ""),
                              reason=event.get("reason", ""))
 
-    def _spawn_line(self, node: CallNode, phase: str, **extra: str) -> None:
+    def _spawn_line(self, node: CallNode, phase: str, first: bool = False, **extra: Any) -> None:
         """A line in the parent's transcript when a child waits, is decided, starts or ends."""
         if node.parent is None or node.parent not in self.tree.nodes:
             return
@@ -120,6 +183,8 @@ class Transcripts:
         if parent.kind == "batch" and phase in ("waiting", "decided"):
             return
         usage = self.tree.subtree_usage(node.id) if phase == "finished" else node.usage
+        if first:  # where the call appeared: the cell of the parent running then
+            extra = {**extra, "first": True, "cell": self._entry(node.parent).open_cell}
         self._append(node.parent, Block("spawn", node.label, {
             "child": node.id, "kind": node.kind, "phase": phase, "status": node.status,
             "tokens": usage.total_tokens, "cost": usage.cost_usd,
@@ -127,13 +192,15 @@ class Transcripts:
 
     def _spawn_requested(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is not None:
+            first = not self._known(node.id)
             self._header(node)  # a waiting call's own transcript shows what it asks, while it waits
-            self._spawn_line(node, "waiting")
+            self._spawn_line(node, "waiting", first)
 
     def _context_loaded(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         info = event.get("info") or {}
         text = info.get("description") or f"a {info.get('type', '?')} of {info.get('chars', 0):,} characters"
-        self._append(node_id, Block("note", f"context: {text.removeprefix('Your context is ')}", {"level": "info"}))
+        self._append(node_id, Block("note", f"context: {text.removeprefix('Your context is ')}",
+                                    {"level": "info", "about": "context", "info": info}))
 
     def _turn_started(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         entry = self._entry(node_id)
@@ -142,8 +209,18 @@ class Transcripts:
         entry.reply = None
         entry.cells = {}
 
+    def _lm_started(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
+        """The last-chance call after the turn limit has a turn number but no turn_started: give it a turn."""
+        turn = event.get("turn")
+        if turn is None or (node is not None and node.kind == "llm"):  # an llm call has no turns
+            return
+        entry = self._entry(node_id)
+        if entry.turn is not None and entry.blocks[entry.turn].data["turn"] == turn:
+            return
+        self._turn_started(event, node_id, node)
+
     def _turn_finished(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
-        entry = self.nodes.get(node_id)
+        entry = self._get(node_id)
         if entry is not None and entry.turn is not None:
             self._update(node_id, entry.turn, duration=event.get("duration_s"))
 
@@ -155,14 +232,14 @@ class Transcripts:
         self._touch(node_id, entry.reply)
 
     def _lm_retry(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
-        entry = self.nodes.get(node_id)
+        entry = self._get(node_id)
         if entry is not None and entry.reply is not None:  # the stream broke: its text is void
             entry.blocks[entry.reply].text = ""
             self._touch(node_id, entry.reply)
         wait = event.get("wait_s") or 0
         self._append(node_id, Block(
             "note", f"model call failed (attempt {event.get('attempt', '?')}): {event.get('error', '')}; "
-                    f"retrying in {wait:.1f}s", {"level": "warning"}))
+                    f"retrying in {wait:.1f}s", {"level": "warning", "about": "retry"}))
 
     def _lm_finished(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         entry = self._entry(node_id)
@@ -173,7 +250,7 @@ class Transcripts:
         if entry.reply is None:
             entry.reply = self._append(node_id, Block("reply", data={"done": False}))
         block = entry.blocks[entry.reply]
-        block.text = text or block.text
+        block.text = text  # the whole reply: what streamed before it is only a preview
         block.data["done"] = True
         self._touch(node_id, entry.reply)
         entry.reply = None
@@ -181,13 +258,15 @@ class Transcripts:
             turn = entry.blocks[entry.turn].data
             self._update(node_id, entry.turn, tokens_in=turn["tokens_in"] + event.get("tokens_in", 0),
                          tokens_out=turn["tokens_out"] + event.get("tokens_out", 0),
-                         cost=turn["cost"] + event.get("cost_usd", 0.0))
+                         cost=turn["cost"] + event.get("cost_usd", 0.0),
+                         replayed=turn.get("replayed", False) or bool(event.get("replayed")))
 
     def _cell_started(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         entry = self._entry(node_id)
         cell = event.get("cell")
         entry.cells[cell] = self._append(node_id, Block("cell", data={
-            "cell": cell, "status": "running", "duration": None, "truncated": 0}))
+            "cell": cell, "code": event.get("code", ""), "status": "running", "duration": None, "truncated": 0}))
+        entry.open_cell = cell
 
     def _cell_output(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         entry = self._entry(node_id)
@@ -201,20 +280,22 @@ class Transcripts:
             self._append(node_id, Block("output", text, {"cell": cell, "stream": stream}))
 
     def _cell_finished(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
-        entry = self.nodes.get(node_id)
+        entry = self._get(node_id)
         index = entry.cells.get(event.get("cell")) if entry else None
+        if entry is not None and entry.open_cell == event.get("cell"):
+            entry.open_cell = None
         if index is not None:
             self._update(node_id, index, status=event.get("status", "ok"), duration=event.get("duration_s"),
                          truncated=event.get("truncated_chars", 0))
 
     def _note(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if event.kind == ev.LIMIT_REACHED:
-            text, level = f"limit reached: {event.get('limit')}: {event.get('detail', '')}", "error"
+            text, level, about = f"limit reached: {event.get('limit')}: {event.get('detail', '')}", "error", "limit"
         elif event.kind == ev.KERNEL:
-            text, level = f"kernel {event.get('state')}: {event.get('detail', '')}", "warning"
+            text, level, about = f"kernel {event.get('state')}: {event.get('detail', '')}", "warning", "kernel"
         else:
-            text, level = event.get("message", ""), "warning"
-        self._append(node_id, Block("note", text, {"level": level}))
+            text, level, about = event.get("message", ""), "warning", "warning"
+        self._append(node_id, Block("note", text, {"level": level, "about": about, "run": event.node is None}))
 
     def _kernel(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if event.get("state") in ("restarting", "dead"):  # idle/busy live in the status bar
@@ -232,6 +313,7 @@ class Transcripts:
 
 
 _HANDLERS = {
+    ev.LM_STARTED: Transcripts._lm_started,
     ev.NODE_STARTED: Transcripts._node_started,
     ev.SPAWN_REQUESTED: Transcripts._spawn_requested,
     ev.SPAWN_DECIDED: Transcripts._spawn_decided,
@@ -250,3 +332,4 @@ _HANDLERS = {
     ev.FINAL_ANSWER: Transcripts._final_answer,
     ev.NODE_FINISHED: Transcripts._node_finished,
 }
+Transcripts.HANDLES = frozenset(_HANDLERS)

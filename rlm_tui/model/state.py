@@ -1,17 +1,19 @@
-"""Run-level facts for the header and status bar that the call tree does not hold.
+"""Run-level facts that the call tree does not hold, one part of the run model.
 
-Question, settings and limits (from ``run_started``), kernel states, the
-deepest running level, the final answer and how the run stopped. Usage and
-node counts come from ``CallTree`` so there is one fold for numbers.
+The file's header, the question, input, settings and limits (``run_started``),
+kernel states, run-wide notes, the final answer, how the run stopped and what
+it reported spent (``run_finished``). Usage and node counts come from
+``CallTree`` so there is one fold for numbers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..core import events as ev
-from ..core.tree import CallTree, Usage
+from .tree import CallTree, Usage
 
 
 def run_totals(tree: CallTree) -> tuple[Usage, int]:
@@ -23,17 +25,30 @@ def run_totals(tree: CallTree) -> tuple[Usage, int]:
 
 @dataclass
 class RunState:
+    HANDLES: ClassVar[frozenset[str]] = frozenset({ev.SESSION, ev.RUN_STARTED, ev.KERNEL, ev.NODE_FINISHED,
+                                                   ev.LIMIT_REACHED, ev.WARNING, ev.RUN_FINISHED})
+
+    header: dict[str, Any] = field(default_factory=dict)  # the session event's fields
     question: str = ""
     path: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     backend: dict[str, Any] = field(default_factory=dict)  # what ran the code: run_started's kernel_backend
+    resumed_from: dict[str, Any] | None = None
     kernels: dict[str, str] = field(default_factory=dict)  # node id -> starting|idle|busy|restarting|dead
+    notes: list[str] = field(default_factory=list)  # run-wide warnings and limits (no node)
     session_path: str | None = None
+    started: bool = False  # run_started seen
     finished: bool = False
     answer: str | None = None
     stopped_by: str | None = None
     error: str | None = None
     duration_s: float | None = None
+    usage: dict[str, Any] = field(default_factory=dict)  # as run_finished reported it
+    calls: int | None = None
+
+    def copy(self) -> "RunState":
+        """An independent copy (a replay checkpoint): the dicts and lists that change are copied."""
+        return dataclasses.replace(self, kernels=dict(self.kernels), notes=list(self.notes))
 
     @property
     def limits(self) -> dict[str, Any]:
@@ -41,22 +56,31 @@ class RunState:
 
     def apply(self, event: ev.Event) -> None:
         kind = event.kind
-        if kind == ev.RUN_STARTED:
+        if kind == ev.SESSION:
+            self.header = dict(event.data)
+        elif kind == ev.RUN_STARTED:
+            self.started = True
             self.question = event.get("question", "")
-            self.path = str(event.get("path", "") or "")
-            self.settings = event.get("settings") or {}
-            self.backend = event.get("kernel_backend") or {}
+            self.path = event.get("path", "")
+            self.settings = event.get("settings", {})
+            self.backend = event.get("kernel_backend", {})
+            self.resumed_from = event.get("resumed_from")
             self.session_path = self.settings.get("session_path") or self.session_path
         elif kind == ev.KERNEL and event.node:
             self.kernels[event.node] = event.get("state", "")
         elif kind == ev.NODE_FINISHED:
             self.kernels.pop(event.node or "", None)  # its kernel went back to the pool
+        elif kind in (ev.LIMIT_REACHED, ev.WARNING) and event.node is None:
+            self.notes.append(f"limit {event.get('limit')}: {event.get('detail')}" if kind == ev.LIMIT_REACHED
+                              else f"warning: {event.get('message')}")
         elif kind == ev.RUN_FINISHED:
             self.finished = True
             self.answer = event.get("answer")
             self.stopped_by = event.get("stopped_by")
             self.error = event.get("error")
             self.duration_s = event.get("duration_s")
+            self.usage = event.get("usage", {})
+            self.calls = event.get("calls")
 
     def kernel_summary(self) -> str:
         """``busy``, or ``2 busy · 1 idle`` when children have kernels too."""
