@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PYTHON, cli_env, fence
-from rlm_tui.cli import build_parser, settings_from
+from rlm_tui.cli.run import build_parser, settings_from
 from rlm_tui.core.config import OPTIONS, Limits
 from rlm_tui.core.session import load
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, turn_of

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import PYTHON, cli_env
 from rlm_tui.core.session import SessionExists, SessionWriter, new_session_path
-from rlm_tui.sessions.commands import COMMANDS
+from rlm_tui.cli import SUBCOMMANDS as COMMANDS
 from rlm_tui.sessions.replay import Replayer
 from rlm_tui.sessions.transcript import SessionLog
 from sessions_sample import copy_sample

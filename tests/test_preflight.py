@@ -280,7 +280,7 @@ def test_resume_checks_the_live_model_before_replaying(home: Home) -> None:
 def test_a_server_cannot_write_escape_sequences_through_the_warning(lister: str,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """The model list comes from the server: a hostile id must reach the terminal escaped."""
-    from rlm_tui.cli import preflight as cli_preflight
+    from rlm_tui.cli.run import preflight as cli_preflight
 
     _Lister.models = ["\x1b]0;owned\x07\x1b[2J"]
     try:

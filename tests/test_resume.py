@@ -109,7 +109,8 @@ def test_resume_usage_errors(sample: Sample, tmp_path: Path, capsys: pytest.Capt
         (["resume", str(sample.path), "--at", "5"], "the session has 3 recorded root turns"),
         (["resume", str(sample.path)], "--at"),
         (["resume", str(tmp_path / "missing.jsonl"), "--at", "1"], "no such file"),
-        (["resume", str(sample.path), "--at", "1", "--max-depth", "0"], "must be greater than 0"),
+        (["resume", str(sample.path), "--at", "1", "--max-depth", "0"], "must be at least 1"),
+        (["resume", str(sample.path), "--at", "1", "--budget", "0"], "must be greater than 0"),
         (["resume", str(sample.path), "--at", "1", "--path", str(tmp_path / "gone")], "give it with --path"),
         (["resume", str(sample.path), "--at", "1", "--json"], "--json needs --headless"),
     ]:

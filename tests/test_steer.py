@@ -575,7 +575,7 @@ def test_headless_refuses_interactive_steering(corpus: Path, args: list[str], me
 
 
 def test_policy_defaults_ui_rlm_headless_auto() -> None:
-    from rlm_tui.cli import build_parser, settings_from
+    from rlm_tui.cli.run import build_parser, settings_from
 
     parser = build_parser()
     assert settings_from(parser.parse_args(["p", "q"])).approve == "rlm"
