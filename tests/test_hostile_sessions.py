@@ -19,6 +19,8 @@ from rlm_tui.sessions.replay import Replayer
 from rlm_tui.sessions.transcript import SessionLog
 from sessions_sample import copy_sample
 
+pytestmark = pytest.mark.kernel
+
 
 def test_two_runs_in_the_same_second_get_two_files(tmp_path: Path) -> None:
     name = new_session_path(tmp_path)  # both runs pick the same time-stamped name

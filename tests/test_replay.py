@@ -17,6 +17,8 @@ from rlm_tui.sessions import replay as replay_mod
 from rlm_tui.sessions.replay import Replayer
 from sessions_sample import ANSWER, QUESTION, Sample, recorded_sample
 
+pytestmark = pytest.mark.kernel
+
 
 @pytest.fixture
 def sample() -> Sample:

@@ -18,7 +18,8 @@ from rlm_tui.ui.widgets.answer import AnswerPanel
 from rlm_tui.ui.widgets.call_tree import CallTreeView
 from rlm_tui.ui.widgets.transcript_view import TranscriptView
 from sessions_sample import ANSWER, Sample, recorded_sample
-from test_ui_sample import isolated_dirs  # noqa: F401 - autouse fixture: no real config dirs
+
+pytestmark = [pytest.mark.ui, pytest.mark.kernel, pytest.mark.usefixtures("isolated_dirs")]
 
 SIZE = (160, 45)
 

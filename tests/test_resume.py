@@ -16,6 +16,8 @@ from rlm_tui.sessions.listing import summarize
 from rlm_tui.sessions.resume import RecordedReplies
 from sessions_sample import Sample, recorded_sample
 
+pytestmark = pytest.mark.kernel
+
 KEY = "sk-test-not-a-real-key-5678"
 
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import pytest
 from textual.widgets import Input, TextArea
 
 from rlm_tui.core import events as ev
@@ -27,10 +28,10 @@ from rlm_tui.ui.steering_screens import DenyScreen, EditCellScreen, EditSpawnScr
 from rlm_tui.ui.widgets.approval import ApprovalPanel
 from rlm_tui.ui.widgets.transcript_view import TranscriptView
 
-from conftest import fence
-from test_steer import fed_root
-from test_ui_app import shown
-from test_ui_sample import isolated_dirs  # noqa: F401 - autouse fixture
+from conftest import fed_root, fence
+from screen import shown
+
+pytestmark = [pytest.mark.ui, pytest.mark.kernel, pytest.mark.usefixtures("isolated_dirs")]
 
 SIZE = (160, 45)
 MAX_PAUSES = 1200
