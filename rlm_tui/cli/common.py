@@ -75,20 +75,21 @@ def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
-def add_option(group: Any, option: Option, *, default: Any = None, help: str | None = None) -> None:
+def add_option(group: Any, option: Option, *, default: Any = None, help_text: str | None = None) -> None:
     """The flag for one shared setting. Its default is None, so a config value can fill it,
     or ``argparse.SUPPRESS`` for "as recorded" (``resume``)."""
-    if help is None:
-        help = option.help
+    if help_text is None:
+        help_text = option.help
         if default is None and option.group == "limits":
-            help += f" (default: {getattr(Limits(), option.name)})"
+            help_text += f" (default: {getattr(Limits(), option.name)})"
         elif default is None and option.name == "model":
-            help += f" (default: {Settings().model}; env RLM_TUI_MODEL)"
+            help_text += f" (default: {Settings().model}; env RLM_TUI_MODEL)"
     group.add_argument(option.flag, type=option_type(option), choices=option.choices or None, default=default,
-                       metavar=None if option.choices else option.metavar, help=help)
+                       metavar=None if option.choices else option.metavar, help=help_text)
 
 
 def add_api_key(group: Any, *, default: Any = None) -> None:
+    """--api-key: a flag only, not a setting in OPTIONS, because a key is never read from config.toml."""
     group.add_argument("--api-key", metavar="KEY", default=default, help="API key (default: the provider's "
                        "environment variable; never read from a config file nor recorded)")
 
@@ -100,8 +101,8 @@ def add_output_flags(group: Any, *, default: Any = None) -> None:
     """
     group.add_argument("--headless", action="store_true", help="no UI: answer on stdout, progress on stderr")
     group.add_argument("--json", action="store_true", help="with --headless: one JSON object on stdout")
-    group.add_argument("--session", type=Path, default=default, metavar="FILE", help="session file to write (default: a new file "
-                       "in ~/.local/share/rlm-tui/sessions/)")
-    group.add_argument("--overwrite-session", action="store_true", default=default if default is not None else False,
+    group.add_argument("--session", type=Path, default=default, metavar="FILE",
+                       help="session file to write (default: a new file in ~/.local/share/rlm-tui/sessions/)")
+    group.add_argument("--overwrite-session", action="store_true", default=False if default is None else default,
                        help="replace --session FILE if it exists (without this flag an existing file is refused)")
     group.add_argument("--debug", action="store_true", help="show tracebacks")

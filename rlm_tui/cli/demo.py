@@ -19,8 +19,8 @@ def demo_main(argv: list[str]) -> int:
     p.add_argument("--pace", type=float, default=1.0,
                    help="multiply the scripted model's delays (0 = as fast as possible; default 1)")
     add_option(p, OPTION["approve"], default="auto",
-               help="which sub-calls wait for your approval (default: auto; try ask)")
-    add_option(p, OPTION["step"], default="off", help="start in step mode (default: off)")
+               help_text="which sub-calls wait for your approval (default: auto; try ask)")
+    add_option(p, OPTION["step"], default="off", help_text="start in step mode (default: off)")
     args = parse(p, argv)
     if isinstance(args, int):
         return args
