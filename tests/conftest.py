@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ if sys.__stdin__ is None:
 # Every Jupyter kernel a test starts, in this process or a child (cli_env passes JUPYTER_PATH on), goes through
 # this kernel spec: the real one with one line first that counts the start. A test that starts a kernel
 # without the `kernel` marker then fails (pytest_runtest_makereport below), so the fast tier has none.
+# The app is counted in this process only (a pty test's app is not seen; those modules are marked whole).
 def _counting_kernel_spec() -> Path:
     from jupyter_client.kernelspec import KernelSpecManager
 
@@ -49,7 +51,7 @@ def _counting_kernel_spec() -> Path:
 
 
 KERNEL_STARTS = _counting_kernel_spec()
-_STARTS_BEFORE = pytest.StashKey[int]()
+_BEFORE = pytest.StashKey[tuple[int, int]]()
 
 
 def kernels_started() -> int:
@@ -60,22 +62,50 @@ def kernels_started() -> int:
         return 0
 
 
+#: Textual apps run in this process so far (counted once the test modules are collected; see below).
+APPS_RUN = [0]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Count the Textual apps tests run in this process, so that the `ui` marker is checked like `kernel`.
+
+    Only when a collected module imported Textual: a run of modules without the app does not load it.
+    """
+    if "textual.app" not in sys.modules:
+        return
+    from textual.app import App
+
+    for name in ("run", "run_async", "run_test"):
+        original = getattr(App, name)
+
+        @functools.wraps(original)
+        def counted(self: App, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            APPS_RUN[0] += 1
+            return _original(self, *args, **kwargs)
+
+        setattr(App, name, counted)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    item.stash[_STARTS_BEFORE] = kernels_started()  # before any fixture of the test is set up
+    item.stash[_BEFORE] = (kernels_started(), APPS_RUN[0])  # before any fixture of the test is set up
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A test that started a kernel or ran the app without its marker fails (at teardown)."""
     outcome = yield
     report = outcome.get_result()
-    if call.when != "teardown" or item.get_closest_marker("kernel") is not None or _STARTS_BEFORE not in item.stash:
+    if call.when != "teardown" or _BEFORE not in item.stash or not report.passed:
         return
-    started = kernels_started() - item.stash[_STARTS_BEFORE]
-    if started and report.passed:
+    kernels, apps = item.stash[_BEFORE]
+    seen = {"kernel": (kernels_started() - kernels, "started {} Jupyter kernel(s)"),
+            "ui": (APPS_RUN[0] - apps, "ran the Textual app {} time(s)")}
+    missing = [what.format(n) + f" without the `{marker}` marker (@pytest.mark.{marker})"
+               for marker, (n, what) in seen.items() if n and item.get_closest_marker(marker) is None]
+    if missing:
         report.outcome = "failed"
-        report.longrepr = (f"{item.nodeid} started {started} Jupyter kernel(s) but is not marked `kernel`: "
-                           "mark it (pytestmark = pytest.mark.kernel) so that the fast tier stays without kernels")
+        report.longrepr = f"{item.nodeid} {'; '.join(missing)}: the fast tier must run neither"
 
 
 @pytest.fixture

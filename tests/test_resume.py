@@ -152,6 +152,7 @@ def resumed_plan(sample: Sample, tmp_path: Path):  # type: ignore[no-untyped-def
                                            "session_path": tmp_path / "in-app.jsonl"})
 
 
+@pytest.mark.ui
 async def test_resume_in_the_app(resumed_plan, tmp_path: Path,  # type: ignore[no-untyped-def]
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The app runs a resumed session like a live one: turn 1 replayed, then the live model."""
