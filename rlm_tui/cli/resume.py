@@ -28,8 +28,10 @@ examples:
   rlm-tui resume run.jsonl --at 2 --model anthropic/claude-sonnet-4-5 --max-iterations 10
 """
 
-#: The run settings resume can change: the same flags as ``rlm-tui PATH QUESTION`` (steering is the UI's).
-_GROUPS = {"models": "models (default: as recorded)", "limits": "limits (default: as recorded)"}
+#: Settings resume does not take: steering and the theme are the app's, not the recorded run's.
+_NOT_RESUMED = ("steering", "output")
+#: The run settings resume can change: the same flags as ``rlm-tui PATH QUESTION``, defaulting to the recorded ones.
+_RESUMED = tuple(option for option in OPTIONS if option.group not in _NOT_RESUMED)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,10 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", type=Path, help="the input, when the recorded one has moved")
     p.add_argument("--live-subcalls", action="store_true",
                    help="ask the live model for the sub-calls of replayed turns too (default: their recorded replies)")
-    groups = {name: p.add_argument_group(title) for name, title in _GROUPS.items()}
-    for option in OPTIONS:
-        if option.group in groups:
-            add_option(groups[option.group], option, default=argparse.SUPPRESS)
+    groups = {option.group: p.add_argument_group(f"{option.group} (default: as recorded)") for option in _RESUMED}
+    for option in _RESUMED:
+        add_option(groups[option.group], option, default=argparse.SUPPRESS)
     add_api_key(groups["models"], default=argparse.SUPPRESS)
     add_output_flags(p.add_argument_group("output"), default=argparse.SUPPRESS)
     return p
@@ -59,7 +60,7 @@ def resume_main(argv: list[str]) -> int:
     from ..sessions.resume import ResumeError, plan
 
     given = vars(args)
-    names = [o.name for o in OPTIONS if o.group in _GROUPS] + ["api_key", "overwrite_session"]
+    names = [option.name for option in _RESUMED] + ["api_key", "overwrite_session"]
     overrides = {name: given[name] for name in names if name in given}
     if "session" in given:
         overrides["session_path"] = given["session"]
