@@ -8,7 +8,8 @@ from rlm_tui.cli import main
 from rlm_tui.core.config import OPTIONS, Option
 
 #: A value each kind of setting refuses, and what both commands say about it.
-BAD = {str: ("", "must be a non-empty string"), int: ("0", "must be at least 1"), float: ("0", "must be greater than 0")}
+BAD = {str: ("", "must be a non-empty string"), int: ("0", "must be at least 1"),
+       float: ("0", "must be greater than 0")}
 RESUMED = [option for option in OPTIONS if option.group not in ("steering", "output")]
 
 
