@@ -1,4 +1,4 @@
-"""``rlm-tui demo``: the app on a bundled, scripted run. No API key, no network.
+"""The scenario behind ``rlm-tui demo`` (``cli/demo.py``): a bundled, scripted run. No API key, no network.
 
 The replies come from ``script`` through a local ``ScriptedServer``; everything
 else is real: the engine, Jupyter kernels running the code below, litellm,
@@ -11,7 +11,6 @@ scripted.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import shutil
 import tempfile
@@ -132,23 +131,3 @@ def start_demo(pace: float = 1.0) -> tuple[Settings, Path, contextlib.ExitStack]
     server = ScriptedServer(lambda messages, model: script(messages, model, pace)).start()
     stack.callback(server.stop)
     return demo_settings(server.url), folder, stack
-
-
-def main(argv: list[str]) -> int:
-    """``rlm-tui demo [--theme NAME] [--pace X]``."""
-    parser = argparse.ArgumentParser(prog="rlm-tui demo", description=(
-        "Open the app on a bundled scripted run (no API key, no network): a batch of sub-calls, "
-        "an error in a cell, a child RLM with its own sub-call, and a final answer."))
-    parser.add_argument("--theme", help="colour theme (see the command palette, Ctrl+P, for the list)")
-    parser.add_argument("--pace", type=float, default=1.0,
-                        help="multiply the scripted model's delays (0 = as fast as possible; default 1)")
-    parser.add_argument("--approve", choices=("ask", "rlm", "auto", "deny"), default="auto",
-                        help="which sub-calls wait for your approval (default: auto; try ask)")
-    parser.add_argument("--step", choices=("off", "turn", "cell", "all"), default="off",
-                        help="start in step mode (default: off)")
-    args = parser.parse_args(argv)
-    from .ui import launch
-
-    settings, folder, stack = start_demo(args.pace)
-    settings.approve, settings.step = args.approve, args.step
-    return launch(settings, QUESTION, folder, theme=args.theme, badge=BADGE, on_finish=stack.close)

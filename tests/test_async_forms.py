@@ -10,9 +10,13 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import fence, run_script
 from rlm_tui.core import events as ev
 from rlm_tui.scripted import is_rlm_call, question_of, turn_of
+
+pytestmark = pytest.mark.kernel
 
 
 def sub_calls(run, status: str | None = None) -> list:

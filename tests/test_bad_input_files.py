@@ -86,6 +86,7 @@ def test_empty_file_and_empty_stdin_are_usage_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "s.jsonl").exists()
 
 
+@pytest.mark.kernel
 def test_a_fifo_as_path_is_refused_and_one_inside_a_directory_is_skipped(tmp_path: Path) -> None:
     """A named pipe with no writer would block the read for ever (seen: the run hung with no output)."""
     os.mkfifo(tmp_path / "pipe")
@@ -101,6 +102,7 @@ def test_a_fifo_as_path_is_refused_and_one_inside_a_directory_is_skipped(tmp_pat
     assert "not a regular file" in proc.stderr  # reported as skipped, like binary files
 
 
+@pytest.mark.kernel
 def test_directory_of_only_binary_files(tmp_path: Path) -> None:
     root = tmp_path / "bin"
     root.mkdir()
@@ -119,6 +121,7 @@ def test_unreadable_file_as_the_path(tmp_path: Path) -> None:
     assert _one_line_usage_error(proc, "permission denied") == proc.stderr.strip()
 
 
+@pytest.mark.kernel
 def test_unreadable_files_inside_a_directory_are_skipped_and_reported(tmp_path: Path) -> None:
     root = tmp_path / "mixed"
     (root / "closed").mkdir(parents=True)
@@ -141,6 +144,7 @@ def test_unreadable_files_inside_a_directory_are_skipped_and_reported(tmp_path: 
     assert "Not loaded:" in first_prompt  # and so does the model
 
 
+@pytest.mark.kernel
 async def test_2_gb_file_is_capped_not_read_whole(tmp_path: Path) -> None:
     big = tmp_path / "big.log"
     with open(big, "wb") as handle:  # sparse: 2 GB on paper, a few MB on disk
@@ -164,6 +168,7 @@ async def test_2_gb_file_is_capped_not_read_whole(tmp_path: Path) -> None:
     assert info["files"] == 1 and info["skipped"]["larger than 10 MB"]["examples"] == ["big.log"]
 
 
+@pytest.mark.kernel
 async def test_undecodable_bytes_and_a_50_mb_line(tmp_path: Path) -> None:
     root = tmp_path / "odd"
     root.mkdir()
@@ -180,6 +185,7 @@ async def test_undecodable_bytes_and_a_50_mb_line(tmp_path: Path) -> None:
     assert next(e for e in run.events if e.kind == ev.CONTEXT_LOADED).get("info")["lines"] == 1
 
 
+@pytest.mark.kernel
 async def test_symlink_loops_inside_a_directory(tmp_path: Path) -> None:
     root = tmp_path / "links"
     (root / "sub").mkdir(parents=True)
@@ -195,6 +201,7 @@ async def test_symlink_loops_inside_a_directory(tmp_path: Path) -> None:
     assert sum(v["count"] for k, v in skipped.items() if k.startswith("unreadable")) == 2
 
 
+@pytest.mark.kernel
 async def test_file_names_with_newlines_and_invalid_utf8(tmp_path: Path) -> None:
     root = tmp_path / "names"
     root.mkdir()

@@ -11,6 +11,8 @@ from rlm_tui.core import events as ev
 from rlm_tui.core import prompts
 from rlm_tui.scripted import turn_of
 
+pytestmark = pytest.mark.kernel
+
 BAD_REPLIES = {
     "no code": ("I think the answer is in the files somewhere.", prompts.NO_CODE_NOTE),
     "two-backtick fence": ("``repl\nprint(1)\n``", prompts.NO_CODE_NOTE),

@@ -18,6 +18,8 @@ from rlm_tui.core import events as ev
 from rlm_tui.core.lm import LMClient, LMError
 from rlm_tui.scripted import Fault, ScriptedServer, is_rlm_call, turn_of
 
+pytestmark = pytest.mark.kernel
+
 MODEL = "openai/scripted"
 
 

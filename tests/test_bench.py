@@ -30,6 +30,8 @@ def table_rows(out: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.kernel
+@pytest.mark.slow
 def test_rlm_tui_rows_run_and_print_a_table() -> None:
     proc = bench("--systems", "rlm-tui")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -45,6 +47,8 @@ def test_rlm_tui_rows_run_and_print_a_table() -> None:
 
 
 @pytest.mark.skipif(not HAVE_RLMS, reason="rlms is not installed (pip install --no-deps rlms==0.1.3)")
+@pytest.mark.kernel
+@pytest.mark.slow
 def test_rlms_rows_run_for_both_environments() -> None:
     proc = bench("--systems", "rlms-ipython,rlms-local", "--rows", "1,5")
     assert proc.returncode == 0, proc.stdout + proc.stderr

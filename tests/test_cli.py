@@ -37,6 +37,7 @@ def server():
         yield srv
 
 
+@pytest.mark.kernel
 def test_headless_answer_on_stdout_progress_on_stderr(corpus: Path, tmp_path: Path, server) -> None:
     session = tmp_path / "s.jsonl"
     proc = rlm_tui(str(corpus), "q?", "--headless", "--model", "openai/scripted", "--api-base", server.url,
@@ -50,6 +51,7 @@ def test_headless_answer_on_stdout_progress_on_stderr(corpus: Path, tmp_path: Pa
     assert "sk-cli-test-key-9876" not in text + proc.stdout + proc.stderr
 
 
+@pytest.mark.kernel
 def test_headless_json_object(corpus: Path, tmp_path: Path, server) -> None:
     session = tmp_path / "s.jsonl"
     proc = rlm_tui(str(corpus), "q?", "--headless", "--json", "--model", "openai/scripted",
@@ -62,6 +64,7 @@ def test_headless_json_object(corpus: Path, tmp_path: Path, server) -> None:
     assert set(out["usage"]["per_model"]) == {"openai/scripted", "openai/scripted-sub"}
 
 
+@pytest.mark.kernel
 def test_headless_run_through_litellm_itself(corpus: Path, tmp_path: Path, server) -> None:
     """Providers other than an OpenAI-compatible --api-base go through litellm: the same run, that path."""
     proc = rlm_tui(str(corpus), "q?", "--headless", "--json", "--model", "openai/gpt-4o-mini", "--api-base",
@@ -73,6 +76,7 @@ def test_headless_run_through_litellm_itself(corpus: Path, tmp_path: Path, serve
     assert len(server.requests) == 3 and server.requests[0]["stream"] is True
 
 
+@pytest.mark.kernel
 def test_stdin_context(tmp_path: Path) -> None:
     """Standard input is copied to a 0600 temporary file while the run goes, removed at the end."""
     tmp = tmp_path / "tmp"
@@ -104,6 +108,7 @@ def test_stdin_closed_is_a_usage_error(tmp_path: Path, server) -> None:
     assert not (tmp_path / "s.jsonl").exists()
 
 
+@pytest.mark.kernel
 def test_limit_without_answer_exits_3(corpus: Path, tmp_path: Path) -> None:
     with ScriptedServer(lambda m, model: fence("print(1)")) as srv:
         proc = rlm_tui(str(corpus), "q", "--headless", "--json", "--model", "openai/s", "--api-base", srv.url,
@@ -126,6 +131,7 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], message: str) -> Non
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.kernel
 def test_empty_directory_is_a_usage_error(tmp_path: Path, server) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -137,6 +143,7 @@ def test_empty_directory_is_a_usage_error(tmp_path: Path, server) -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.kernel
 def test_unwritable_session_path_is_a_clear_error(corpus: Path, tmp_path: Path, server) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -148,6 +155,7 @@ def test_unwritable_session_path_is_a_clear_error(corpus: Path, tmp_path: Path, 
     assert "cannot write the session file" in proc.stderr
 
 
+@pytest.mark.kernel
 def test_headless_run_never_imports_textual(corpus: Path, tmp_path: Path, server) -> None:
     code = (
         "import sys\nfrom rlm_tui.cli import main\n"
@@ -162,6 +170,7 @@ def test_headless_run_never_imports_textual(corpus: Path, tmp_path: Path, server
     assert "textual modules: []" in proc.stdout
 
 
+@pytest.mark.kernel
 def test_session_file_reads_back(corpus: Path, tmp_path: Path, server) -> None:
     session = tmp_path / "s.jsonl"
     proc = rlm_tui(str(corpus), "q?", "--headless", "--model", "openai/scripted", "--api-base", server.url,
@@ -181,6 +190,7 @@ def test_session_file_reads_back(corpus: Path, tmp_path: Path, server) -> None:
     assert "sk-never-on-disk-5555" not in session.read_text() + proc.stdout + proc.stderr
 
 
+@pytest.mark.kernel
 async def test_output_into_a_closed_pipe_is_not_an_error(corpus: Path, tmp_path: Path) -> None:
     from conftest import run_script
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PYTHON, cli_env, fence
-from rlm_tui.cli import build_parser, settings_from
+from rlm_tui.cli.run import build_parser, settings_from
 from rlm_tui.core.config import OPTIONS, Limits
 from rlm_tui.core.session import load
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, turn_of
@@ -61,6 +61,7 @@ def test_sub_model_and_api_base_from_the_file(config_home: Path, corpus: Path) -
     assert proc.stderr == "rlm-tui: no API key for groq/sub: set GROQ_API_KEY or pass --api-key\n"
 
 
+@pytest.mark.kernel
 def test_limits_from_the_file_and_flags_over_them(config_home: Path, corpus: Path, tmp_path: Path) -> None:
     def script(messages, model):
         if not is_rlm_call(messages):

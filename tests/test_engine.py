@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from conftest import fence, run_script
 from rlm_tui.core import events as ev
 from rlm_tui.model.tree import CallTree
 from rlm_tui.scripted import is_rlm_call, question_of, turn_of
+
+pytestmark = pytest.mark.kernel
 
 
 async def test_needle_found_by_code_in_directory(corpus: Path, tmp_path: Path) -> None:

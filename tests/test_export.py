@@ -13,6 +13,8 @@ from rlm_tui.sessions.export import to_markdown, to_notebook
 from rlm_tui.sessions.transcript import SessionLog
 from sessions_sample import ANSWER, QUESTION, Sample, copy_sample, recorded_sample
 
+pytestmark = pytest.mark.kernel
+
 
 @pytest.fixture
 def sample() -> Sample:

@@ -53,6 +53,7 @@ def test_full_disk_at_start(corpus: Path) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.kernel
 async def test_disk_full_mid_run_warns_and_the_run_continues(corpus: Path, tmp_path: Path) -> None:
     session = tmp_path / "session.jsonl"
 

@@ -14,6 +14,8 @@ from rlm_tui.core import events as ev
 from rlm_tui.core.session import load
 from rlm_tui.scripted import turn_of
 
+pytestmark = pytest.mark.kernel
+
 KILLERS = {
     "os_exit": "import os\nos._exit(3)",
     "segfault": "import ctypes\nctypes.string_at(0)",

@@ -12,6 +12,8 @@ from rlm_tui.core import events as ev
 from rlm_tui.core.session import load
 from rlm_tui.scripted import Fault, ScriptedServer, is_rlm_call, turn_of
 
+pytestmark = pytest.mark.kernel
+
 
 def _two_turns(messages, model):
     if not is_rlm_call(messages):

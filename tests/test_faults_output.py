@@ -6,10 +6,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import PYTHON, cli_env, fence, run_script
 from rlm_tui.core import events as ev
 from rlm_tui.core.session import load
 from rlm_tui.scripted import ScriptedServer, turn_of
+
+pytestmark = pytest.mark.kernel
 
 # Runs the real CLI, then reports the host process's peak memory (the kernel is another process).
 MEASURE = """

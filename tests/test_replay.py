@@ -19,6 +19,8 @@ from rlm_tui.sessions.replay import Replayer
 from model_state import model_state
 from sessions_sample import ANSWER, QUESTION, Sample, recorded_sample
 
+pytestmark = pytest.mark.kernel
+
 
 @pytest.fixture
 def sample() -> Sample:

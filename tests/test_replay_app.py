@@ -18,7 +18,8 @@ from rlm_tui.ui.widgets.answer import AnswerPanel
 from rlm_tui.ui.widgets.call_tree import CallTreeView
 from rlm_tui.ui.widgets.transcript_view import TranscriptView
 from sessions_sample import ANSWER, Sample, recorded_sample
-from test_ui_sample import isolated_dirs  # noqa: F401 - autouse fixture: no real config dirs
+
+pytestmark = [pytest.mark.ui, pytest.mark.kernel, pytest.mark.usefixtures("isolated_dirs")]
 
 SIZE = (160, 45)
 
@@ -150,7 +151,7 @@ async def test_play_reaches_the_end(sample: Sample) -> None:
 
 def test_paused_and_speed_set_how_replay_starts(sample: Sample) -> None:
     """`replay --paused --speed X`: the flags reach the app, which opens at the start, still, at that speed."""
-    from rlm_tui.sessions import commands
+    from rlm_tui.cli import SUBCOMMANDS
 
     seen: dict[str, object] = {}
 
@@ -167,7 +168,7 @@ def test_paused_and_speed_set_how_replay_starts(sample: Sample) -> None:
     run = ReplayApp.run
     ReplayApp.run = lambda app: asyncio.run(drive(app))  # type: ignore[method-assign]  # pilot, not a tty
     try:
-        assert commands.COMMANDS["replay"]([str(sample.path), "--paused", "--speed", "4"]) == 0
+        assert SUBCOMMANDS["replay"]([str(sample.path), "--paused", "--speed", "4"]) == 0
     finally:
         ReplayApp.run = run  # type: ignore[method-assign]
     assert seen["speed"] == 4 and seen["playing"] is False and seen["position"] == 0

@@ -16,6 +16,8 @@ from rlm_tui.sessions.listing import summarize
 from rlm_tui.sessions.resume import RecordedReplies
 from sessions_sample import Sample, recorded_sample
 
+pytestmark = pytest.mark.kernel
+
 KEY = "sk-test-not-a-real-key-5678"
 
 
@@ -109,7 +111,8 @@ def test_resume_usage_errors(sample: Sample, tmp_path: Path, capsys: pytest.Capt
         (["resume", str(sample.path), "--at", "5"], "the session has 3 recorded root turns"),
         (["resume", str(sample.path)], "--at"),
         (["resume", str(tmp_path / "missing.jsonl"), "--at", "1"], "no such file"),
-        (["resume", str(sample.path), "--at", "1", "--max-depth", "0"], "must be greater than 0"),
+        (["resume", str(sample.path), "--at", "1", "--max-depth", "0"], "must be at least 1"),
+        (["resume", str(sample.path), "--at", "1", "--budget", "0"], "must be greater than 0"),
         (["resume", str(sample.path), "--at", "1", "--path", str(tmp_path / "gone")], "give it with --path"),
         (["resume", str(sample.path), "--at", "1", "--json"], "--json needs --headless"),
     ]:
@@ -149,6 +152,7 @@ def resumed_plan(sample: Sample, tmp_path: Path):  # type: ignore[no-untyped-def
                                            "session_path": tmp_path / "in-app.jsonl"})
 
 
+@pytest.mark.ui
 async def test_resume_in_the_app(resumed_plan, tmp_path: Path,  # type: ignore[no-untyped-def]
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The app runs a resumed session like a live one: turn 1 replayed, then the live model."""

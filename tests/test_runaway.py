@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from conftest import fence, run_script
 from rlm_tui.core import events as ev
 from rlm_tui.core.safe_text import strip_ansi
 from rlm_tui.core.session import load
 from rlm_tui.model.tree import CallTree
 from rlm_tui.scripted import Script, is_rlm_call, question_of, turn_of
+
+pytestmark = pytest.mark.kernel
 
 
 def _one_cell(code: str, sub_reply: str = "ok", final: str = "FINAL(done)") -> Script:

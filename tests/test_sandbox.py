@@ -23,6 +23,8 @@ from rlm_tui.core.backends.sandbox import bwrap_binary, probe
 from rlm_tui.core.bridge import Bridge
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, turn_of
 
+pytestmark = pytest.mark.kernel
+
 def probe_binary() -> str:
     binary = bwrap_binary()
     assert binary is not None

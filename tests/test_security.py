@@ -123,6 +123,7 @@ async def test_secret_prefix_is_not_enough() -> None:
 KEY = "sk-live-DO-NOT-LEAK-7f3a9c2e41b8"
 
 
+@pytest.mark.kernel
 def test_no_secret_in_any_artefact_of_a_run(corpus: Path, tmp_path: Path) -> None:
     """A run with a key: kernel code hunting for it, a provider echoing it in errors. Grep everything."""
     hidden = base64.b64encode(KEY.encode()).decode()  # the model's code rebuilds the key; its reply never holds it
@@ -165,6 +166,7 @@ print(llm_query('will fail once'))
             assert secret not in content, name
 
 
+@pytest.mark.kernel
 async def test_bridge_secret_shown_by_kernel_code_is_redacted(corpus: Path, tmp_path: Path) -> None:
     """The kernel's code could learn the bridge secret (it holds the connection): showing it leaks nothing."""
     from rlm_tui.core.config import Settings
@@ -192,6 +194,7 @@ async def test_bridge_secret_shown_by_kernel_code_is_redacted(corpus: Path, tmp_
         assert secret not in content, name
 
 
+@pytest.mark.kernel
 async def test_final_answer_holding_a_secret_is_redacted(corpus: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOME_SERVICE_API_KEY", KEY)

@@ -18,6 +18,8 @@ from rlm_tui.sessions.listing import list_sessions, summarize
 from rlm_tui.sessions.replay import Replayer
 from sessions_sample import ANSWER, QUESTION, copy_sample, recorded_sample
 
+pytestmark = pytest.mark.kernel
+
 
 def write_session(path: Path, events: list[ev.Event], created: str = "2026-11-20T09:00:00+00:00") -> Path:
     writer = SessionWriter(path)

@@ -10,49 +10,21 @@ engine's client sends through it with no retry event.
 
 from __future__ import annotations
 
-import time
-
-import aiohttp
 import pytest
 
 from rlm_tui.core.lm import LMClient
 from rlm_tui.scripted import Fault, ScriptedServer
-
-MESSAGES = [{"role": "user", "content": "Say hello."}]
-
-
-async def _stale_request_fails(url: str, body: dict, headers: dict[str, str], idle: float) -> BaseException:
-    """The failure a plain pooled client meets on its second request after ``idle`` seconds."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        async with session.post(url, json=body, headers=headers) as resp:
-            assert resp.status == 200, await resp.text()
-            await resp.read()
-        time.sleep(idle)  # blocks the loop: the server's FIN stays unread, the connection looks alive
-        with pytest.raises((aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)) as failed:
-            async with session.post(url, json=body, headers=headers) as resp:
-                await resp.read()
-        return failed.value
-
-
-async def _two_calls_with_idle_between(client: LMClient, model: str, idle: float, streamed: bool) -> list[str]:
-    retries: list[str] = []
-    pieces: list[str] = []
-    on_text = pieces.append if streamed else None
-    first = await client.complete(model, MESSAGES, on_text, on_retry=lambda n, err, wait: retries.append(err))
-    time.sleep(idle)  # as above: the pooled connection is now stale
-    second = await client.complete(model, MESSAGES, on_text, on_retry=lambda n, err, wait: retries.append(err))
-    assert first.text and second.text
-    return retries
+from stale_connection import MESSAGES, stale_request_fails, two_calls_with_idle_between
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
 async def test_scripted_server_idle_close_is_not_a_retry(streamed: bool) -> None:
     with ScriptedServer(lambda messages, model: "hello", keepalive_timeout=0.3) as server:
         url = server.url + "/chat/completions"
-        await _stale_request_fails(url, {"model": "scripted", "messages": MESSAGES}, {}, idle=0.8)
+        await stale_request_fails(url, {"model": "scripted", "messages": MESSAGES}, {}, idle=0.8)
         client = LMClient(api_base=server.url, retries=2, backoff=0.01)
         try:
-            retries = await _two_calls_with_idle_between(client, "openai/scripted", 0.8, streamed)
+            retries = await two_calls_with_idle_between(client, "openai/scripted", 0.8, streamed)
         finally:
             await client.aclose()
     assert retries == []

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import PYTHON, cli_env, fence
+from conftest import PYTHON, cli_env, fed_root, fence
 from rlm_tui.core import events as ev
 from rlm_tui.core.config import Limits, Settings
 from rlm_tui.core.control import KILLED_RESULT, POLICY_DENIED, Steering
@@ -28,6 +28,8 @@ from rlm_tui.core.engine import Engine, RunResult
 from rlm_tui.core.session import load
 from rlm_tui.model.tree import CallTree
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, question_of, turn_of
+
+pytestmark = pytest.mark.kernel
 
 React = Callable[["FakeUI", ev.Event], None]
 
@@ -131,18 +133,6 @@ def echo_sub(script_root: Callable[[list[dict[str, Any]], str], str]):
         return script_root(messages, model)
 
     return script
-
-
-def fed_root(first: str, fed: list[str]):
-    """An RLM that replies ``first`` on turn 1, then keeps what it was fed and answers FINAL(done)."""
-
-    def root(messages, model):
-        if turn_of(messages) == 1:
-            return first
-        fed.append(messages[-1]["content"])
-        return "FINAL(done)"
-
-    return root
 
 
 @contextmanager
@@ -575,7 +565,7 @@ def test_headless_refuses_interactive_steering(corpus: Path, args: list[str], me
 
 
 def test_policy_defaults_ui_rlm_headless_auto() -> None:
-    from rlm_tui.cli import build_parser, settings_from
+    from rlm_tui.cli.run import build_parser, settings_from
 
     parser = build_parser()
     assert settings_from(parser.parse_args(["p", "q"])).approve == "rlm"

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import pytest
 from textual.widgets import Input, TextArea
 
 from rlm_tui.core import events as ev
@@ -27,10 +28,10 @@ from rlm_tui.ui.steering_screens import DenyScreen, EditCellScreen, EditSpawnScr
 from rlm_tui.ui.widgets.approval import ApprovalPanel
 from rlm_tui.ui.widgets.transcript_view import TranscriptView
 
-from conftest import fence
-from test_steer import fed_root
-from test_ui_app import shown
-from test_ui_sample import isolated_dirs  # noqa: F401 - autouse fixture
+from conftest import fed_root, fence
+from screen import shown, wait_for
+
+pytestmark = [pytest.mark.ui, pytest.mark.kernel, pytest.mark.usefixtures("isolated_dirs")]
 
 SIZE = (160, 45)
 MAX_PAUSES = 1200
@@ -49,15 +50,6 @@ def live_app(script, corpus: Path, tmp_path: Path, *, approve: str = "ask", step
             yield RlmApp(source, theme="rlm-midnight", remember_theme=False), server, session
         finally:
             source.stop()
-
-
-async def wait_for(pilot, condition, what: str = "the expected state") -> None:
-    for _ in range(MAX_PAUSES):
-        if condition():
-            await pilot.pause()
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"the run never reached {what}")
 
 
 def waiting_prompt(app: RlmApp, prompt: str):

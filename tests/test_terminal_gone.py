@@ -20,8 +20,9 @@ import pytest
 from conftest import PYTHON, ROOT
 from rlm_tui.core import events as ev
 from rlm_tui.core.session import load
-from test_faults_signals import alive, descendants, kernels_of
-from test_ui_live import _drain
+from procs import alive, descendants, drain, kernels_of
+
+pytestmark = [pytest.mark.ui, pytest.mark.kernel]
 
 DEADLINE_S = 60.0  # a guard against hanging; the exit is expected within seconds of the stop
 
@@ -45,7 +46,7 @@ def test_closing_the_terminal_ends_the_app(when: str, tmp_path: Path) -> None:
         os.environ.update(XDG_DATA_HOME=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"),
                           TERM="xterm-256color", LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONPATH=str(ROOT))
         os.execv(PYTHON, [PYTHON, "-m", "rlm_tui", "demo", "--pace", "1" if when == "mid-run" else "0"])
-    reader = threading.Thread(target=_drain, args=(fd,), daemon=True)  # a terminal nobody reads blocks
+    reader = threading.Thread(target=drain, args=(fd,), daemon=True)  # a terminal nobody reads blocks
     reader.start()
     kernels: list[int] = []
     try:

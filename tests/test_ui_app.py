@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from textual.geometry import Region
-from textual.widget import Widget
+import pytest
 from textual.widgets import Markdown
-from textual.widgets.tree import TreeNode
 
 from rlm_tui.core import events as ev
 from rlm_tui.ui import prefs
@@ -16,22 +14,12 @@ from rlm_tui.ui.widgets.call_tree import CallTreeView
 from rlm_tui.ui.widgets.status import StatusBar
 from rlm_tui.ui.widgets.transcript_view import TranscriptView
 
-from test_ui_sample import isolated_dirs, sample_events  # noqa: F401 - isolated_dirs is an autouse fixture
+from screen import shown, tree_rows
+from ui_sample import sample_events
+
+pytestmark = [pytest.mark.ui, pytest.mark.usefixtures("isolated_dirs")]
 
 SIZE = (160, 45)
-
-
-def tree_rows(node: TreeNode[str], depth: int = 0) -> list[tuple[int, str, str, bool]]:
-    """(depth, call-node id, label text, expanded) for every node, depth first."""
-    rows = [(depth, node.data or "", str(node.label), node.is_expanded)]
-    for child in node.children:
-        rows.extend(tree_rows(child, depth + 1))
-    return rows
-
-
-def shown(widget: Widget) -> str:
-    """The text a widget draws on screen."""
-    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, *widget.size)))
 
 
 async def fed(app: RlmApp, pilot, events) -> None:

@@ -18,9 +18,12 @@ from rlm_tui.ui.app import RlmApp
 from rlm_tui.ui.runner import EngineSource
 from rlm_tui.ui.widgets.status import StatusBar
 
-from test_ui_app import shown
-from test_ui_live import SIZE, wait_for
-from test_ui_sample import isolated_dirs, sample_events  # noqa: F401 - isolated_dirs is an autouse fixture
+from screen import shown, wait_for
+from ui_sample import sample_events
+
+pytestmark = [pytest.mark.ui, pytest.mark.kernel, pytest.mark.usefixtures("isolated_dirs")]
+
+SIZE = (160, 45)
 
 
 def paused_demo(sandbox: str) -> EngineSource:

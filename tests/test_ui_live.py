@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 
+import pytest
 from textual.widgets import Markdown
 
 from rlm_tui.core import events as ev
@@ -24,27 +25,18 @@ from rlm_tui.ui.widgets.status import RunHeader, StatusBar
 from rlm_tui.ui.widgets.transcript_view import TranscriptView
 
 from conftest import PYTHON, ROOT
-from test_faults_signals import alive, descendants, kernels_of
-from test_ui_app import shown, tree_rows
-from test_ui_sample import isolated_dirs  # noqa: F401 - autouse fixture
+from procs import alive, descendants, drain, kernels_of
+from screen import MAX_PAUSES, shown, tree_rows, wait_for
+
+pytestmark = [pytest.mark.ui, pytest.mark.kernel, pytest.mark.usefixtures("isolated_dirs")]
 
 SIZE = (160, 45)
-#: Upper bound on waiting for the engine, in pilot pauses; a guard against hanging, not a timing test.
-MAX_PAUSES = 1200
 FINAL_ANSWER = ROOT_TURNS[-1].split("FINAL(", 1)[1].removesuffix(")")
 
 
 def demo_source(pace: float) -> EngineSource:
     settings, folder, stack = start_demo(pace)
     return EngineSource(settings, QUESTION, folder, badge=BADGE, on_finish=stack.close)
-
-
-async def wait_for(pilot, condition) -> None:
-    for _ in range(MAX_PAUSES):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("the run did not get there")
 
 
 async def test_demo_run_shows_tree_transcript_and_answer() -> None:
@@ -116,7 +108,7 @@ def test_sigterm_quits_the_app_like_q(tmp_path) -> None:
         os.environ.update(XDG_DATA_HOME=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"),
                           TERM="xterm-256color", LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONPATH=str(ROOT))
         os.execv(PYTHON, [PYTHON, "-m", "rlm_tui", "demo"])
-    drained = threading.Thread(target=_drain, args=(fd,), daemon=True)  # a terminal nobody reads blocks
+    drained = threading.Thread(target=drain, args=(fd,), daemon=True)  # a terminal nobody reads blocks
     drained.start()
     try:
         for _ in range(MAX_PAUSES):
@@ -146,11 +138,3 @@ def _wait_exit(pid: int, within: float) -> int:
             return status
         time.sleep(0.1)
     raise AssertionError(f"the app did not exit within {within:g} s of SIGTERM")
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 65536):
-            pass
-    except OSError:
-        pass

@@ -1,6 +1,6 @@
 """Snapshot tests (pytest-textual-snapshot): the main screen mid-run, a finished run, the help screen.
 
-The app is fed the fixed stream from ``test_ui_sample`` (no live source, so
+The app is fed the fixed stream from ``ui_sample`` (no live source, so
 no clocks tick) at a fixed size and theme. Update after a deliberate change
 with ``pytest tests/test_ui_snapshots.py --snapshot-update`` and look at the
 SVGs in ``tests/__snapshots__/`` before committing them.
@@ -8,9 +8,13 @@ SVGs in ``tests/__snapshots__/`` before committing them.
 
 from __future__ import annotations
 
+import pytest
+
 from rlm_tui.ui.app import RlmApp
 
-from test_ui_sample import isolated_dirs, sample_events  # noqa: F401 - isolated_dirs is an autouse fixture
+from ui_sample import sample_events
+
+pytestmark = [pytest.mark.ui, pytest.mark.usefixtures("isolated_dirs")]
 
 SIZE = (160, 45)
 

@@ -7,7 +7,7 @@ waiting. Ctrl+S confirms an edit; Enter confirms a denial.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,7 +15,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static, TextArea
 
-from .steering import Question
+if TYPE_CHECKING:  # steering.py opens these screens; a run-time import back would be a circle
+    from .steering import Question
+
 
 def describe(question: Question) -> str:
     """``llm_query n5`` / ``rlm_query n7`` / ``llm_query_batched × 3 n9`` / ``cell 2 of n0``."""

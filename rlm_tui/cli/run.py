@@ -1,4 +1,4 @@
-"""The ``rlm-tui`` command: run a question over a file or directory, with or without the UI."""
+"""``rlm-tui PATH QUESTION``: run a question over a file or directory, with or without the UI."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
-from . import __version__
-from .core.config import OPTION, OPTIONS, ConfigError, Limits, Option, Settings, read_config
-from .core.safe_text import safe, safe_json
+from .. import __version__
+from ..core.config import OPTION, OPTIONS, ConfigError, Limits, Settings, read_config
+from ..core.safe_text import safe, safe_json
+from .common import EXIT_ERROR, EXIT_LIMIT, EXIT_OK, EXIT_USAGE, add_api_key, add_option, add_output_flags, fail
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_LIMIT = 0, 1, 2, 3
 T = TypeVar("T")
 
 DESCRIPTION = """\
@@ -44,39 +44,9 @@ no API key, unreachable --api-base), 3 a limit stopped the run without an answer
 other commands (rlm-tui COMMAND --help): demo, sessions (list saved runs),
 replay FILE, resume FILE --at TURN, export FILE --to md|ipynb."""
 
-SHORT_USAGE = """\
-usage: rlm-tui PATH QUESTION [options]   answer QUESTION about a file or folder (- reads stdin)
-       rlm-tui demo                      see it work now: a bundled run, no API key needed
-       rlm-tui COMMAND ...               sessions, replay, resume, export
-all options and the config file: rlm-tui --help"""
-
 _GROUP_TITLES = {"models": "models", "limits": "limits (shared by the whole recursion tree)",
                  "steering": "steering (see README: Steering)", "kernels": "kernels (see README: Security)",
                  "output": "output"}
-
-
-def _flag_type(option: Option) -> Callable[[str], Any]:
-    """argparse's converter for ``option``: the config file's validation, with argparse's error type."""
-    def convert(text: str) -> Any:
-        try:
-            return option.validate(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = option.name  # argparse names the converter in some messages
-    return convert
-
-
-def _add_option(group: Any, option: Option) -> None:
-    """One flag from its shared definition; its default is None so a config value can fill it."""
-    shown = ""  # the other options' help says its default
-    if option.group == "limits":
-        shown = f" (default: {getattr(Limits(), option.name)})"
-    elif option.name == "model":
-        shown = f" (default: {Settings().model}; env RLM_TUI_MODEL)"
-    group.add_argument(option.flag, type=_flag_type(option), choices=option.choices or None,
-                       metavar=None if option.choices else option.metavar,
-                       help=option.help + shown)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,17 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"rlm-tui {__version__}")
     groups = {name: p.add_argument_group(title) for name, title in _GROUP_TITLES.items()}
     for option in OPTIONS:
-        _add_option(groups[option.group], option)
-    groups["models"].add_argument("--api-key", metavar="KEY", help="API key (default: the provider's environment variable; "
-                                  "never read from the config file)")
-    o = groups["output"]
-    o.add_argument("--headless", action="store_true", help="no UI: answer on stdout, progress on stderr")
-    o.add_argument("--json", action="store_true", help="with --headless: one JSON object on stdout")
-    o.add_argument("--session", type=Path, help="session file to write (default: a new file in "
-                   "~/.local/share/rlm-tui/sessions/)")
-    o.add_argument("--overwrite-session", action="store_true",
-                   help="replace --session FILE if it exists (without this flag an existing file is refused)")
-    o.add_argument("--debug", action="store_true", help="show tracebacks")
+        add_option(groups[option.group], option)
+    add_api_key(groups["models"])
+    add_output_flags(groups["output"])
     return p
 
 
@@ -127,28 +89,8 @@ def settings_from(args: argparse.Namespace, config: dict[str, Any] | None = None
                     sandbox=values.get("sandbox", defaults.sandbox))
 
 
-def fail(message: str, code: int) -> int:
-    print(f"rlm-tui: {safe(message)}", file=sys.stderr)
-    return code
-
-
-def entry() -> int:
-    """The console script: ``main`` with a reader that went away (``| head``) treated as done."""
-    try:
-        return main()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail again
-        return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        print(SHORT_USAGE, file=sys.stderr)
-        return EXIT_USAGE
-    if argv[0] in SUBCOMMANDS:
-        return SUBCOMMANDS[argv[0]](argv[1:])
+def run_main(argv: list[str]) -> int:
+    """``rlm-tui PATH QUESTION [options]``."""
     args = build_parser().parse_args(argv)
     if args.json and not args.headless:
         return fail("--json needs --headless", EXIT_USAGE)
@@ -174,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         path = Path(stdin_file) if stdin_file else Path(args.path).expanduser()
         if not args.headless:
-            from .ui import launch  # the UI is imported only when it is used
+            from ..ui import launch  # the UI is imported only when it is used
 
             return launch(settings, args.question, path, theme=args.theme)
         return run_headless(settings, args.question, path, as_json=args.json, debug=args.debug)
@@ -188,7 +130,7 @@ def preflight(settings: Settings) -> int | None:
 
     Called before a session file, a context or a kernel exists, so a refused run leaves nothing.
     """
-    from .core.preflight import PreflightError, check
+    from ..core.preflight import PreflightError, check
 
     try:
         warnings = check(settings)
@@ -197,21 +139,6 @@ def preflight(settings: Settings) -> int | None:
     for warning in warnings:
         print(f"rlm-tui: warning: {safe(warning)}", file=sys.stderr)  # model ids come from the server
     return None
-
-
-#: Commands other than a run (``rlm-tui demo``, ``rlm-tui replay`` ...): name -> handler(argv).
-#: A path with one of these names is given as ``./name``.
-SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
-
-
-def _demo(argv: list[str]) -> int:
-    """``rlm-tui demo``: the UI on a bundled scripted run (see ``rlm_tui/demo.py``)."""
-    from .demo import main as demo_main
-
-    return demo_main(argv)
-
-
-SUBCOMMANDS["demo"] = _demo
 
 
 def _unusable(path: Path) -> str | None:
@@ -260,8 +187,8 @@ async def _cancel_on_signals(work: Awaitable[T], received: list[int]) -> T:
 def run_headless(settings: Settings, question: str, path: Path, as_json: bool, debug: bool,
                  prepare: Callable[[Any], None] | None = None) -> int:
     """Run without the UI; ``prepare(engine)`` may adjust the engine first (rlm-tui resume)."""
-    from .core.engine import Engine, SetupError
-    from .headless import ProgressPrinter
+    from ..core.engine import Engine, SetupError
+    from ..headless import ProgressPrinter
 
     engine = Engine(settings, question, path, sink=ProgressPrinter())
     if prepare is not None:
@@ -291,9 +218,3 @@ def run_headless(settings: Settings, question: str, path: Path, as_json: bool, d
     if result.answer is None:
         return fail(f"stopped by {result.stopped_by or 'an unknown cause'} without an answer", EXIT_LIMIT)
     return EXIT_OK
-
-
-# rlm-tui replay / sessions / resume / export (rlm_tui/sessions/commands.py)
-from .sessions.commands import COMMANDS as _SESSION_COMMANDS  # noqa: E402 - needs SUBCOMMANDS defined
-
-SUBCOMMANDS.update(_SESSION_COMMANDS)

@@ -1,0 +1,84 @@
+"""``rlm-tui resume FILE --at TURN``: the arguments and output of a resumed run (``sessions.resume`` plans it)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..core.config import OPTIONS
+from ..core.safe_text import safe
+from .common import EXIT_USAGE, add_api_key, add_option, add_output_flags, command_parser, fail, parse, \
+    report_bad_lines
+from .run import preflight, run_headless
+
+RESUME_HELP = """\
+Re-run a recorded session from a turn. The root model's recorded replies for
+the turns before TURN are replayed and their code runs again in a fresh kernel
+(so the REPL state is real); from TURN on the live model answers. Use it to
+rewind to the turn where the model went wrong and try again, perhaps with
+another model or other limits. The new run is saved to a new session file that
+names the one it came from.
+
+Settings (models, API base, limits) are the recorded ones unless given here.
+API keys are never recorded: give --api-key or the provider's variable.
+
+examples:
+  rlm-tui resume run.jsonl --at 3 --headless
+  rlm-tui resume run.jsonl --at 2 --model anthropic/claude-sonnet-4-5 --max-iterations 10
+"""
+
+#: Settings resume does not take: steering and the theme are the app's, not the recorded run's.
+_NOT_RESUMED = ("steering", "output")
+#: The run settings resume can change: the same flags as ``rlm-tui PATH QUESTION``, defaulting to the recorded ones.
+_RESUMED = tuple(option for option in OPTIONS if option.group not in _NOT_RESUMED)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = command_parser("resume", RESUME_HELP)
+    p.add_argument("file", metavar="FILE", type=Path, help="the session file to resume")
+    p.add_argument("--at", type=int, required=True, metavar="TURN",
+                   help="the first root turn the live model writes (1 = start over with the same question)")
+    p.add_argument("--path", type=Path, help="the input, when the recorded one has moved")
+    p.add_argument("--live-subcalls", action="store_true",
+                   help="ask the live model for the sub-calls of replayed turns too (default: their recorded replies)")
+    groups = {option.group: p.add_argument_group(f"{option.group} (default: as recorded)") for option in _RESUMED}
+    for option in _RESUMED:
+        add_option(groups[option.group], option, default=argparse.SUPPRESS)
+    add_api_key(groups["models"], default=argparse.SUPPRESS)
+    add_output_flags(p.add_argument_group("output"), default=argparse.SUPPRESS)
+    return p
+
+
+def resume_main(argv: list[str]) -> int:
+    args = parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    if args.json and not args.headless:
+        return fail("--json needs --headless", EXIT_USAGE, "resume")
+    from ..core.session import SessionFormatError
+    from ..sessions.resume import ResumeError, plan
+
+    given = vars(args)
+    names = [option.name for option in _RESUMED] + ["api_key", "overwrite_session"]
+    overrides = {name: given[name] for name in names if name in given}
+    if "session" in given:
+        overrides["session_path"] = given["session"]
+    try:
+        resumed = plan(args.file, args.at, overrides=overrides, path=args.path, subcalls=not args.live_subcalls,
+                       damaged=report_bad_lines)
+    except FileNotFoundError:
+        return fail(f"no such file: {args.file}", EXIT_USAGE, "resume")
+    except (ResumeError, SessionFormatError) as exc:
+        return fail(str(exc), EXIT_USAGE, "resume")
+    refused = preflight(resumed.settings)  # the live turns need their models: check before any kernel starts
+    if refused is not None:
+        return refused
+    print(safe(f"resuming {args.file} at turn {args.at}: {args.at - 1} recorded turn"
+               f"{'s' if args.at != 2 else ''} replayed, then {resumed.settings.model} live"), file=sys.stderr)
+    if args.headless:
+        return run_headless(resumed.settings, resumed.question, resumed.path, as_json=args.json,
+                            debug=args.debug, prepare=resumed.prepare)
+    from ..ui import launch
+
+    return launch(resumed.settings, resumed.question, resumed.path, prepare=resumed.prepare)
