@@ -72,9 +72,89 @@ def __rlm_install(cfg):
                 raise RuntimeError(slot[0]["error"])
             return slot[0].get("result")
 
-    bridge = Bridge(cfg["port"], cfg["secret"], cfg["kernel"])
+    class StdinBridge:
+        """The same ``request`` over the kernel's own stdin channel, for a kernel that cannot reach the host.
+
+        A kernel on a Jupyter server elsewhere has no route to the host; its stdin does reach it.
+        One thread at a time (the leader) calls ``raw_input`` with a poll: the requests queued
+        since the last poll and every id still awaited. The host answers with the results that are
+        ready (rlm_tui/core/backends/jupyter_server.py). A thread that queues a request while
+        another polls publishes a small wake on iopub, so the host answers early and the new
+        request goes out at once.
+        """
+
+        mark = "\x00rlm-tui "
+
+        def __init__(self):
+            self.kernel = shell.kernel
+            self.cond = threading.Condition()
+            self.outbox = []
+            self.results = {}
+            self.waiting = set()
+            self.polling = False
+            self.ids = itertools.count(1)
+
+        def _wake(self):
+            kernel = self.kernel
+            try:
+                kernel.session.send(kernel.iopub_socket, "rlm_tui_wake", {}, parent=kernel.get_parent())
+            except Exception:  # noqa: BLE001 - without a wake the host answers the poll after a short hold
+                pass
+
+        def request(self, op, **fields):
+            rid = next(self.ids)
+            with self.cond:
+                self.outbox.append(dict(fields, op=op, id=rid))
+                self.waiting.add(rid)
+                busy = self.polling
+            if busy:
+                self._wake()
+            try:
+                reply = self._wait(rid)
+            except BaseException:
+                with self.cond:
+                    self.waiting.discard(rid)
+                    self.results.pop(rid, None)
+                    self.outbox.append({"op": "cancel", "id": rid})
+                self._wake()
+                raise
+            if "error" in reply:  # a hard limit: stop the calling code, not just this call
+                raise RuntimeError(reply["error"])
+            return reply.get("result")
+
+        def _wait(self, rid):
+            while True:
+                with self.cond:
+                    while self.polling and rid not in self.results:
+                        self.cond.wait()
+                    if rid in self.results:
+                        self.waiting.discard(rid)
+                        return self.results.pop(rid)
+                    self.polling = True
+                    sent, self.outbox = self.outbox, []
+                    want = sorted(self.waiting)
+                answers = []
+                try:
+                    poll = self.mark + json.dumps({"send": sent, "want": want})
+                    answers = json.loads(self.kernel.raw_input(poll) or "[]")
+                except (ValueError, EOFError, NotImplementedError) as exc:  # stdin is off, or the host is gone
+                    answers = [{"id": w, "result": "Error: no channel to the rlm-tui host (" + str(exc) + ")"}
+                               for w in want]
+                finally:
+                    with self.cond:
+                        self.polling = False
+                        for answer in answers:
+                            if answer.get("id") in self.waiting:
+                                self.results[answer["id"]] = answer
+                        self.cond.notify_all()
+
+    if cfg.get("transport") == "stdin":
+        bridge = StdinBridge()
+    else:
+        bridge = Bridge(cfg["port"], cfg["secret"], cfg["kernel"])
     state = {"final": None, "source": None}
-    stash_dir = tempfile.mkdtemp(prefix="rlm-ctx-", dir=cfg["tmp"])  # in the run's folder, removed at its end
+    # In the run's folder, removed at its end; a kernel elsewhere sends a child's value inline instead.
+    stash_dir = None if cfg.get("transport") == "stdin" else tempfile.mkdtemp(prefix="rlm-ctx-", dir=cfg["tmp"])
 
     def _model(model):
         return None if model is None else str(model)
@@ -92,10 +172,18 @@ def __rlm_install(cfg):
             return None
         if isinstance(context, str):
             return {"type": "text", "text": context}
-        fd, path = tempfile.mkstemp(dir=stash_dir, suffix=".pkl")
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(context, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        spec = {"type": "pickle", "path": path, "pytype": type(context).__name__, "bytes": os.path.getsize(path)}
+        if cfg.get("transport") == "stdin":  # the child's kernel may be on another machine: send the bytes
+            import base64
+
+            data = pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL)
+            spec = {"type": "pickle", "data": base64.b64encode(data).decode("ascii"),
+                    "pytype": type(context).__name__, "bytes": len(data)}
+        else:
+            fd, path = tempfile.mkstemp(dir=stash_dir, suffix=".pkl")
+            with os.fdopen(fd, "wb") as handle:
+                pickle.dump(context, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            spec = {"type": "pickle", "path": path, "pytype": type(context).__name__,
+                    "bytes": os.path.getsize(path)}
         try:  # a short summary for the approval prompt; never the whole value
             spec["items"] = len(context)
             short = reprlib.Repr()
@@ -240,8 +328,14 @@ def __rlm_install(cfg):
             except Exception:  # noqa: BLE001 - an exception whose str() fails is left alone
                 pass
 
+    def fetch(blob, offset, size):
+        """Bytes of a shipped input (a file of it, or a value) from the host, for the loader."""
+        import base64
+
+        return base64.b64decode(bridge.request("read", blob=blob, offset=offset, size=size))
+
     def load(spec):
-        value, info = __rlm_load_context(spec)  # noqa: F821 - defined by loader.py
+        value, info = __rlm_load_context(spec, fetch)  # noqa: F821 - defined by loader.py
         state["context"] = value
         ns["context"] = value
         return json.dumps(info)

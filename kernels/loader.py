@@ -8,7 +8,7 @@ skipped and reported, undecodable bytes replaced.
 """
 
 
-def __rlm_load_context(spec):
+def __rlm_load_context(spec, fetch=None):
     import os
     import pickle
     import time
@@ -28,7 +28,9 @@ def __rlm_load_context(spec):
 
     def read_text(path, limit):
         with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+            return decode(handle.read(limit + 1), limit)
+
+    def decode(data, limit):
         cut = len(data) > limit
         data = data[:limit]
         if b"\x00" in data[:8192]:
@@ -55,9 +57,49 @@ def __rlm_load_context(spec):
             result[key] = text
         return result
 
+    def shipped(spec):
+        # A kernel elsewhere: the host read the input and serves it by number, in chunks
+        # (rlm_tui/core/backends/jupyter_server.py); no host path is opened here.
+        def blob(index, limit):
+            parts, got = [], 0
+            while got < limit:
+                piece = fetch(index, got, min(1 << 20, limit - got))
+                if not piece:
+                    break
+                parts.append(piece)
+                got += len(piece)
+            return b"".join(parts)
+
+        names, kind = spec["names"], spec["as"]
+        if kind == "text":
+            return blob(0, spec["bytes"]).decode("utf-8", "surrogatepass"), 0
+        if kind == "pickle":
+            return pickle.loads(blob(0, spec["bytes"])), 0
+        if kind == "file":
+            data = blob(0, spec["max_total_bytes"] + 1)
+            value, cut = decode(data, spec["max_total_bytes"])
+            if value is None:
+                raise ValueError("the file looks binary (it holds NUL bytes); give a text file")
+            return value, (spec["bytes"] - spec["max_total_bytes"]) if cut else 0
+        result = {}
+        for index, rel in enumerate(names):
+            key = clean(rel)
+            try:
+                text, _ = decode(blob(index, spec["max_file_bytes"] + 1), spec["max_file_bytes"])
+            except RuntimeError as exc:  # the host could not read it (the bridge's error)
+                skip("unreadable (" + str(exc) + ")", key)
+                continue
+            if text is None:
+                skip("binary", key)
+                continue
+            result[key] = text
+        return result, 0
+
     kind = spec["type"]
     truncated = 0
-    if kind == "text":
+    if kind == "shipped":
+        value, truncated = shipped(spec)
+    elif kind == "text":
         value = spec["text"]
     elif kind == "pickle":
         with open(spec["path"], "rb") as handle:

@@ -1,0 +1,365 @@
+"""Kernels on a Jupyter Server, Kernel Gateway or Enterprise Gateway, possibly on another machine.
+
+The server starts each kernel (``POST /api/kernels``) and relays its messages
+over one websocket. Such a kernel cannot reach the host's 127.0.0.1 bridge nor
+read the host's files, so both travel over a channel it already has, its stdin:
+
+- the bootstrap (``kernels/bootstrap.py``, ``StdinBridge``) asks for work by
+  calling ``input()`` with a prompt holding its new requests and the ids it
+  still waits for; the host starts those requests and answers the
+  ``input_request`` once a result is ready (or after ``HOLD_S``, or at once when
+  the kernel publishes a tiny ``rlm_tui_wake`` on iopub because another thread
+  queued a request meanwhile). Many requests are in flight at once; an
+  interrupted cell cancels its calls.
+- the input is read here, on the host, and shipped to the kernel in chunks the
+  kernel's loader asks for (``read`` requests naming a blob by number, never a
+  path), so the kernel never opens a host path.
+
+Messages from the host to the server stay under ``CHUNK_BYTES`` of data each:
+tornado's websocket server refuses messages over 10 MiB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..bridge import Handler, Refused
+from ..kernel import ExecResult, KernelDied, OutputHook, expression_value, strip_ansi
+from .jupyter_api import Channels, JupyterApi, ServerError
+
+STDIN_MARK = "\x00rlm-tui "  # an input() prompt from the bootstrap; any other prompt is the model's own
+HOLD_S = 0.5  # an open poll is answered after this long even with nothing ready (a lost wake costs this)
+CHUNK_BYTES = 1 << 20  # bytes of the input per read request
+PROGRESS_EVERY_S = 0.5  # seconds between progress reports while the input is shipped
+START_TIMEOUT = 120.0  # seconds for a kernel to answer kernel_info after the server started it
+
+Progress = Callable[[int, int], None]  # (bytes shipped, bytes in all)
+
+
+class RemoteKernel:
+    """One kernel started by a Jupyter server, driven over its websocket."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, api: JupyterApi, handler: Handler, kernel_name: str | None = None) -> None:
+        self.id = f"r{next(self._ids)}-{os.getpid()}"  # the host's name for it (the sub-call owner key)
+        self.api = api
+        self.handler = handler
+        self.kernel_name = kernel_name
+        self.remote_id: str | None = None  # the server's kernel id
+        self.on_progress: Progress | None = None
+        self._ws: Channels | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._iopub: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._closed = False
+        self._calls: dict[Any, asyncio.Task[None]] = {}  # sub-calls in flight, by the kernel's request id
+        self._done: dict[Any, dict[str, Any]] = {}  # finished sub-calls not yet taken by the kernel
+        self._changed = asyncio.Event()  # a sub-call finished or the kernel queued a new one
+        self._answer: asyncio.Task[None] | None = None  # the open poll's answer
+        self._blobs: list[Path | bytes] = []  # what read requests may read: files of the input, shipped values
+        self._shipped = 0
+        self._total = 0
+        self._last_progress = 0.0
+
+    # ---- life ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.remote_id = await self.api.start_kernel(self.kernel_name)
+        await self._connect()
+
+    async def _connect(self) -> None:
+        assert self.remote_id is not None
+        self._ws = await self.api.channels(self.remote_id)
+        self._closed = False
+        self._reader = asyncio.ensure_future(self._read())
+        await self._wait_ready()
+
+    async def _wait_ready(self) -> None:
+        """Ask for kernel_info until the kernel answers (its channels may come up after the socket)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert self._ws is not None
+            reply = self._expect(self._ws.send("shell", "kernel_info_request", {}))
+            try:
+                await asyncio.wait_for(reply, 2.0)
+                return
+            except asyncio.TimeoutError:
+                if self._closed or time.monotonic() > deadline:
+                    raise KernelDied(f"kernel {self.remote_id} on {self.api.url} did not answer") from None
+
+    def _expect(self, msg_id: str) -> "asyncio.Future[dict[str, Any]]":
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[msg_id] = future
+        return future
+
+    async def is_alive(self) -> bool:
+        if self._closed or self.remote_id is None:
+            return False
+        try:
+            record = await self.api.kernel(self.remote_id)
+        except ServerError:
+            return False
+        return record is not None and record.get("execution_state") != "dead"
+
+    async def interrupt(self) -> None:
+        assert self.remote_id is not None
+        await self.api.interrupt(self.remote_id)
+
+    async def restart(self) -> None:
+        """A fresh kernel process under the same id; the namespace is empty after."""
+        assert self.remote_id is not None
+        self._cancel_calls()
+        await self.api.restart(self.remote_id)
+        await self._wait_ready()
+
+    async def shutdown(self) -> None:
+        self._cancel_calls()
+        if self._ws is not None:
+            self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self.remote_id is not None:
+            try:
+                await self.api.delete(self.remote_id)
+            except ServerError:
+                pass  # the server went away: nothing left to stop from here
+            self.remote_id = None
+
+    # ---- the websocket ------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        try:
+            while (msg := await self._ws.receive()) is not None:
+                channel = msg.get("channel")
+                kind = msg.get("header", {}).get("msg_type")
+                parent = msg.get("parent_header", {}).get("msg_id")
+                if channel == "iopub" and kind == "rlm_tui_wake":
+                    self._changed.set()
+                elif channel == "iopub":
+                    self._iopub.put_nowait(msg)
+                elif channel == "shell" and parent in self._replies:
+                    self._replies.pop(parent).set_result(msg.get("content", {}))
+                elif channel == "stdin" and kind == "input_request":
+                    self._poll(msg)
+        finally:
+            self._closed = True
+            self._iopub.put_nowait(None)
+
+    # ---- cells --------------------------------------------------------------------------
+
+    async def execute(self, code: str, on_output: OutputHook | None = None, *,
+                      timeout: float | Callable[[], float | None] | None = None,
+                      user_expressions: dict[str, str] | None = None, interrupt_grace: float = 5.0) -> ExecResult:
+        """Run a cell, streaming its output; interrupt it after ``timeout`` seconds (see Kernel.execute)."""
+        if self._ws is None or self._closed:
+            return ExecResult("died", 0.0, error="the connection to the kernel's server was lost")
+        started = time.perf_counter()
+        msg_id = self._ws.send("shell", "execute_request", {
+            "code": code, "silent": False, "store_history": False, "allow_stdin": True,
+            "user_expressions": user_expressions or {}, "stop_on_error": True})
+        reply = self._expect(msg_id)
+        emit = on_output or (lambda stream, text: None)
+        interrupted_at: float | None = None
+        status, error = "ok", ""
+        while True:
+            try:
+                msg = await asyncio.wait_for(self._iopub.get(), 0.25)
+            except asyncio.TimeoutError:
+                elapsed = time.perf_counter() - started
+                limit = timeout() if callable(timeout) else timeout
+                if limit is not None and interrupted_at is None and elapsed > limit:
+                    interrupted_at, status = elapsed, "timeout"
+                    await self.interrupt()
+                elif interrupted_at is not None and elapsed - interrupted_at > interrupt_grace:
+                    await self.restart()
+                    return ExecResult(status, time.perf_counter() - started,
+                                      error="the cell ignored the interrupt; the kernel was restarted",
+                                      restarted=True)
+                continue
+            if msg is None:
+                return ExecResult("died", time.perf_counter() - started,
+                                  error="the connection to the kernel's server was lost")
+            kind = msg["header"]["msg_type"]
+            content = msg.get("content", {})
+            if kind == "status" and content.get("execution_state") in ("restarting", "dead"):
+                self._cancel_calls()  # the server restarts a kernel that died; its calls are orphans
+                return ExecResult("died", time.perf_counter() - started, error="the kernel died")
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if kind == "stream":
+                emit(content.get("name", "stdout"), content.get("text", ""))
+            elif kind == "error":
+                if status == "ok":
+                    status = "interrupted" if content.get("ename") == "KeyboardInterrupt" else "error"
+                error = content.get("ename", "Error")
+                emit("error", "\n".join(content.get("traceback", [])) + "\n")
+            elif kind in ("execute_result", "display_data"):
+                text = content.get("data", {}).get("text/plain")
+                if text:
+                    emit("result", text + "\n")
+            elif kind == "status" and content.get("execution_state") == "idle":
+                break
+        if status in ("interrupted", "timeout"):
+            self._cancel_calls()  # "cancel on interrupt": the kernel may not get to say so itself
+        try:
+            shell = await asyncio.wait_for(reply, 10)
+        except asyncio.TimeoutError:
+            shell = {}
+        return ExecResult(status, time.perf_counter() - started, shell.get("user_expressions", {}) or {}, error)
+
+    async def call(self, code: str, expression: str, timeout: float | None = None) -> str:
+        """Run internal ``code`` then return the str value of ``expression``; raise on error."""
+        out: list[str] = []
+        result = await self.execute(code, lambda s, t: out.append(t), timeout=timeout,
+                                    user_expressions={"value": expression})
+        if result.status == "died":
+            raise KernelDied(result.error)
+        value = result.user_expressions.get("value", {})
+        if result.status != "ok" or value.get("status") != "ok":
+            detail = strip_ansi("".join(out)).strip().splitlines()
+            raise RuntimeError(detail[-1] if detail else f"kernel call failed ({result.status})")
+        return expression_value(value)
+
+    # ---- sub-calls over stdin -----------------------------------------------------------
+
+    def _poll(self, msg: dict[str, Any]) -> None:
+        """An ``input_request``: the bootstrap's poll (start its requests, answer when one is done)."""
+        prompt = str(msg.get("content", {}).get("prompt", ""))
+        if self._answer is not None:
+            self._answer.cancel()  # a newer poll supersedes one the kernel stopped waiting for
+        if not prompt.startswith(STDIN_MARK):  # the model's code called input(): nobody will type
+            self._reply(msg, "\x04")  # EOF: input() raises EOFError at once
+            return
+        try:
+            poll = json.loads(prompt[len(STDIN_MARK):])
+            sent, want = list(poll["send"]), set(poll["want"])
+        except (ValueError, KeyError, TypeError):
+            self._reply(msg, "[]")
+            return
+        for request in sent:
+            if not isinstance(request, dict):
+                continue
+            rid = request.get("id")
+            if request.get("op") == "cancel":
+                task = self._calls.pop(rid, None)
+                if task is not None:
+                    task.cancel()
+            elif rid not in self._calls:
+                self._calls[rid] = asyncio.ensure_future(self._serve(request))
+        for rid in [r for r in self._done if r not in want]:  # taken already, or given up on
+            del self._done[rid]
+        self._answer = asyncio.ensure_future(self._answer_when_ready(msg, want))
+
+    async def _answer_when_ready(self, msg: dict[str, Any], want: set[Any]) -> None:
+        deadline = time.monotonic() + HOLD_S
+        self._changed.clear()
+        while not any(rid in self._done for rid in want):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+            if not any(rid in self._done for rid in want):
+                break  # a wake: the kernel has new requests to send
+        ready = [self._done[rid] for rid in want if rid in self._done]
+        self._reply(msg, json.dumps(ready, ensure_ascii=True))
+
+    def _reply(self, request: dict[str, Any], value: str) -> None:
+        if self._ws is not None and not self._closed:
+            self._ws.send("stdin", "input_reply", {"status": "ok", "value": value}, parent=request["header"])
+
+    async def _serve(self, request: dict[str, Any]) -> None:
+        rid = request.get("id")
+        answer: dict[str, Any] = {"id": rid}
+        try:
+            if request.get("op") == "read":
+                answer["result"] = self._read_blob(request)
+            else:
+                answer["result"] = await self.handler(self.id, request)
+        except asyncio.CancelledError:
+            return
+        except Refused as exc:
+            answer["error"] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the call's error string
+            answer["result"] = f"Error: {type(exc).__name__}: {exc}"
+        finally:
+            self._calls.pop(rid, None)
+        self._done[rid] = answer
+        self._changed.set()
+
+    def _cancel_calls(self) -> None:
+        for task in self._calls.values():
+            task.cancel()
+        self._calls.clear()
+        self._done.clear()
+
+    # ---- shipping the context -----------------------------------------------------------
+
+    def ship(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The loader's spec for this kernel: every byte it needs served by number, no host path.
+
+        ``spec`` is the host's (``kernels/loader.py``): a file or a directory with its manifest, a
+        text, or a pickled value (inline, from another remote kernel).
+        """
+        kind = spec["type"]
+        self._shipped = 0
+        if kind == "path":
+            root = Path(spec["path"])
+            if root.is_dir():
+                names = json.loads(Path(spec["manifest"]).read_text(encoding="utf-8"))
+                self._blobs = [root / name for name in names]
+                shipped = {"type": "shipped", "as": "dir", "names": names}
+            else:
+                self._blobs = [root]
+                shipped = {"type": "shipped", "as": "file", "names": [root.name]}
+            self._total = sum(_size(p) for p in self._blobs)  # type: ignore[arg-type]
+            return dict(shipped, bytes=self._total, max_file_bytes=spec["max_file_bytes"], max_total_bytes=spec["max_total_bytes"])
+        if kind == "text":
+            data = spec["text"].encode("utf-8", "surrogatepass")
+            self._blobs, self._total = [data], len(data)
+            return {"type": "shipped", "as": "text", "names": ["text"], "bytes": len(data)}
+        if kind == "pickle":
+            data = base64.b64decode(spec["data"]) if "data" in spec else Path(spec["path"]).read_bytes()
+            self._blobs, self._total = [data], len(data)
+            return {"type": "shipped", "as": "pickle", "names": ["value"], "bytes": len(data)}
+        raise ValueError(f"cannot ship a context of type {kind!r}")
+
+    def _read_blob(self, request: dict[str, Any]) -> str:
+        """Base64 of up to CHUNK_BYTES of blob ``blob`` from ``offset``; '' past its end."""
+        index, offset = int(request["blob"]), int(request["offset"])
+        size = max(0, min(int(request["size"]), CHUNK_BYTES))
+        if not 0 <= index < len(self._blobs) or offset < 0:
+            raise ValueError("no such part of the input")
+        blob = self._blobs[index]
+        if isinstance(blob, bytes):
+            data = blob[offset:offset + size]
+        else:
+            with open(blob, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(size)
+        self._shipped += len(data)
+        now = time.monotonic()
+        if self.on_progress is not None and (now - self._last_progress >= PROGRESS_EVERY_S or not data):
+            self._last_progress = now
+            self.on_progress(self._shipped, self._total)
+        return base64.b64encode(data).decode("ascii")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
