@@ -1,7 +1,7 @@
 """Runs inside the kernel: the RLM helpers the model's code calls.
 
-``llm_query`` and friends send requests over one persistent loopback socket to
-the host, authenticated with the session secret. A reader thread matches
+``llm_query`` and friends send requests over one persistent socket to the host
+(TCP on 127.0.0.1, or a Unix socket for a sandboxed kernel), authenticated with the session secret. A reader thread matches
 replies to requests by id, so many requests can be in flight (from a batch, or
 from the model's own threads) and an interrupted call is cancelled on the host.
 Executed once per kernel with ``__rlm_cfg`` defined by the host.
@@ -22,9 +22,13 @@ def __rlm_install(cfg):
     ns = shell.user_ns
 
     class Bridge:
-        def __init__(self, port, secret, kernel_id):
-            self.sock = socket.create_connection(("127.0.0.1", port))
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        def __init__(self, connect, secret, kernel_id):
+            if connect.get("unix"):  # a sandboxed kernel: no network, the socket is bind-mounted in
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(connect["unix"])
+            else:
+                self.sock = socket.create_connection(("127.0.0.1", connect["port"]))
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.reader = self.sock.makefile("rb")
             self.send_lock = threading.Lock()
             self.pending = {}
@@ -148,13 +152,13 @@ def __rlm_install(cfg):
                                 self.results[answer["id"]] = answer
                         self.cond.notify_all()
 
-    if cfg.get("transport") == "stdin":
+    if cfg["connect"].get("stdin"):  # a kernel elsewhere: sub-calls ride on its own stdin channel
         bridge = StdinBridge()
     else:
-        bridge = Bridge(cfg["port"], cfg["secret"], cfg["kernel"])
+        bridge = Bridge(cfg["connect"], cfg["secret"], cfg["kernel"])
     state = {"final": None, "source": None}
     # In the run's folder, removed at its end; a kernel elsewhere sends a child's value inline instead.
-    stash_dir = None if cfg.get("transport") == "stdin" else tempfile.mkdtemp(prefix="rlm-ctx-", dir=cfg["tmp"])
+    stash_dir = None if cfg["connect"].get("stdin") else tempfile.mkdtemp(prefix="rlm-ctx-", dir=cfg["tmp"])
 
     def _model(model):
         return None if model is None else str(model)
@@ -172,7 +176,7 @@ def __rlm_install(cfg):
             return None
         if isinstance(context, str):
             return {"type": "text", "text": context}
-        if cfg.get("transport") == "stdin":  # the child's kernel may be on another machine: send the bytes
+        if cfg["connect"].get("stdin"):  # the child's kernel may be on another machine: send the bytes
             import base64
 
             data = pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import fence, run_script
 from rlm_tui.core import events as ev
-from rlm_tui.core.kernel import strip_ansi
+from rlm_tui.core.backends import strip_ansi
 from rlm_tui.core.session import load
 from rlm_tui.core.tree import CallTree
 from rlm_tui.scripted import Script, is_rlm_call, question_of, turn_of

@@ -21,7 +21,8 @@ from . import pricing, prompts, shape
 from .config import Settings
 from .bridge import Bridge, Refused
 from .control import APPROVED, KILLED_RESULT, SKIPPED_OUTPUT, Decision, Killed, Steering, edited_cell_note
-from .kernel import Kernel, KernelDied, KernelPool, expression_value, kernel_source, strip_ansi
+from .backends import (Kernel, KernelBackend, KernelDied, KernelPool, expression_value, kernel_source, make_backend,
+                       strip_ansi)
 from .lm import LMClient, LMError, LMFatalError, LMResult, litellm_module
 from .parsing import parse_reply
 from .redaction import known_secrets, redact
@@ -126,6 +127,7 @@ class Engine:
         self._shape: shape.Shape | None = None  # the input's scan (scan_input)
         self._child_sems: dict[int, asyncio.Semaphore] = {}  # per depth: a parent never waits on its own permit
         self.pool: KernelPool | None = None
+        self.backend: KernelBackend | None = None  # made in run(), with the run's folder
         # rlm-tui resume: recorded replies handed out before the live model is asked
         # (node, parent, model, turn, messages) -> LMResult or None; and extra run_started fields.
         self.recorded: Callable[[str, str | None, str, int | None, list[dict[str, str]]], LMResult | None] | None = None
@@ -202,13 +204,14 @@ class Engine:
         self._sem = asyncio.Semaphore(self.limits.concurrency)
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
         self._tmp = Path(tempfile.mkdtemp(prefix="rlm-tui-"))  # here: a run refused earlier leaves nothing
-        self.pool = KernelPool(self._tmp, self._prepare_kernel, warm)
+        self.backend = make_backend(self.settings, self._tmp, self.path.resolve())
+        self.pool = KernelPool(self.backend.new_kernel, self._prepare_kernel, warm)
         answer: str | None = None
         error: str | None = None
         setup_error: SetupError | None = None
         interrupted = False
         try:
-            await self.bridge.start()
+            await self.backend.open(self.bridge)
             root = _Rlm(self._new_id(), None, 0, self.question, self.settings.model,
                         {"type": "path", "path": str(self.path.resolve()),
                          "max_file_bytes": self.limits.max_file_bytes,
@@ -273,12 +276,15 @@ class Engine:
         await self.lm.aclose()
         if self.pool is not None:
             await self.pool.close()
+        if self.backend is not None:
+            await self.backend.close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
         await asyncio.gather(*self._background, return_exceptions=True)  # a thread cannot be cancelled
 
     async def _prepare_kernel(self, kernel: Kernel) -> None:
-        cfg = {"port": self.bridge.port, "secret": self.bridge.secret, "kernel": kernel.id,
+        assert self.backend is not None
+        cfg = {"connect": self.backend.connect_config(kernel), "secret": self.bridge.secret, "kernel": kernel.id,
                "output_chars": self.limits.output_chars, "tmp": str(self._tmp)}
         code = kernel_source("loader.py") + "\n" + kernel_source("bootstrap.py") + f"\n__rlm_install({cfg!r})\ndel __rlm_install\n"
         await kernel.call(code, "'ok'", timeout=60)
@@ -374,7 +380,9 @@ class Engine:
         assert rlm.kernel is not None
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="loading context")
         try:
-            info = json.loads(await rlm.kernel.call(f"__rlm_info = __rlm_load({rlm.spec!r})", "__rlm_info"))
+            assert self.backend is not None
+            spec = await self.backend.context_spec(rlm.kernel, rlm.spec)
+            info = json.loads(await rlm.kernel.call(f"__rlm_info = __rlm_load({spec!r})", "__rlm_info"))
         except RuntimeError as exc:
             if rlm.parent is None:
                 raise SetupError(f"cannot load {self.path}: {exc}") from None

@@ -15,7 +15,7 @@ import io
 import re
 from typing import Any
 
-from ..core.kernel import strip_ansi
+from ..core.backends import strip_ansi
 from ..headless import human_tokens
 from .transcript import CellLog, Renderer, SessionLog, usage_line
 

@@ -1,0 +1,151 @@
+"""The kernel backend seam: what the engine needs from a REPL, whatever runs it.
+
+A ``KernelBackend`` makes ``Kernel``s for one run (the local Jupyter kernel, a
+sandboxed one, or one on a server elsewhere: one module each) and says how
+kernel code reaches the host's sub-call bridge and where the run's input is.
+The engine and the pool use only these two classes, so a new place to run
+code is one new module and one line in ``backends/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from ..bridge import Bridge
+
+OutputHook = Callable[[str, str], None]  # (stream, text)
+Timeout = float | Callable[[], float | None] | None  # seconds, or a function giving the current limit
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def expression_value(result: dict) -> str:
+    """The str a ``user_expressions`` entry evaluated to (its reply carries the value's repr)."""
+    return ast.literal_eval(result["data"]["text/plain"])
+
+
+def kernel_source(name: str) -> str:
+    """Source of a file in ``kernels/``: the source checkout, or the copy packed in the wheel."""
+    here = Path(__file__).resolve().parent.parent.parent
+    for folder in (here / "_kernels", here.parent / "kernels"):
+        path = folder / name
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    raise FileNotFoundError(f"kernel file {name} not found next to {here}")
+
+
+class KernelDied(Exception):
+    """The kernel process went away."""
+
+
+@dataclass
+class ExecResult:
+    status: str  # ok | error | interrupted | timeout | died
+    duration_s: float
+    user_expressions: dict = field(default_factory=dict)
+    error: str = ""
+    restarted: bool = False  # the kernel was replaced: its namespace is empty
+
+
+class Kernel(ABC):
+    """One REPL process: runs cells with streamed output; its namespace lives until restart."""
+
+    id: str
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Start the process and wait until it answers."""
+
+    @abstractmethod
+    async def execute(self, code: str, on_output: OutputHook | None = None, *, timeout: Timeout = None,
+                      user_expressions: dict[str, str] | None = None, interrupt_grace: float = 5.0) -> ExecResult:
+        """Run a cell, streaming its output; interrupt it after ``timeout`` seconds and restart the
+        kernel when it ignores the interrupt for ``interrupt_grace`` seconds."""
+
+    @abstractmethod
+    async def interrupt(self) -> None:
+        """Stop the running cell (KeyboardInterrupt in the kernel)."""
+
+    @abstractmethod
+    async def restart(self) -> None:
+        """A fresh process in place of this one, alive or dead; the namespace is empty after."""
+
+    @abstractmethod
+    async def shutdown(self) -> None:
+        """Stop the process and free what it held."""
+
+    @abstractmethod
+    async def is_alive(self) -> bool:
+        """Whether the process is still running."""
+
+    def attach_command(self) -> str | None:
+        """A shell command a person can run to inspect this kernel's state, if there is one."""
+        return None
+
+    async def call(self, code: str, expression: str, timeout: float | None = None) -> str:
+        """Run internal ``code`` then return the str value of ``expression``; raise on error."""
+        out: list[str] = []
+        result = await self.execute(code, lambda s, t: out.append(t), timeout=timeout,
+                                    user_expressions={"value": expression})
+        if result.status == "died":
+            raise KernelDied(result.error)
+        value = result.user_expressions.get("value", {})
+        if result.status != "ok" or value.get("status") != "ok":
+            detail = strip_ansi("".join(out)).strip().splitlines()
+            raise RuntimeError(detail[-1] if detail else f"kernel call failed ({result.status})")
+        return expression_value(value)
+
+
+class KernelBackend(ABC):
+    """Makes the kernels of one run and connects them to the host.
+
+    ``run_dir`` is the run's private folder (removed at its end); ``input_path``
+    the file or directory the run reads.
+    """
+
+    #: Short name for ``run_started`` and the status bar: local | sandbox | ...
+    name: str = ""
+
+    def __init__(self, run_dir: Path, input_path: Path) -> None:
+        self.run_dir = run_dir
+        self.input_path = input_path
+
+    @property
+    def description(self) -> str:
+        """One line for people: what runs the model's code, and what it can reach."""
+        return self.name
+
+    def info(self) -> dict[str, Any]:
+        """What ``run_started`` records about the backend (its ``kernel_backend`` field)."""
+        return {"name": self.name, "description": self.description}
+
+    @abstractmethod
+    async def open(self, bridge: "Bridge") -> None:
+        """Make the run's sub-call bridge reachable by this backend's kernels."""
+
+    @abstractmethod
+    def new_kernel(self) -> Kernel:
+        """A kernel not yet started."""
+
+    @abstractmethod
+    def connect_config(self, kernel: Kernel) -> dict[str, Any]:
+        """The bootstrap's ``connect`` config: how ``kernel`` reaches the bridge
+        (``{"port": N}`` for TCP on 127.0.0.1, ``{"unix": PATH}`` for a Unix socket)."""
+
+    async def context_spec(self, kernel: Kernel, spec: dict[str, Any]) -> dict[str, Any]:
+        """The loader's spec (``kernels/loader.py``) as ``kernel`` must see it: host paths it can
+        open, or a spec for data this method shipped to it first."""
+        return spec
+
+    async def close(self) -> None:
+        """Free what ``open`` took (the pool shuts the kernels down)."""
