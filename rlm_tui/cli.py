@@ -51,7 +51,8 @@ usage: rlm-tui PATH QUESTION [options]   answer QUESTION about a file or folder 
 all options and the config file: rlm-tui --help"""
 
 _GROUP_TITLES = {"models": "models", "limits": "limits (shared by the whole recursion tree)",
-                 "steering": "steering (see README: Steering)", "output": "output"}
+                 "steering": "steering (see README: Steering)", "kernels": "kernels (where the model's code runs)",
+                 "output": "output"}
 
 
 def _flag_type(option: Option) -> Callable[[str], Any]:
@@ -122,7 +123,9 @@ def settings_from(args: argparse.Namespace, config: dict[str, Any] | None = None
                     session_path=args.session, overwrite_session=args.overwrite_session,
                     approve=values.get("approve", "auto" if args.headless else "rlm"),
                     step=values.get("step", defaults.step),
-                    stream_idle=values.get("stream_idle", defaults.stream_idle))
+                    stream_idle=values.get("stream_idle", defaults.stream_idle),
+                    jupyter_server=values.get("jupyter_server"),
+                    jupyter_token=values.get("jupyter_token") or os.environ.get("JUPYTER_TOKEN") or None)
 
 
 def fail(message: str, code: int) -> int:

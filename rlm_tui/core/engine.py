@@ -22,7 +22,7 @@ from .config import Settings
 from .bridge import Bridge, Refused
 from .control import APPROVED, KILLED_RESULT, SKIPPED_OUTPUT, Decision, Killed, Steering, edited_cell_note
 from .backends import (Kernel, KernelBackend, KernelDied, KernelPool, expression_value, kernel_source, make_backend,
-                       strip_ansi)
+                       strip_ansi, url_token)
 from .lm import LMClient, LMError, LMFatalError, LMResult, litellm_module
 from .parsing import parse_reply
 from .redaction import known_secrets, redact
@@ -117,7 +117,8 @@ class Engine:
         self._writer: SessionWriter | None = None
         self._tmp: Path | None = None  # the run's private temporary folder (kernel logs): run() makes and removes it
         self.bridge = Bridge(self._handle)
-        self.secrets = known_secrets([settings.api_key, self.bridge.secret])  # redacted wherever shown
+        self.secrets = known_secrets([settings.api_key, self.bridge.secret, settings.jupyter_token,
+                                      url_token(settings.jupyter_server)])  # redacted wherever shown
         self.lm = LMClient(api_base=settings.api_base, api_key=settings.api_key, timeout=settings.lm_timeout,
                            idle=settings.stream_idle,
                            retries=settings.lm_retries, backoff=settings.lm_backoff,
@@ -381,7 +382,8 @@ class Engine:
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="loading context")
         try:
             assert self.backend is not None
-            spec = await self.backend.context_spec(rlm.kernel, rlm.spec)
+            spec = await self.backend.context_spec(rlm.kernel, rlm.spec, lambda detail: self.emit(
+                ev.KERNEL, rlm.node, rlm.parent, state="loading context", detail=detail))
             info = json.loads(await rlm.kernel.call(f"__rlm_info = __rlm_load({spec!r})", "__rlm_info"))
         except RuntimeError as exc:
             if rlm.parent is None:

@@ -142,9 +142,10 @@ class KernelBackend(ABC):
         """The bootstrap's ``connect`` config: how ``kernel`` reaches the bridge
         (``{"port": N}`` for TCP on 127.0.0.1, ``{"unix": PATH}`` for a Unix socket)."""
 
-    async def context_spec(self, kernel: Kernel, spec: dict[str, Any]) -> dict[str, Any]:
+    async def context_spec(self, kernel: Kernel, spec: dict[str, Any],
+                           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """The loader's spec (``kernels/loader.py``) as ``kernel`` must see it: host paths it can
-        open, or a spec for data this method shipped to it first."""
+        open, or a spec for data shipped to it (``progress`` gets a line now and then while it is)."""
         return spec
 
     async def close(self) -> None:

@@ -13,7 +13,7 @@ import datetime
 import json
 import uuid
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
@@ -146,3 +146,11 @@ def _reason(exc: HTTPClientError) -> str:
     text = message or exc.message or ""
     return " ".join(str(text).split())[:200]
 
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """``url`` without a ``?token=...`` (the form Jupyter prints at start-up), and that token."""
+    scheme, netloc, path, query, _ = urlsplit(url.strip())
+    params = parse_qsl(query, keep_blank_values=True)
+    token = next((value for key, value in params if key == "token"), None) or None
+    rest = urlencode([(key, value) for key, value in params if key != "token"])
+    return urlunsplit((scheme, netloc, path.rstrip("/"), rest, "")), token

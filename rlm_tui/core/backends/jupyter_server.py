@@ -28,11 +28,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..bridge import Handler, Refused
-from ..kernel import ExecResult, KernelDied, OutputHook, expression_value, strip_ansi
-from .jupyter_api import Channels, JupyterApi, ServerError
+from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout
+from .jupyter_api import Channels, JupyterApi, ServerError, split_url
+
+if TYPE_CHECKING:
+    from ..bridge import Bridge
 
 STDIN_MARK = "\x00rlm-tui "  # an input() prompt from the bootstrap; any other prompt is the model's own
 HOLD_S = 0.5  # an open poll is answered after this long even with nothing ready (a lost wake costs this)
@@ -43,7 +46,7 @@ START_TIMEOUT = 120.0  # seconds for a kernel to answer kernel_info after the se
 Progress = Callable[[int, int], None]  # (bytes shipped, bytes in all)
 
 
-class RemoteKernel:
+class RemoteKernel(Kernel):
     """One kernel started by a Jupyter server, driven over its websocket."""
 
     _ids = itertools.count(1)
@@ -158,8 +161,7 @@ class RemoteKernel:
     # ---- cells --------------------------------------------------------------------------
 
     async def execute(self, code: str, on_output: OutputHook | None = None, *,
-                      timeout: float | Callable[[], float | None] | None = None,
-                      user_expressions: dict[str, str] | None = None, interrupt_grace: float = 5.0) -> ExecResult:
+                      timeout: Timeout = None, user_expressions: dict[str, str] | None = None, interrupt_grace: float = 5.0) -> ExecResult:
         """Run a cell, streaming its output; interrupt it after ``timeout`` seconds (see Kernel.execute)."""
         if self._ws is None or self._closed:
             return ExecResult("died", 0.0, error="the connection to the kernel's server was lost")
@@ -216,19 +218,6 @@ class RemoteKernel:
         except asyncio.TimeoutError:
             shell = {}
         return ExecResult(status, time.perf_counter() - started, shell.get("user_expressions", {}) or {}, error)
-
-    async def call(self, code: str, expression: str, timeout: float | None = None) -> str:
-        """Run internal ``code`` then return the str value of ``expression``; raise on error."""
-        out: list[str] = []
-        result = await self.execute(code, lambda s, t: out.append(t), timeout=timeout,
-                                    user_expressions={"value": expression})
-        if result.status == "died":
-            raise KernelDied(result.error)
-        value = result.user_expressions.get("value", {})
-        if result.status != "ok" or value.get("status") != "ok":
-            detail = strip_ansi("".join(out)).strip().splitlines()
-            raise RuntimeError(detail[-1] if detail else f"kernel call failed ({result.status})")
-        return expression_value(value)
 
     # ---- sub-calls over stdin -----------------------------------------------------------
 
@@ -307,14 +296,14 @@ class RemoteKernel:
 
     # ---- shipping the context -----------------------------------------------------------
 
-    def ship(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def ship(self, spec: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
         """The loader's spec for this kernel: every byte it needs served by number, no host path.
 
         ``spec`` is the host's (``kernels/loader.py``): a file or a directory with its manifest, a
         text, or a pickled value (inline, from another remote kernel).
         """
         kind = spec["type"]
-        self._shipped = 0
+        self._shipped, self.on_progress = 0, progress
         if kind == "path":
             root = Path(spec["path"])
             if root.is_dir():
@@ -363,3 +352,45 @@ def _size(path: Path) -> int:
     except OSError:
         return 0
 
+
+class JupyterServerBackend(KernelBackend):
+    """Kernels started by a Jupyter Server (or Kernel Gateway, Enterprise Gateway) at ``url``."""
+
+    name = "jupyter-server"
+
+    def __init__(self, run_dir: Path, input_path: Path, url: str, token: str | None) -> None:
+        super().__init__(run_dir, input_path)
+        self.url, url_token = split_url(url)
+        self.api = JupyterApi(self.url, token or url_token)
+        self._handler: Handler | None = None
+
+    @property
+    def description(self) -> str:
+        return f"kernels on the Jupyter server at {self.url}"
+
+    async def open(self, bridge: "Bridge") -> None:
+        self._handler = bridge.handler  # no TCP listener: sub-calls come over each kernel's stdin
+
+    def new_kernel(self) -> Kernel:
+        assert self._handler is not None
+        return RemoteKernel(self.api, self._handler)
+
+    def connect_config(self, kernel: Kernel) -> dict[str, Any]:
+        return {"stdin": True}
+
+    async def context_spec(self, kernel: Kernel, spec: dict[str, Any],
+                           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        assert isinstance(kernel, RemoteKernel)
+
+        def report(done: int, total: int) -> None:
+            if progress is not None:
+                progress(f"shipped {_mb(done)} of {_mb(total)}")
+
+        return kernel.ship(spec, report)
+
+    async def close(self) -> None:
+        self.api.close()
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} KB"
