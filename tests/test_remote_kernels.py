@@ -126,7 +126,9 @@ async def test_llm_query_rlm_query_and_threads_through_the_server(jupyter: Serve
     text = run.cell_text()
     assert "pong:p7 threads took" in text
     took = float(text.split("threads took ")[1].split()[0])
-    assert took < 2.0, text  # eight 0.5 s calls from eight threads run at once, not one after another
+    # Eight 0.5 s calls from eight threads run at once (4 s one after another); a thread that queues a
+    # call while another polls wakes the host (without the wake: 1.06 s measured, with it 0.55 s).
+    assert took < 0.95, text
     assert "['pong:a', 'pong:b']" in text
     assert "dict r1 pong:from child" in text  # the child's kernel got the value, shipped inline
     assert "child saw it" in text
