@@ -163,6 +163,31 @@ async def test_cell_timeout_interrupts_through_the_server(jupyter: Server, needl
     assert time.perf_counter() - started < 25
 
 
+@pytest.mark.parametrize("how", ["dies", "ignores the interrupt"])
+async def test_a_kernel_that_dies_or_hangs_is_restarted_through_the_server(how: str, jupyter: Server,
+                                                                          needle_dir: Path, tmp_path: Path) -> None:
+    fed: list[str] = []
+    code = {"dies": "import os\nos._exit(3)",
+            "ignores the interrupt": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"}
+
+    def script(messages, model):
+        turn = turn_of(messages)
+        if turn == 1:
+            return fence("kept = 41\n" + code[how])
+        fed.append(messages[-1]["content"])
+        if turn == 2:
+            return fence("print(type(context).__name__, len(context), 'kept' in globals())")
+        fed.append(messages[-1]["content"])
+        return "FINAL(survived)"
+
+    run = await run_script(script, needle_dir, tmp_path, cell_timeout=2, settings=remote(jupyter))
+    assert run.result.answer == "survived", run.result.error
+    assert [c.get("status") for c in run.kinds(ev.CELL_FINISHED)] == [
+        "died" if how == "dies" else "timeout", "ok"]
+    assert "dict 12 False" in fed[1]  # the same server kernel, fresh: context shipped again, variables gone
+    assert jupyter.kernels() == []
+
+
 def test_the_token_never_reaches_a_file_or_the_screen(jupyter: Server, needle_dir: Path, tmp_path: Path) -> None:
     token = jupyter.token
 

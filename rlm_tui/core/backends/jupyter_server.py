@@ -117,19 +117,35 @@ class RemoteKernel(Kernel):
         await self.api.interrupt(self.remote_id)
 
     async def restart(self) -> None:
-        """A fresh kernel process under the same id; the namespace is empty after."""
+        """A fresh kernel process under the same id; the namespace is empty after.
+
+        A kernel that died is being restarted by the server already (which refuses a second
+        restart meanwhile); either way the new process may listen on new ports, so the websocket
+        is opened anew.
+        """
         assert self.remote_id is not None
         self._cancel_calls()
-        await self.api.restart(self.remote_id)
-        await self._wait_ready()
+        try:
+            await self.api.restart(self.remote_id)
+        except ServerError:
+            if await self.api.kernel(self.remote_id) is None:
+                raise KernelDied(f"the server at {self.api.url} lost the kernel") from None
+        await self._disconnect()
+        await self._connect()
 
-    async def shutdown(self) -> None:
-        self._cancel_calls()
+    async def _disconnect(self) -> None:
         if self._ws is not None:
             self._ws.close()
+            self._ws = None
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+        self._iopub = asyncio.Queue()  # what the old socket left is no one's now
+
+    async def shutdown(self) -> None:
+        self._cancel_calls()
+        await self._disconnect()
         if self.remote_id is not None:
             try:
                 await self.api.delete(self.remote_id)
@@ -303,7 +319,7 @@ class RemoteKernel(Kernel):
         text, or a pickled value (inline, from another remote kernel).
         """
         kind = spec["type"]
-        self._shipped, self.on_progress = 0, progress
+        self._shipped, self.on_progress, self._last_progress = 0, progress, time.monotonic()
         if kind == "path":
             root = Path(spec["path"])
             if root.is_dir():
@@ -338,9 +354,10 @@ class RemoteKernel(Kernel):
             with open(blob, "rb") as handle:
                 handle.seek(offset)
                 data = handle.read(size)
-        self._shipped += len(data)
+        before, self._shipped = self._shipped, self._shipped + len(data)
         now = time.monotonic()
-        if self.on_progress is not None and (now - self._last_progress >= PROGRESS_EVERY_S or not data):
+        finished = before < self._total <= self._shipped
+        if self.on_progress is not None and data and (now - self._last_progress >= PROGRESS_EVERY_S or finished):
             self._last_progress = now
             self.on_progress(self._shipped, self._total)
         return base64.b64encode(data).decode("ascii")
@@ -393,4 +410,6 @@ class JupyterServerBackend(KernelBackend):
 
 
 def _mb(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} KB"
