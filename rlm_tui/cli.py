@@ -51,7 +51,7 @@ usage: rlm-tui PATH QUESTION [options]   answer QUESTION about a file or folder 
 all options and the config file: rlm-tui --help"""
 
 _GROUP_TITLES = {"models": "models", "limits": "limits (shared by the whole recursion tree)",
-                 "steering": "steering (see README: Steering)", "kernels": "kernels (where the model's code runs)",
+                 "steering": "steering (see README: Steering)", "kernels": "kernels (see README: Security)",
                  "output": "output"}
 
 
@@ -124,6 +124,7 @@ def settings_from(args: argparse.Namespace, config: dict[str, Any] | None = None
                     approve=values.get("approve", "auto" if args.headless else "rlm"),
                     step=values.get("step", defaults.step),
                     stream_idle=values.get("stream_idle", defaults.stream_idle),
+                    sandbox=values.get("sandbox", defaults.sandbox),
                     jupyter_server=values.get("jupyter_server"),
                     jupyter_token=values.get("jupyter_token") or os.environ.get("JUPYTER_TOKEN") or None)
 

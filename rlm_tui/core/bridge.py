@@ -1,6 +1,7 @@
 """The channel from kernel code back to the host (``llm_query`` and friends).
 
-A TCP server on 127.0.0.1 only. Each kernel holds one persistent connection,
+A TCP server on 127.0.0.1, or a Unix socket for kernels without a network (the
+sandbox bind-mounts the socket's folder). Each kernel holds one persistent connection,
 opened with a hello that must carry the session secret; anything else is
 dropped. Requests are newline-delimited JSON with an id; each runs as its own
 task, so many are in flight at once, and a ``cancel`` (sent when the kernel
@@ -12,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 import secrets
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]  # (kernel id, request) -> result
@@ -37,13 +40,23 @@ class Bridge:
         self.handler = handler
         self.secret = secrets.token_hex(32)
         self.port = 0
+        self.unix_path: Path | None = None
         self.rejected = 0
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=HELLO_BYTES)
-        self.port = self._server.sockets[0].getsockname()[1]
+    async def start(self, unix_path: Path | None = None) -> None:
+        """Listen on a free port of 127.0.0.1, or on the Unix socket ``unix_path`` (owner-only)."""
+        if unix_path is None:
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=HELLO_BYTES)
+            self.port = self._server.sockets[0].getsockname()[1]
+            return
+        old = os.umask(0o077)
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, str(unix_path), limit=HELLO_BYTES)
+        finally:
+            os.umask(old)
+        self.unix_path = unix_path
 
     async def close(self) -> None:
         if self._server is not None:

@@ -44,6 +44,7 @@ class Settings:
     stream_idle: float = 30.0  # seconds a streamed reply may go silent once it has begun (a stalled stream)
     lm_retries: int = 4  # retries on rate limits, 5xx, timeouts and broken streams
     lm_backoff: float = 1.0  # seconds before the first retry; doubles each time
+    sandbox: str = "auto"  # kernels in bubblewrap: auto (when it works here) | on (or refuse to run) | off
     jupyter_server: str | None = None  # run kernels on this Jupyter Server / Kernel Gateway (core/backends/jupyter_server.py)
     jupyter_token: str | None = field(default=None, repr=False)  # its token: a secret, like api_key
 
@@ -75,7 +76,7 @@ class Option:
 
     name: str
     kind: type  # str, int or float
-    group: str  # models | limits (a Limits field) | steering | output: where --help lists it
+    group: str  # models | limits (a Limits field) | steering | kernels | output: where --help lists it
     help: str
     choices: tuple[str, ...] = ()
     text_metavar: str = "MODEL"  # shown in --help for a string flag
@@ -139,6 +140,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("step", str, "steering", "start in step mode: pause before each root model call (turn), before each "
            "code cell with the code editable (cell), or both (all) (default: off; UI only)",
            ("off", "turn", "cell", "all")),
+    Option("sandbox", str, "kernels", "run the model's code in a bubblewrap sandbox (input read-only, no network, "
+           "no home; see README: Security): auto = when it works here, else unsandboxed with a warning; on = "
+           "refuse to run without it; off = never (default: auto)", ("auto", "on", "off")),
     Option("jupyter_server", str, "kernels", "run the kernels on this Jupyter Server, Kernel Gateway or Enterprise "
            "Gateway (http(s)://host:port[/base]); the input is shipped to them (README: Kernels elsewhere)",
            text_metavar="URL"),

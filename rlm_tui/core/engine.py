@@ -199,13 +199,16 @@ class Engine:
         if self._writer is None:
             self.open_session()
         self._t0 = time.perf_counter()
+        self._tmp = Path(tempfile.mkdtemp(prefix="rlm-tui-"))  # here: a run refused earlier leaves nothing
+        self.backend = make_backend(self.settings, self._tmp, self.path.resolve())
         settings = dict(self.settings.public(), session_path=str(self.session_path))
-        self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=settings, **self.run_info)
+        self.emit(ev.RUN_STARTED, question=self.question, path=str(self.path), settings=settings,
+                  kernel_backend=self.backend.info(), **self.run_info)
+        if self.backend.warning:
+            self.emit(ev.WARNING, message=self.backend.warning)
         self.steering.bind(self.emit)
         self._sem = asyncio.Semaphore(self.limits.concurrency)
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
-        self._tmp = Path(tempfile.mkdtemp(prefix="rlm-tui-"))  # here: a run refused earlier leaves nothing
-        self.backend = make_backend(self.settings, self._tmp, self.path.resolve())
         self.pool = KernelPool(self.backend.new_kernel, self._prepare_kernel, warm)
         answer: str | None = None
         error: str | None = None

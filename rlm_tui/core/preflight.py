@@ -1,4 +1,4 @@
-"""Can this run reach its models (and its --jupyter-server)? Checked before a session file, a context or a kernel exists.
+"""Can this run reach its models (and its --jupyter-server, or, with ``--sandbox on``, make its sandbox)? Checked before a session file, a context or a kernel exists.
 
 A run that cannot reach its model used to load the whole context, start a
 kernel and fail seconds later, leaving a session file for a run that never
@@ -64,7 +64,12 @@ def check(settings: Settings) -> list[str]:
     """Raise PreflightError when a model is unusable; returns warnings worth a line each."""
     warnings: list[str] = []
     if settings.jupyter_server:
+        if settings.sandbox == "on":
+            raise PreflightError("--sandbox on is for kernels on this machine: kernels on a --jupyter-server run "
+                                 "where and how that server runs them")
         _check_jupyter_server(settings.jupyter_server, settings.jupyter_token)
+    else:
+        _check_sandbox(settings)
     probed: dict[str, list[str] | None] = {}
     for model in dict.fromkeys([settings.model, settings.effective_sub_model]):
         provider = _provider(model)
@@ -84,6 +89,17 @@ def check(settings: Settings) -> list[str]:
             warnings.append(f"{base} does not list {name} (it lists: {shown or 'nothing'}); "
                             "some servers answer any name, others will refuse it")
     return warnings
+
+
+def _check_sandbox(settings: Settings) -> None:
+    """``--sandbox on`` refuses to start where bwrap cannot make a sandbox (milliseconds, once)."""
+    if settings.sandbox != "on":
+        return
+    from .backends.sandbox import probe
+
+    why = probe()
+    if why is not None:
+        raise PreflightError(f"--sandbox on, but no sandbox can be made here: {why}")
 
 
 def _provider(model: str) -> str:

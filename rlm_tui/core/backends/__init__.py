@@ -13,14 +13,27 @@ __all__ = ["ExecResult", "Kernel", "KernelBackend", "KernelDied", "KernelPool", 
 
 
 def make_backend(settings: Settings, run_dir: Path, input_path: Path) -> KernelBackend:
-    """The backend this run's settings ask for."""
-    if settings.jupyter_server:
+    """The backend this run's settings ask for.
+
+    ``--sandbox auto`` falls back to the local backend when bwrap cannot work here;
+    the backend then says why (``LocalBackend.why``). ``on`` was checked by preflight.
+    """
+    if settings.jupyter_server:  # kernels elsewhere: the server decides how they are isolated
         from .jupyter_server import JupyterServerBackend
 
         return JupyterServerBackend(run_dir, input_path, settings.jupyter_server, settings.jupyter_token)
     from .local import LocalBackend
 
-    return LocalBackend(run_dir, input_path)
+    if settings.sandbox == "off":
+        return LocalBackend(run_dir, input_path)
+    from .sandbox import SandboxBackend, SandboxUnavailable, probe
+
+    why = probe()
+    if why is None:
+        return SandboxBackend(run_dir, input_path)
+    if settings.sandbox == "on":
+        raise SandboxUnavailable(f"--sandbox on: no sandbox here: {why}")
+    return LocalBackend(run_dir, input_path, why=f"no sandbox here: {why}")
 
 
 def url_token(url: str | None) -> str | None:

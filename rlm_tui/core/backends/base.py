@@ -125,9 +125,15 @@ class KernelBackend(ABC):
         """One line for people: what runs the model's code, and what it can reach."""
         return self.name
 
+    @property
+    def warning(self) -> str:
+        """What a person must be told before the run (shown as a warning event), or ""."""
+        return ""
+
     def info(self) -> dict[str, Any]:
         """What ``run_started`` records about the backend (its ``kernel_backend`` field)."""
-        return {"name": self.name, "description": self.description}
+        return {"name": self.name, "description": self.description,
+                **({"warning": self.warning} if self.warning else {})}
 
     @abstractmethod
     async def open(self, bridge: "Bridge") -> None:

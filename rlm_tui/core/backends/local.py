@@ -146,8 +146,12 @@ class LocalBackend(KernelBackend):
         note = f" ({self.why})" if self.why else ""
         return f"local kernel, not sandboxed{note}"
 
-    def info(self) -> dict[str, Any]:
-        return dict(super().info(), **({"unsandboxed_because": self.why} if self.why else {}))
+    @property
+    def warning(self) -> str:
+        if not self.why:
+            return ""
+        return (f"the model's code runs unsandboxed, with your full rights ({self.why}); "
+                "--sandbox off hides this warning, --sandbox on refuses to run")
 
     async def open(self, bridge: "Bridge") -> None:
         self._bridge = bridge
