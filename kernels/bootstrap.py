@@ -83,8 +83,9 @@ def __rlm_install(cfg):
         One thread at a time (the leader) calls ``raw_input`` with a poll: the requests queued
         since the last poll and every id still awaited. The host answers with the results that are
         ready (rlm_tui/core/backends/jupyter_server.py). A thread that queues a request while
-        another polls publishes a small wake on iopub, so the host answers early and the new
-        request goes out at once.
+        another polls publishes a small wake on iopub naming how many were queued so far, so the
+        host answers early and the new request goes out at once (iopub may overtake stdin: the
+        count tells the host whether the open poll already carried it).
         """
 
         mark = "\x00rlm-tui "
@@ -96,12 +97,14 @@ def __rlm_install(cfg):
             self.results = {}
             self.waiting = set()
             self.polling = False
+            self.queued = 0  # requests and cancels put in the outbox so far: a wake names its count
             self.ids = itertools.count(1)
 
-        def _wake(self):
+        def _wake(self, queued):
             kernel = self.kernel
             try:
-                kernel.session.send(kernel.iopub_socket, "rlm_tui_wake", {}, parent=kernel.get_parent())
+                kernel.session.send(kernel.iopub_socket, "rlm_tui_wake", {"queued": queued},
+                                    parent=kernel.get_parent())
             except Exception:  # noqa: BLE001 - without a wake the host answers the poll after a short hold
                 pass
 
@@ -110,9 +113,10 @@ def __rlm_install(cfg):
             with self.cond:
                 self.outbox.append(dict(fields, op=op, id=rid))
                 self.waiting.add(rid)
-                busy = self.polling
+                self.queued += 1
+                busy, queued = self.polling, self.queued
             if busy:
-                self._wake()
+                self._wake(queued)
             try:
                 reply = self._wait(rid)
             except BaseException:
@@ -120,7 +124,9 @@ def __rlm_install(cfg):
                     self.waiting.discard(rid)
                     self.results.pop(rid, None)
                     self.outbox.append({"op": "cancel", "id": rid})
-                self._wake()
+                    self.queued += 1
+                    queued = self.queued
+                self._wake(queued)
                 raise
             if "error" in reply:  # a hard limit: stop the calling code, not just this call
                 raise RuntimeError(reply["error"])
@@ -136,10 +142,10 @@ def __rlm_install(cfg):
                         return self.results.pop(rid)
                     self.polling = True
                     sent, self.outbox = self.outbox, []
-                    want = sorted(self.waiting)
+                    want, queued = sorted(self.waiting), self.queued
                 answers = []
                 try:
-                    poll = self.mark + json.dumps({"send": sent, "want": want})
+                    poll = self.mark + json.dumps({"send": sent, "want": want, "queued": queued})
                     answers = json.loads(self.kernel.raw_input(poll) or "[]")
                 except (ValueError, EOFError, NotImplementedError) as exc:  # stdin is off, or the host is gone
                     answers = [{"id": w, "result": "Error: no channel to the rlm-tui host (" + str(exc) + ")"}
@@ -332,11 +338,17 @@ def __rlm_install(cfg):
             except Exception:  # noqa: BLE001 - an exception whose str() fails is left alone
                 pass
 
-    def fetch(blob, offset, size):
-        """Bytes of a shipped input (a file of it, or a value) from the host, for the loader."""
+    def fetch(blob, offset, limit):
+        """Pieces of a shipped input from the host, for the loader: blob ``blob`` from ``offset``
+        and the blobs after it, each up to ``limit`` bytes, as [{"data", "end", "error"}]."""
         import base64
 
-        return base64.b64decode(bridge.request("read", blob=blob, offset=offset, size=size))
+        pieces = bridge.request("read", blob=blob, offset=offset, limit=limit)
+        if not isinstance(pieces, list):  # the host's error string
+            raise RuntimeError(str(pieces))
+        for piece in pieces:
+            piece["data"] = base64.b64decode(piece.get("data", ""))
+        return pieces
 
     def load(spec):
         value, info = __rlm_load_context(spec, fetch)  # noqa: F821 - defined by loader.py

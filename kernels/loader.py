@@ -58,37 +58,39 @@ def __rlm_load_context(spec, fetch=None):
         return result
 
     def shipped(spec):
-        # A kernel elsewhere: the host read the input and serves it by number, in chunks
-        # (rlm_tui/core/backends/jupyter_server.py); no host path is opened here.
-        def blob(index, limit):
-            parts, got = [], 0
-            while got < limit:
-                piece = fetch(index, got, min(1 << 20, limit - got))
-                if not piece:
-                    break
-                parts.append(piece)
-                got += len(piece)
-            return b"".join(parts)
+        # A kernel elsewhere: the host read the input and serves it by number, several files or a
+        # piece of one per request (rlm_tui/core/backends/jupyter_server.py); no host path is opened here.
+        def blobs(count, limit):
+            """(index, bytes up to ``limit``, error) for every blob, in order."""
+            index, parts = 0, []
+            while index < count:
+                for piece in fetch(index, sum(len(p) for p in parts), limit):
+                    parts.append(piece.get("data", b""))
+                    if piece["end"]:
+                        yield index, b"".join(parts), piece.get("error")
+                        index, parts = index + 1, []
 
         names, kind = spec["names"], spec["as"]
-        if kind == "text":
-            return blob(0, spec["bytes"]).decode("utf-8", "surrogatepass"), 0
-        if kind == "pickle":
-            return pickle.loads(blob(0, spec["bytes"])), 0
+        if kind in ("text", "pickle"):
+            _, data, error = next(blobs(1, spec["bytes"]))
+            if error:
+                raise ValueError(error)
+            return (data.decode("utf-8", "surrogatepass") if kind == "text" else pickle.loads(data)), 0
         if kind == "file":
-            data = blob(0, spec["max_total_bytes"] + 1)
+            _, data, error = next(blobs(1, spec["max_total_bytes"] + 1))
+            if error:
+                raise ValueError(error)
             value, cut = decode(data, spec["max_total_bytes"])
             if value is None:
                 raise ValueError("the file looks binary (it holds NUL bytes); give a text file")
             return value, (spec["bytes"] - spec["max_total_bytes"]) if cut else 0
         result = {}
-        for index, rel in enumerate(names):
-            key = clean(rel)
-            try:
-                text, _ = decode(blob(index, spec["max_file_bytes"] + 1), spec["max_file_bytes"])
-            except RuntimeError as exc:  # the host could not read it (the bridge's error)
-                skip("unreadable (" + str(exc) + ")", key)
+        for index, data, error in blobs(len(names), spec["max_file_bytes"] + 1):
+            key = clean(names[index])
+            if error:  # the host could not read it
+                skip("unreadable (" + error + ")", key)
                 continue
+            text, _ = decode(data, spec["max_file_bytes"])
             if text is None:
                 skip("binary", key)
                 continue

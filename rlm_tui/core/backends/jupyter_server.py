@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 STDIN_MARK = "\x00rlm-tui "  # an input() prompt from the bootstrap; any other prompt is the model's own
 HOLD_S = 0.5  # an open poll is answered after this long even with nothing ready (a lost wake costs this)
-CHUNK_BYTES = 1 << 20  # bytes of the input per read request
+CHUNK_BYTES = 4 << 20  # bytes of the input per read request (5.6 MB as base64: under the 10 MiB cap)
 PROGRESS_EVERY_S = 0.5  # seconds between progress reports while the input is shipped
 START_TIMEOUT = 120.0  # seconds for a kernel to answer kernel_info after the server started it
 
@@ -66,6 +66,7 @@ class RemoteKernel(Kernel):
         self._calls: dict[Any, asyncio.Task[None]] = {}  # sub-calls in flight, by the kernel's request id
         self._done: dict[Any, dict[str, Any]] = {}  # finished sub-calls not yet taken by the kernel
         self._changed = asyncio.Event()  # a sub-call finished or the kernel queued a new one
+        self._woken = 0  # the highest count of queued requests a wake announced
         self._answer: asyncio.Task[None] | None = None  # the open poll's answer
         self._blobs: list[Path | bytes] = []  # what read requests may read: files of the input, shipped values
         self._shipped = 0
@@ -81,7 +82,7 @@ class RemoteKernel(Kernel):
     async def _connect(self) -> None:
         assert self.remote_id is not None
         self._ws = await self.api.channels(self.remote_id)
-        self._closed = False
+        self._closed, self._woken = False, 0  # a new process counts its requests from 0
         self._reader = asyncio.ensure_future(self._read())
         await self._wait_ready()
 
@@ -163,6 +164,7 @@ class RemoteKernel(Kernel):
                 kind = msg.get("header", {}).get("msg_type")
                 parent = msg.get("parent_header", {}).get("msg_id")
                 if channel == "iopub" and kind == "rlm_tui_wake":
+                    self._woken = max(self._woken, int(msg.get("content", {}).get("queued") or 0))
                     self._changed.set()
                 elif channel == "iopub":
                     self._iopub.put_nowait(msg)
@@ -197,7 +199,11 @@ class RemoteKernel(Kernel):
                 limit = timeout() if callable(timeout) else timeout
                 if limit is not None and interrupted_at is None and elapsed > limit:
                     interrupted_at, status = elapsed, "timeout"
-                    await self.interrupt()
+                    try:
+                        await self.interrupt()
+                    except ServerError:  # the server refuses to interrupt a kernel that died meanwhile
+                        self._cancel_calls()
+                        return ExecResult("died", time.perf_counter() - started, error="the kernel died")
                 elif interrupted_at is not None and elapsed - interrupted_at > interrupt_grace:
                     await self.restart()
                     return ExecResult(status, time.perf_counter() - started,
@@ -247,7 +253,7 @@ class RemoteKernel(Kernel):
             return
         try:
             poll = json.loads(prompt[len(STDIN_MARK):])
-            sent, want = list(poll["send"]), set(poll["want"])
+            sent, want, queued = list(poll["send"]), set(poll["want"]), int(poll["queued"])
         except (ValueError, KeyError, TypeError):
             self._reply(msg, "[]")
             return
@@ -263,21 +269,26 @@ class RemoteKernel(Kernel):
                 self._calls[rid] = asyncio.ensure_future(self._serve(request))
         for rid in [r for r in self._done if r not in want]:  # taken already, or given up on
             del self._done[rid]
-        self._answer = asyncio.ensure_future(self._answer_when_ready(msg, want))
+        self._answer = asyncio.ensure_future(self._answer_when_ready(msg, want, queued))
 
-    async def _answer_when_ready(self, msg: dict[str, Any], want: set[Any]) -> None:
+    async def _answer_when_ready(self, msg: dict[str, Any], want: set[Any], queued: int) -> None:
+        """Answer once a wanted result is ready, the kernel announced requests this poll lacks, or HOLD_S."""
         deadline = time.monotonic() + HOLD_S
-        self._changed.clear()
-        while not any(rid in self._done for rid in want):
+
+        def ready_to_answer() -> bool:
+            return self._woken > queued or any(rid in self._done for rid in want)
+
+        while not ready_to_answer():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                break
+            self._changed.clear()
+            if ready_to_answer():
                 break
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
             except asyncio.TimeoutError:
                 break
-            if not any(rid in self._done for rid in want):
-                break  # a wake: the kernel has new requests to send
         ready = [self._done[rid] for rid in want if rid in self._done]
         self._reply(msg, json.dumps(ready, ensure_ascii=True))
 
@@ -290,7 +301,7 @@ class RemoteKernel(Kernel):
         answer: dict[str, Any] = {"id": rid}
         try:
             if request.get("op") == "read":
-                answer["result"] = self._read_blob(request)
+                answer["result"] = self._read_blobs(request)
             else:
                 answer["result"] = await self.handler(self.id, request)
         except asyncio.CancelledError:
@@ -341,27 +352,47 @@ class RemoteKernel(Kernel):
             return {"type": "shipped", "as": "pickle", "names": ["value"], "bytes": len(data)}
         raise ValueError(f"cannot ship a context of type {kind!r}")
 
-    def _read_blob(self, request: dict[str, Any]) -> str:
-        """Base64 of up to CHUNK_BYTES of blob ``blob`` from ``offset``; '' past its end."""
-        index, offset = int(request["blob"]), int(request["offset"])
-        size = max(0, min(int(request["size"]), CHUNK_BYTES))
+    def _read_blobs(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """Blob ``blob`` from ``offset``, then the blobs after it, each up to ``limit`` bytes, until
+        CHUNK_BYTES are taken: [{"data": base64, "end": this blob is complete, "error": why unread}]."""
+        index, offset, limit = int(request["blob"]), int(request["offset"]), int(request["limit"])
         if not 0 <= index < len(self._blobs) or offset < 0:
             raise ValueError("no such part of the input")
-        blob = self._blobs[index]
-        if isinstance(blob, bytes):
-            data = blob[offset:offset + size]
-        else:
-            with open(blob, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read(size)
-        before, self._shipped = self._shipped, self._shipped + len(data)
+        pieces: list[dict[str, Any]] = []
+        budget = CHUNK_BYTES
+        while index < len(self._blobs) and budget > 0:
+            want = min(limit - offset, budget)
+            try:
+                data = _read(self._blobs[index], offset, want)
+            except OSError as exc:
+                pieces.append({"end": True, "error": exc.strerror or type(exc).__name__})
+                index, offset = index + 1, 0
+                continue
+            end = len(data) < want or offset + len(data) >= limit
+            pieces.append({"data": base64.b64encode(data).decode("ascii"), "end": end})
+            budget -= len(data)
+            self._count(len(data))
+            if not end:
+                break
+            index, offset = index + 1, 0
+        return pieces
+
+    def _count(self, n: int) -> None:
+        """Progress: every PROGRESS_EVERY_S, and once when all is shipped."""
+        before, self._shipped = self._shipped, self._shipped + n
         now = time.monotonic()
         finished = before < self._total <= self._shipped
-        if self.on_progress is not None and data and (now - self._last_progress >= PROGRESS_EVERY_S or finished):
+        if self.on_progress is not None and n and (now - self._last_progress >= PROGRESS_EVERY_S or finished):
             self._last_progress = now
             self.on_progress(self._shipped, self._total)
-        return base64.b64encode(data).decode("ascii")
 
+
+def _read(blob: Path | bytes, offset: int, size: int) -> bytes:
+    if isinstance(blob, bytes):
+        return blob[offset:offset + size]
+    with open(blob, "rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)
 
 def _size(path: Path) -> int:
     try:
