@@ -212,25 +212,28 @@ def test_the_token_never_reaches_a_file_or_the_screen(jupyter: Server, needle_di
     assert "[REDACTED]" in (tmp_path / "s.jsonl").read_text()
 
 
-@pytest.mark.parametrize("case", ["refused", "bad token", "no token", "not jupyter"])
+@pytest.mark.parametrize("case", ["refused", "bad token", "no token", "not jupyter", "sandbox on"])
 def test_preflight_refuses_an_unusable_server(case: str, jupyter: Server, needle_dir: Path, tmp_path: Path) -> None:
     with ScriptedServer(lambda m, model: "FINAL(x)") as model:
         url, token = {"refused": ("http://127.0.0.1:9", jupyter.token),
                       "bad token": (jupyter.url, "wrong-token-0123456789"),
                       "no token": (jupyter.url, ""),
-                      "not jupyter": (model.url, jupyter.token)}[case]
+                      "not jupyter": (model.url, jupyter.token),
+                      "sandbox on": (jupyter.url, jupyter.token)}[case]
         env = cli_env(JUPYTER_TOKEN=token)
         started = time.perf_counter()
         proc = subprocess.run(
             [PYTHON, "-m", "rlm_tui", str(needle_dir), "q", "--headless", "--model", "openai/scripted",
-             "--api-base", model.url, "--jupyter-server", url, "--session", str(tmp_path / "s.jsonl")],
+             "--api-base", model.url, "--jupyter-server", url, "--session", str(tmp_path / "s.jsonl"),
+             *(["--sandbox", "on"] if case == "sandbox on" else [])],
             capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rlm-tui: "), proc.stderr
     expected = {"refused": "cannot reach --jupyter-server at http://127.0.0.1:9: connection refused",
                 "bad token": "its token was refused (HTTP 403)", "no token": "it needs a token (HTTP 403)",
-                "not jupyter": "answered GET /api/kernels with HTTP 501: is it a Jupyter Server"}[case]
+                "not jupyter": "answered GET /api/kernels with HTTP 501: is it a Jupyter Server",
+                "sandbox on": "--sandbox on is for kernels on this machine"}[case]
     assert expected in lines[0]
     assert not (tmp_path / "s.jsonl").exists()  # refused before a session file exists
     assert time.perf_counter() - started < 15
