@@ -146,7 +146,10 @@ def __rlm_install(cfg):
                 answers = []
                 try:
                     poll = self.mark + json.dumps({"send": sent, "want": want, "queued": queued})
-                    answers = json.loads(self.kernel.raw_input(poll) or "[]")
+                    pieces = [self.kernel.raw_input(poll)]
+                    while pieces[-1].startswith("+"):  # a long answer comes in pieces
+                        pieces.append(self.kernel.raw_input(self.mark + "more"))
+                    answers = json.loads("".join(piece[1:] for piece in pieces) or "[]")
                 except (ValueError, EOFError, NotImplementedError) as exc:  # stdin is off, or the host is gone
                     answers = [{"id": w, "result": "Error: no channel to the rlm-tui host (" + str(exc) + ")"}
                                for w in want]

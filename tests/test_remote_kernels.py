@@ -163,6 +163,21 @@ async def test_cell_timeout_interrupts_through_the_server(jupyter: Server, needl
     assert time.perf_counter() - started < 25
 
 
+async def test_answers_over_the_servers_message_cap_arrive_whole(jupyter: Server, needle_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    """Three 4 MB replies in one batch: 12 MB of answer, over the 10 MiB a Jupyter server accepts at once."""
+    def script(messages, model):
+        if not is_rlm_call(messages):
+            return messages[-1]["content"][0] * 4_000_000
+        if turn_of(messages) == 1:
+            return fence("got = llm_query_batched(['a', 'b', 'c'])\nprint([(g[0], len(g)) for g in got])")
+        return "FINAL(done)"
+
+    run = await run_script(script, needle_dir, tmp_path, settings=remote(jupyter))
+    assert run.result.answer == "done", run.result.error
+    assert "[('a', 4000000), ('b', 4000000), ('c', 4000000)]" in run.cell_text()
+
+
 @pytest.mark.parametrize("how", ["dies", "ignores the interrupt"])
 async def test_a_kernel_that_dies_or_hangs_is_restarted_through_the_server(how: str, jupyter: Server,
                                                                           needle_dir: Path, tmp_path: Path) -> None:

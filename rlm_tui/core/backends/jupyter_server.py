@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 STDIN_MARK = "\x00rlm-tui "  # an input() prompt from the bootstrap; any other prompt is the model's own
 HOLD_S = 0.5  # an open poll is answered after this long even with nothing ready (a lost wake costs this)
 CHUNK_BYTES = 4 << 20  # bytes of the input per read request (5.6 MB as base64: under the 10 MiB cap)
+REPLY_CHARS = 6 << 20  # characters of answer per input_reply (ASCII JSON; under the server's 10 MiB cap)
 PROGRESS_EVERY_S = 0.5  # seconds between progress reports while the input is shipped
 START_TIMEOUT = 120.0  # seconds for a kernel to answer kernel_info after the server started it
 
@@ -68,6 +69,7 @@ class RemoteKernel(Kernel):
         self._changed = asyncio.Event()  # a sub-call finished or the kernel queued a new one
         self._woken = 0  # the highest count of queued requests a wake announced
         self._answer: asyncio.Task[None] | None = None  # the open poll's answer
+        self._rest = ""  # what the kernel has yet to take of a long answer
         self._blobs: list[Path | bytes] = []  # what read requests may read: files of the input, shipped values
         self._shipped = 0
         self._total = 0
@@ -251,11 +253,14 @@ class RemoteKernel(Kernel):
         if not prompt.startswith(STDIN_MARK):  # the model's code called input(): nobody will type
             self._reply(msg, "\x04")  # EOF: input() raises EOFError at once
             return
+        if prompt == STDIN_MARK + "more":  # the kernel takes the next piece of a long answer
+            self._send_piece(msg)
+            return
         try:
             poll = json.loads(prompt[len(STDIN_MARK):])
             sent, want, queued = list(poll["send"]), set(poll["want"]), int(poll["queued"])
         except (ValueError, KeyError, TypeError):
-            self._reply(msg, "[]")
+            self._reply(msg, "=[]")
             return
         for request in sent:
             if not isinstance(request, dict):
@@ -290,7 +295,14 @@ class RemoteKernel(Kernel):
             except asyncio.TimeoutError:
                 break
         ready = [self._done[rid] for rid in want if rid in self._done]
-        self._reply(msg, json.dumps(ready, ensure_ascii=True))
+        self._rest = json.dumps(ready, ensure_ascii=True)
+        self._send_piece(msg)
+
+    def _send_piece(self, msg: dict[str, Any]) -> None:
+        """The answer's next piece: the server refuses a message over 10 MiB, so a long one (a batch of
+        long replies) goes in pieces, "+" before each but the last, "=" before that one."""
+        piece, self._rest = self._rest[:REPLY_CHARS], self._rest[REPLY_CHARS:]
+        self._reply(msg, ("+" if self._rest else "=") + piece)
 
     def _reply(self, request: dict[str, Any], value: str) -> None:
         if self._ws is not None and not self._closed:
