@@ -93,7 +93,10 @@ def test_headless_run_answers_with_kernels_on_the_server(jupyter: Server, needle
     events = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     shipped = [e["detail"] for e in events if e["kind"] == "kernel" and "shipped" in (e.get("detail") or "")]
     assert shipped and shipped[-1] == "shipped 2.5 MB of 2.5 MB"
-    settings = next(e for e in events if e["kind"] == "run_started")["settings"]
+    started_event = next(e for e in events if e["kind"] == "run_started")
+    assert started_event["kernel_backend"] == {"name": "jupyter-server",
+                                               "description": f"kernels on the Jupyter server at {jupyter.url}"}
+    settings = started_event["settings"]
     assert settings["jupyter_server"] == jupyter.url and settings["jupyter_token_set"] is True
     assert "jupyter_token" not in settings
 
