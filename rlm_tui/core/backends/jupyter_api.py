@@ -26,6 +26,10 @@ MAX_MESSAGE = 1 << 30  # bytes: a websocket message (a large reply or output) th
 class ServerError(Exception):
     """The server refused a request or could not be reached; the message says which and why."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status of a refusal; None when there was no answer
+
 
 class JupyterApi:
     """One Jupyter-protocol server at ``url`` (``http(s)://host:port[/base]``), authenticated by ``token``."""
@@ -52,14 +56,14 @@ class JupyterApi:
         except HTTPClientError as exc:
             if exc.code == 599:  # tornado's code for a timeout
                 raise ServerError(f"no answer from {self.url} within {timeout:g} s") from None
-            raise ServerError(f"{method} {path}: HTTP {exc.code} {_reason(exc)}") from None
+            raise ServerError(f"{method} {path}: HTTP {exc.code} {_reason(exc)}", exc.code) from None
         except OSError as exc:
             raise ServerError(f"cannot reach {self.url}: {exc.strerror or exc}") from None
         return json.loads(response.body) if response.body else None
 
-    async def start_kernel(self, name: str | None = None) -> str:
-        """Start a kernel (the server's default kernelspec when ``name`` is None); its id."""
-        answer = await self.request("POST", "/api/kernels", {"name": name} if name else {})
+    async def start_kernel(self) -> str:
+        """Start a kernel of the server's default kernelspec; its id."""
+        answer = await self.request("POST", "/api/kernels", {})
         return str(answer["id"])
 
     async def kernel(self, kernel_id: str) -> dict[str, Any] | None:
@@ -67,7 +71,7 @@ class JupyterApi:
         try:
             return await self.request("GET", f"/api/kernels/{quote(kernel_id)}", timeout=10)
         except ServerError as exc:
-            if "HTTP 404" in str(exc):
+            if exc.status == 404:
                 return None
             raise
 
@@ -81,7 +85,7 @@ class JupyterApi:
         try:
             await self.request("DELETE", f"/api/kernels/{quote(kernel_id)}", timeout=10)
         except ServerError as exc:
-            if "HTTP 404" not in str(exc):  # already gone is what we wanted
+            if exc.status != 404:  # already gone is what we wanted
                 raise
 
     async def channels(self, kernel_id: str) -> "Channels":

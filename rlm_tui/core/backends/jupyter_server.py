@@ -15,8 +15,9 @@ read the host's files, so both travel over a channel it already has, its stdin:
   kernel's loader asks for (``read`` requests naming a blob by number, never a
   path), so the kernel never opens a host path.
 
-Messages from the host to the server stay under ``CHUNK_BYTES`` of data each:
-tornado's websocket server refuses messages over 10 MiB.
+Messages from the host to the server stay under 10 MiB, which tornado's
+websocket server (under every Jupyter server) refuses: input is served
+``CHUNK_BYTES`` per request and long answers go in ``REPLY_CHARS`` pieces.
 """
 
 from __future__ import annotations
@@ -52,11 +53,10 @@ class RemoteKernel(Kernel):
 
     _ids = itertools.count(1)
 
-    def __init__(self, api: JupyterApi, handler: Handler, kernel_name: str | None = None) -> None:
+    def __init__(self, api: JupyterApi, handler: Handler) -> None:
         self.id = f"r{next(self._ids)}-{os.getpid()}"  # the host's name for it (the sub-call owner key)
         self.api = api
         self.handler = handler
-        self.kernel_name = kernel_name
         self.remote_id: str | None = None  # the server's kernel id
         self.on_progress: Progress | None = None
         self._ws: Channels | None = None
@@ -78,7 +78,7 @@ class RemoteKernel(Kernel):
     # ---- life ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.remote_id = await self.api.start_kernel(self.kernel_name)
+        self.remote_id = await self.api.start_kernel()
         await self._connect()
 
     async def _connect(self) -> None:
@@ -180,8 +180,8 @@ class RemoteKernel(Kernel):
 
     # ---- cells --------------------------------------------------------------------------
 
-    async def execute(self, code: str, on_output: OutputHook | None = None, *,
-                      timeout: Timeout = None, user_expressions: dict[str, str] | None = None, interrupt_grace: float = 5.0) -> ExecResult:
+    async def execute(self, code: str, on_output: OutputHook | None = None, *, timeout: Timeout = None,
+                      user_expressions: dict[str, str] | None = None, interrupt_grace: float = 5.0) -> ExecResult:
         """Run a cell, streaming its output; interrupt it after ``timeout`` seconds (see Kernel.execute)."""
         if self._ws is None or self._closed:
             return ExecResult("died", 0.0, error="the connection to the kernel's server was lost")
@@ -339,7 +339,7 @@ class RemoteKernel(Kernel):
         """The loader's spec for this kernel: every byte it needs served by number, no host path.
 
         ``spec`` is the host's (``kernels/loader.py``): a file or a directory with its manifest, a
-        text, or a pickled value (inline, from another remote kernel).
+        text, or a pickled value.
         """
         kind = spec["type"]
         self._shipped, self.on_progress, self._last_progress = 0, progress, time.monotonic()
@@ -353,13 +353,14 @@ class RemoteKernel(Kernel):
                 self._blobs = [root]
                 shipped = {"type": "shipped", "as": "file", "names": [root.name]}
             self._total = sum(_size(p) for p in self._blobs)  # type: ignore[arg-type]
-            return dict(shipped, bytes=self._total, max_file_bytes=spec["max_file_bytes"], max_total_bytes=spec["max_total_bytes"])
+            return dict(shipped, bytes=self._total, max_file_bytes=spec["max_file_bytes"],
+                        max_total_bytes=spec["max_total_bytes"])
         if kind == "text":
             data = spec["text"].encode("utf-8", "surrogatepass")
             self._blobs, self._total = [data], len(data)
             return {"type": "shipped", "as": "text", "names": ["text"], "bytes": len(data)}
-        if kind == "pickle":
-            data = base64.b64decode(spec["data"]) if "data" in spec else Path(spec["path"]).read_bytes()
+        if kind == "pickle":  # a value from another kernel of this run: sent inline (kernels/bootstrap.py)
+            data = base64.b64decode(spec["data"])
             self._blobs, self._total = [data], len(data)
             return {"type": "shipped", "as": "pickle", "names": ["value"], "bytes": len(data)}
         raise ValueError(f"cannot ship a context of type {kind!r}")
@@ -405,6 +406,7 @@ def _read(blob: Path | bytes, offset: int, size: int) -> bytes:
     with open(blob, "rb") as handle:
         handle.seek(offset)
         return handle.read(size)
+
 
 def _size(path: Path) -> int:
     try:
