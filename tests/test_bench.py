@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 
@@ -33,9 +34,13 @@ def test_rlm_tui_rows_run_and_print_a_table() -> None:
     proc = bench("--systems", "rlm-tui")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = table_rows(proc.stdout)
-    assert set(rows) == {"1", "2a", "2b", "2c", "3", "4", "5a", "5b", "5c", "5d", "6", "7", "8", "9"}, proc.stdout
-    for cells in rows.values():
-        float(cells[2])  # every rlm-tui cell holds a number (row 6: the UI's first frame)
+    assert set(rows) == {"1", "2a", "2b", "2c", "3", "4", "5a", "5b", "5c", "5d", "6", "7", "8", "9", "10a",
+                         "10b"}, proc.stdout
+    for key, cells in rows.items():
+        if key.startswith("10"):  # the sandbox's cost: with and without it, side by side
+            assert re.fullmatch(r"[\d.]+ · [\d.]+ \([+-][\d.]+\)", cells[2]), cells
+        else:
+            float(cells[2])  # every rlm-tui cell holds a number (row 6: the UI's first frame)
     assert "failures" not in proc.stdout
 
 

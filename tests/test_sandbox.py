@@ -181,3 +181,22 @@ async def test_bridge_unix_socket_is_owner_only_and_wants_the_secret(tmp_path: P
         assert calls == ["k1"]
     finally:
         await bridge.close()
+
+
+async def test_engine_from_code_refuses_sandbox_on_before_any_file(corpus: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the CLI's preflight (README: From code) the engine itself refuses, leaving nothing."""
+    from rlm_tui.core.backends import sandbox
+    from rlm_tui.core.config import Settings
+    from rlm_tui.core.engine import Engine, SetupError
+
+    monkeypatch.setenv("RLM_TUI_BWRAP", str(broken_bwrap(tmp_path)))
+    sandbox.probe.cache_clear()  # the probe runs once per process: this test is a new "machine"
+    try:
+        engine = Engine(Settings(sandbox="on", session_path=tmp_path / "s.jsonl"), "q?", corpus)
+        with pytest.raises(SetupError, match="--sandbox on, but no sandbox can be made here: bwrap: setting up"):
+            await engine.run()
+        assert not (tmp_path / "s.jsonl").exists()
+    finally:
+        monkeypatch.undo()
+        sandbox.probe.cache_clear()

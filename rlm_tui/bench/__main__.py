@@ -300,6 +300,33 @@ class Bench:
             row.note = f"median s inside the REPL: app {in_app:.2f}, headless {headless:.2f}; rlms has no UI"
         return row
 
+    def row10(self, url: str) -> list[Row]:
+        """What the sandbox costs: rlm-tui with --sandbox on and off, side by side (rlms has none)."""
+        a = self.args
+        start = Row("10a", "root kernel start + bootstrap, ms: sandbox · no sandbox (extra)")
+        trip = Row("10b", "llm_query round trip, ms: sandbox · no sandbox (extra)")
+        starts: dict[str, list[float]] = {"on": [], "off": []}
+        trips: dict[str, list[float]] = {"on": [], "off": []}
+        for _ in range(a.runs):
+            for mode in ("on", "off"):  # alternated, so neither sees only a cold or a busy machine
+                data = self.worker("rlm-tui", "overhead", url=url, n=a.calls, sandbox=mode)
+                if data is None:
+                    continue
+                if data["backend"] != ("sandbox" if mode == "on" else "local"):
+                    self.fail(f"--sandbox {mode} ran the {data['backend']} backend")
+                    continue
+                skip = min(10, len(data["lat"]) // 5)
+                starts[mode].append(data["kernel_start_s"] * 1e3)
+                trips[mode].append(median(data["lat"][skip:]) * 1e3)
+        for row, samples, digits in ((start, starts, 0), (trip, trips, 2)):
+            if samples["on"] and samples["off"]:
+                on, off = median(samples["on"]), median(samples["off"])
+                row.values["rlm-tui"] = on - off
+                row.text = f"{on:.{digits}f} · {off:.{digits}f} ({on - off:+.{digits}f})"
+            else:
+                row.text = "n/a (no sandbox here)" if not samples["on"] else "n/a"
+        return [start, trip]
+
     def row5(self, url: str, corpus: Path, nbytes: int, tiny: Path) -> list[Row]:
         a = self.args
         mb = nbytes / 1e6
@@ -408,6 +435,9 @@ class Bench:
             if 9 in a.rows:
                 self.log(f"row 9: batch of {a.fanout} in the app vs headless")
                 rows.append(self.row9(servers["zero"].url))
+            if 10 in a.rows:
+                self.log("row 10: the sandbox's cost")
+                rows.extend(self.row10(servers["zero"].url))
         finally:
             for server in servers.values():
                 server.stop()
@@ -458,7 +488,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m rlm_tui.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes and one run each (the smoke test)")
-    p.add_argument("--rows", default="1,2,3,4,5,6,7,9", help="rows to run, e.g. 1,2 (default: all; 7 runs rows 7 and 8)")
+    p.add_argument("--rows", default="1,2,3,4,5,6,7,9,10",
+                   help="rows to run, e.g. 1,2 (default: all; 7 runs rows 7 and 8)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS))
     p.add_argument("--runs", type=int, help="repetitions of rows 1, 2, 4, 5 (default 3)")
     p.add_argument("--calls", type=int, help="sequential llm_query calls per run in row 1 (default 300)")

@@ -82,6 +82,17 @@ def reply(messages: list[dict[str, Any]], model: str) -> str:
 
 # ---- scenarios: the code each root turn runs (in rlm-tui's kernel and in rlms's REPL alike) ----
 
+OUT_MARK = "BENCH-OUT "
+
+
+def _save(p: dict[str, Any], value: str) -> str:
+    """Code that hands a measurement back: written to the file ``out``, or with ``out`` "-" printed
+    as one OUT_MARK line (a sandboxed kernel cannot write outside its run's folder)."""
+    if p["out"] == "-":
+        return f"print({OUT_MARK!r} + _j.dumps({value}))\n"
+    return f"with open({p['out']!r}, 'w') as _f:\n    _f.write(_j.dumps({value}))\n"
+
+
 def _overhead(p: dict[str, Any]) -> list[str]:
     """Row 1: sequential llm_query round trips, timed inside the REPL."""
     return [f"""
@@ -93,9 +104,7 @@ for _i in range({p['n']}):
     _lat.append(_t.perf_counter() - _s)
     if not _r.startswith("pong"):
         raise RuntimeError(_r)
-with open({p['out']!r}, "w") as _f:
-    _f.write(_j.dumps({{"lat": _lat}}))
-""" + ANSWER.format(text="overhead done")]
+{_save(p, '{"lat": _lat}')}""" + ANSWER.format(text="overhead done")]
 
 
 def _batch(p: dict[str, Any]) -> list[str]:
@@ -109,9 +118,7 @@ for _k in range({p['reps']}):
     _d = _t.perf_counter() - _s
     _bad = sum(1 for _x in _r if not str(_x).startswith("pong"))
     _runs.append({{"s": _d, "bad": _bad, "n": len(_r)}})
-with open({p['out']!r}, "w") as _f:
-    _f.write(_j.dumps({{"runs": _runs}}))
-""" + ANSWER.format(text="batch done")]
+{_save(p, '{"runs": _runs}')}""" + ANSWER.format(text="batch done")]
 
 
 def _child(p: dict[str, Any]) -> list[str]:
@@ -124,9 +131,7 @@ for _i in range({p['n']}):
     _c = _t.time()
     _r = rlm_query("child %d" % _i)
     _calls.append([_c, _t.time(), str(_r)[:80]])
-with open({p['out']!r}, "w") as _f:
-    _f.write(_j.dumps({{"calls": _calls}}))
-""" + ANSWER.format(text="child done")]
+{_save(p, '{"calls": _calls}')}""" + ANSWER.format(text="child done")]
 
 
 def _e2e(p: dict[str, Any]) -> list[str]:
@@ -155,10 +160,8 @@ def _load(p: dict[str, Any]) -> list[str]:
     return [f"""
 import json as _j, resource as _res
 _vals = context.values() if isinstance(context, dict) else [context]
-with open({p['out']!r}, "w") as _f:
-    _f.write(_j.dumps({{"maxrss_kb": _res.getrusage(_res.RUSAGE_SELF).ru_maxrss,
-                        "files": len(context), "chars": sum(len(_v) for _v in _vals)}}))
-""" + ANSWER.format(text="load done")]
+{_save(p, '{"maxrss_kb": _res.getrusage(_res.RUSAGE_SELF).ru_maxrss, "files": len(context), '
+            '"chars": sum(len(_v) for _v in _vals)}')}""" + ANSWER.format(text="load done")]
 
 
 SCENARIOS = {"overhead": _overhead, "batch": _batch, "child": _child, "e2e": _e2e, "load": _load,

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .script import question
+from .script import OUT_MARK, question
 
 RESULT = "BENCH-RESULT "
 MODEL_TUI = "openai/bench"
@@ -33,11 +33,11 @@ def host_maxrss_mb() -> float:
 
 # ---- rlm-tui ----------------------------------------------------------------------------
 
-def _tui_settings(url: str, work: Path, **limits: Any) -> Any:
+def _tui_settings(url: str, work: Path, sandbox: str = "auto", **limits: Any) -> Any:
     from ..core.config import Limits, Settings
 
     return Settings(model=MODEL_TUI, api_base=url, api_key=API_KEY, limits=Limits(**limits),
-                    session_path=work / "session.jsonl", lm_backoff=0.05)
+                    session_path=work / "session.jsonl", lm_backoff=0.05, sandbox=sandbox)
 
 
 async def _tui_direct(url: str, n: int) -> list[float]:
@@ -60,7 +60,7 @@ def run_tui(task: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
     from ..core import events as ev
     from ..core.engine import Engine
 
-    out = str(work / "out.json")
+    out = "-"  # the kernel may be sandboxed: it prints its measurement, read back from the session file
     limits: dict[str, Any] = {"max_iterations": 6}
     if p.get("concurrency"):
         limits["concurrency"] = p["concurrency"]
@@ -84,12 +84,13 @@ def run_tui(task: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
     events: list[ev.Event] = []
     if task == "fanout" and p.get("app"):
         _run_in_app(_tui_settings(p["url"], work, **limits), q, path)
-        return json.loads(Path(out).read_text())
+        return _printed(work / "session.jsonl")
 
     async def main() -> tuple[Any, list[float]]:
         # The direct calls run before and after the run (pooled), so neither sees only a cold or busy machine.
         direct = await _tui_direct(p["url"], p["n"]) if task == "overhead" else []
-        engine = Engine(_tui_settings(p["url"], work, **limits), q, path, sink=events.append)
+        engine = Engine(_tui_settings(p["url"], work, p.get("sandbox", "auto"), **limits), q, path,
+                        sink=events.append)
         result = await engine.run()
         if task == "overhead":
             direct += await _tui_direct(p["url"], p["n"])
@@ -98,8 +99,12 @@ def run_tui(task: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
     result, direct = asyncio.run(main())
     if result.error or not result.answer or "done" not in result.answer:
         raise SystemExit(f"rlm-tui run failed: answer={result.answer!r} error={result.error!r}")
-    data = json.loads(Path(out).read_text())
+    data = _printed(work / "session.jsonl")
     data["direct"] = direct
+    root = [e for e in events if e.node == "n0" and e.kind == ev.KERNEL]
+    starting = next(e.t for e in root if e.get("state") == "starting")
+    data["kernel_start_s"] = next(e.t for e in root if e.get("state") == "loading context") - starting
+    data["backend"] = next(e.get("kernel_backend") for e in events if e.kind == ev.RUN_STARTED)["name"]
     if task == "load":
         root = [e for e in events if e.node == "n0"]
         started = next(e.t for e in root if e.kind == ev.KERNEL and e.get("state") == "loading context")
@@ -107,6 +112,15 @@ def run_tui(task: str, p: dict[str, Any], work: Path) -> dict[str, Any]:
         data.update(load_s=loaded.t - started, host_maxrss_mb=host_maxrss_mb(),
                     kernel_maxrss_mb=data["maxrss_kb"] / 1024)
     return data
+
+
+def _printed(session: Path) -> dict[str, Any]:
+    """The measurement the root's code printed (``script._save``), from the session file."""
+    from ..core.session import load
+
+    text = "".join(e.get("text", "") for e in load(session).events if e.kind == "cell_output" and e.node == "n0")
+    line = next(line for line in text.splitlines() if line.startswith(OUT_MARK))
+    return json.loads(line[len(OUT_MARK):])
 
 
 def _run_in_app(settings: Any, q: str, path: Path) -> None:

@@ -63,13 +63,9 @@ class PreflightError(Exception):
 def check(settings: Settings) -> list[str]:
     """Raise PreflightError when a model is unusable; returns warnings worth a line each."""
     warnings: list[str] = []
+    _check_sandbox(settings)
     if settings.jupyter_server:
-        if settings.sandbox == "on":
-            raise PreflightError("--sandbox on is for kernels on this machine: kernels on a --jupyter-server run "
-                                 "where and how that server runs them")
         _check_jupyter_server(settings.jupyter_server, settings.jupyter_token)
-    else:
-        _check_sandbox(settings)
     probed: dict[str, list[str] | None] = {}
     for model in dict.fromkeys([settings.model, settings.effective_sub_model]):
         provider = _provider(model)
@@ -93,13 +89,11 @@ def check(settings: Settings) -> list[str]:
 
 def _check_sandbox(settings: Settings) -> None:
     """``--sandbox on`` refuses to start where bwrap cannot make a sandbox (milliseconds, once)."""
-    if settings.sandbox != "on":
-        return
-    from .backends.sandbox import probe
+    from .backends import refusal
 
-    why = probe()
-    if why is not None:
-        raise PreflightError(f"--sandbox on, but no sandbox can be made here: {why}")
+    refused = refusal(settings)
+    if refused is not None:
+        raise PreflightError(refused)
 
 
 def _provider(model: str) -> str:

@@ -329,6 +329,15 @@ class RlmApp(SteeringMixin, App[None]):
         self.copy_to_clipboard(self.transcript_view.plain_text())
         self.notify("The transcript shown was copied to the clipboard.")
 
+    def action_attach_kernel(self) -> None:
+        attach = getattr(self.source, "attach_command", None)  # live runs only
+        command = attach() if attach is not None else None
+        if command is None:
+            self.notify("There is no live root kernel to attach to.")
+            return
+        self.copy_to_clipboard(command)
+        self.notify(f"{command}\n(copied to the clipboard; run it in another terminal)", timeout=15)
+
     async def action_ctrl_c(self) -> None:
         now = time.monotonic()
         if now - self._last_ctrl_c <= CTRL_C_WINDOW_S:
@@ -372,6 +381,8 @@ class RlmApp(SteeringMixin, App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help: all keys", "List every key binding", self.action_help)
+        yield SystemCommand("Kernel: attach a console", "Show and copy the `jupyter console --existing` command "
+                            "for the root's kernel", self.action_attach_kernel)
         yield from self.steering_commands()
         yield SystemCommand("Show root transcript", "Show the root model's transcript", self.action_show_root)
         yield SystemCommand("Final answer: show or hide", "Toggle the final-answer panel", self.action_toggle_answer)

@@ -45,6 +45,7 @@ class EngineSource:
         self._task: asyncio.Task[Any] | None = None
         self._stop_requested = threading.Event()
         self._finished_seen = False
+        self._engine: Any = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name="rlm-engine", daemon=True)
@@ -69,6 +70,10 @@ class EngineSource:
                 self._on_finish = None
         elif thread is not threading.current_thread():
             thread.join(STOP_TIMEOUT_S)
+
+    def attach_command(self) -> str | None:
+        """``jupyter console --existing ...`` for the root's kernel, once it runs (see Engine)."""
+        return self._engine.attach_command() if self._engine is not None else None
 
     def _sink(self, event: ev.Event) -> None:
         if event.kind == ev.RUN_FINISHED:
@@ -102,6 +107,7 @@ class EngineSource:
 
         try:
             engine = Engine(self.settings, self.question, self.path, sink=self._sink, steering=self.steering)
+            self._engine = engine
             if self._prepare is not None:
                 self._prepare(engine)
             engine.open_session()  # created exclusively; a default name may get a suffix

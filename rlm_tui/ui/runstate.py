@@ -26,6 +26,7 @@ class RunState:
     question: str = ""
     path: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    backend: dict[str, Any] = field(default_factory=dict)  # what ran the code: run_started's kernel_backend
     kernels: dict[str, str] = field(default_factory=dict)  # node id -> starting|idle|busy|restarting|dead
     session_path: str | None = None
     finished: bool = False
@@ -44,6 +45,7 @@ class RunState:
             self.question = event.get("question", "")
             self.path = str(event.get("path", "") or "")
             self.settings = event.get("settings") or {}
+            self.backend = event.get("kernel_backend") or {}
             self.session_path = self.settings.get("session_path") or self.session_path
         elif kind == ev.KERNEL and event.node:
             self.kernels[event.node] = event.get("state", "")

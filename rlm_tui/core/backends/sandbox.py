@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,8 @@ if TYPE_CHECKING:
 
 PROBE_TIMEOUT_S = 5.0
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+MAX_DIR_FOR_SOCKETS = 80  # bytes: leaves room for "/ipc/k123-4567890.json"-style names under 108
 APPARMOR_KNOB = Path("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
-
-
-class SandboxUnavailable(Exception):
-    """bwrap cannot make a sandbox here; the message says why in one line."""
 
 
 def bwrap_binary() -> str | None:
@@ -96,12 +94,22 @@ def _python_dirs() -> list[str]:
     return sorted(d for d in dirs if d and os.path.isdir(d))
 
 
-def bwrap_args(binary: str, run_dir: Path, input_path: Path) -> list[str]:
+def sockets_dir(run_dir: Path) -> Path:
+    """Where the kernels' ipc sockets and the bridge's socket go: in the run's folder, unless its
+    path is too long for a Unix socket (108 bytes with the name), then a private folder in /tmp."""
+    if len(os.fsencode(run_dir)) <= MAX_DIR_FOR_SOCKETS:
+        return run_dir / "ipc"
+    return Path(tempfile.mkdtemp(prefix="rlm-tui-ipc-", dir="/tmp"))
+
+
+def bwrap_args(binary: str, run_dir: Path, sockets: Path, input_path: Path) -> list[str]:
     """The bwrap command line before the kernel's own; later mounts sit over earlier ones."""
     args = [binary, *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for d in _python_dirs():
         args += ["--ro-bind", d, d]
     args += ["--bind", str(run_dir), str(run_dir), "--ro-bind", str(input_path), str(input_path)]
+    if not sockets.is_relative_to(run_dir):
+        args += ["--bind", str(sockets), str(sockets)]
     # Nothing else is mounted: $HOME is not there at all (or, when Python is installed under it,
     # only that install, read-only); the root is bwrap's own empty tmpfs, made read-only.
     args += ["--remount-ro", "/", "--chdir", str(run_dir / "work"),
@@ -132,17 +140,22 @@ class SandboxBackend(KernelBackend):
         super().__init__(run_dir, input_path)
         binary = bwrap_binary()
         assert binary is not None
-        self.prefix = bwrap_args(binary, run_dir, input_path)
         (run_dir / "work").mkdir(exist_ok=True)
-        (run_dir / "ipc").mkdir(exist_ok=True)
+        self.sockets = sockets_dir(run_dir)
+        self.sockets.mkdir(exist_ok=True)
+        self.prefix = bwrap_args(binary, run_dir, self.sockets, input_path)
 
     @property
     def description(self) -> str:
         return "sandboxed kernel (bubblewrap: input read-only, no network, no home)"
 
     async def open(self, bridge: "Bridge") -> None:
-        await bridge.start(unix_path=self.run_dir / "bridge.sock")
+        await bridge.start(unix_path=self.sockets / "bridge.sock")
         self._bridge = bridge
+
+    async def close(self) -> None:
+        if not self.sockets.is_relative_to(self.run_dir):
+            shutil.rmtree(self.sockets, ignore_errors=True)
 
     def new_kernel(self) -> Kernel:
         km = _BwrapKernelManager(kernel_name="python3", transport="ipc")
@@ -151,8 +164,8 @@ class SandboxBackend(KernelBackend):
         km.kernel_spec.interrupt_mode = "message"
         kernel = JupyterKernel(self.run_dir, km)
         km.prefix = self.prefix
-        km.ip = str(self.run_dir / "ipc" / kernel.id)
-        km.connection_file = str(self.run_dir / "ipc" / f"{kernel.id}.json")
+        km.ip = str(self.sockets / kernel.id)
+        km.connection_file = str(self.sockets / f"{kernel.id}.json")
         return kernel
 
     def connect_config(self, kernel: Kernel) -> dict[str, Any]:

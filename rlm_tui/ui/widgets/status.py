@@ -114,6 +114,11 @@ class StatusBar(Widget):
         kernel = run.kernel_summary()
         kernel_color = {"busy": palette.primary, "idle": palette.success}.get(kernel, palette.warning)
         text.append_text(Text.assemble(sep, ("kernel ", palette.muted), (kernel, kernel_color)))
+        backend = run.backend
+        if backend.get("warning"):  # --sandbox auto found no sandbox: the code has the user's rights
+            text.append(f" · {backend.get('name', '')} NOT SANDBOXED", style=f"bold {palette.error}")
+        elif backend.get("name"):
+            text.append(f" · {backend['name']}", style=palette.muted)
         return text
 
     @staticmethod

@@ -1,0 +1,67 @@
+"""Model calls for the tree: one event pair per call, streamed text coalesced, usage counted,
+at most --concurrency in flight, and recorded replies (rlm-tui resume) served first."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+from . import events as ev
+from .budget import Budget
+from .control import Steering
+from .lm import LMClient, LMResult
+
+CHUNK_INTERVAL = 0.05  # seconds: streamed text is coalesced into events at most this often
+
+#: (node, parent, model, turn, messages) -> the recorded reply, or None to ask the live model.
+Recorded = Callable[[str, str | None, str, int | None, list[dict[str, str]]], LMResult | None]
+
+
+class ModelCalls:
+    def __init__(self, lm: LMClient, steering: Steering, budget: Budget, emit: Callable[..., Any],
+                 concurrency: int) -> None:
+        self.lm = lm
+        self.steering = steering
+        self.budget = budget
+        self.emit = emit
+        self.recorded: Recorded | None = None
+        self._sem = asyncio.Semaphore(concurrency)
+
+    async def call(self, node: str, parent: str | None, model: str, messages: list[dict[str, str]],
+                   added: list[dict[str, str]], turn: int | None, stream: bool) -> LMResult:
+        await self.steering.checkpoint(node)
+        self.emit(ev.LM_STARTED, node, parent, turn=turn, model=model, messages=added)
+        buffer: list[str] = []
+        last = time.perf_counter()
+
+        def flush() -> None:
+            nonlocal last
+            if buffer:
+                self.emit(ev.LM_CHUNK, node, parent, text="".join(buffer))
+                buffer.clear()
+            last = time.perf_counter()
+
+        def on_text(text: str) -> None:
+            buffer.append(text)
+            if time.perf_counter() - last >= CHUNK_INTERVAL:
+                flush()
+
+        def on_retry(attempt: int, error: str, wait: float) -> None:
+            buffer.clear()
+            self.emit(ev.LM_RETRY, node, parent, attempt=attempt, error=error, wait_s=round(wait, 2))
+
+        recorded = self.recorded(node, parent, model, turn, messages) if self.recorded is not None else None
+        if recorded is not None:
+            if stream:
+                on_text(recorded.text)
+            result = recorded
+        else:
+            async with self._sem:
+                result = await self.lm.complete(model, messages, on_text if stream else None, on_retry=on_retry)
+        flush()
+        self.budget.totals.add(model, result)
+        self.emit(ev.LM_FINISHED, node, parent, model=model, text=result.text, tokens_in=result.tokens_in,
+                  tokens_out=result.tokens_out, cost_usd=result.cost_usd, cost_known=result.cost_known,
+                  latency_s=round(result.latency_s, 4), **({"replayed": True} if recorded is not None else {}))
+        return result
