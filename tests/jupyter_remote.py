@@ -90,8 +90,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(base: Path, forbidden: Path) -> Server:
-    """A jupyter server in ``base`` whose kernels cannot open anything under ``forbidden``."""
+def start_server(base: Path, forbidden: Path, kind: str = "jupyter-server") -> Server:
+    """A Jupyter Server (or, ``kind="kernel-gateway"``, a Kernel Gateway) in ``base`` whose kernels
+    cannot open anything under ``forbidden``."""
     root, home, spec_dir = base / "root", base / "home", base / "share" / "kernels" / KERNEL_NAME
     for folder in (root, home, spec_dir):
         folder.mkdir(parents=True)
@@ -107,11 +108,16 @@ def start_server(base: Path, forbidden: Path) -> Server:
     env.update(HOME=str(home), JUPYTER_PATH=str(base / "share"), JUPYTER_CONFIG_DIR=str(base / "config"),
                JUPYTER_DATA_DIR=str(base / "data"), JUPYTER_RUNTIME_DIR=str(base / "runtime"))
     log = base / "server.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--allow-root", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}", f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"],
-        cwd=root, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if kind == "kernel-gateway":  # kernels/ listing is off by default there; the tests read it
+        argv = ["kernel_gateway", "--KernelGatewayApp.ip=127.0.0.1", f"--KernelGatewayApp.port={port}",
+                "--KernelGatewayApp.port_retries=0", f"--KernelGatewayApp.auth_token={token}",
+                f"--KernelGatewayApp.default_kernel_name={KERNEL_NAME}", "--JupyterWebsocketPersonality.list_kernels=True"]
+    else:
+        argv = ["jupyter_server", "--allow-root", "--no-browser", "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={root}", f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"]
+    process = subprocess.Popen([sys.executable, "-m", *argv], cwd=root, env=env, stdout=open(log, "wb"),
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = Server(f"http://127.0.0.1:{port}", token, root, log, open_log, process)
     deadline = time.monotonic() + 60
     while True:

@@ -38,6 +38,18 @@ def jupyter(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     stop_server(server)
 
 
+@pytest.fixture(scope="module", params=["jupyter-server", "kernel-gateway"])
+def any_server(request: pytest.FixtureRequest, jupyter: Server, inputs: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Jupyter Server, then Kernel Gateway: the same API, so the same runs must work on both."""
+    if request.param == "jupyter-server":
+        yield jupyter
+        return
+    server = start_server(tmp_path_factory.mktemp("gateway"), inputs, "kernel-gateway")
+    yield server
+    stop_server(server)
+
+
 @pytest.fixture
 def needle_dir(inputs: Path, request: pytest.FixtureRequest) -> Path:
     root = inputs / request.node.name
@@ -53,7 +65,9 @@ def remote(server: Server, **extra: object) -> dict[str, object]:
     return {"jupyter_server": server.url, "jupyter_token": server.token, **extra}
 
 
-def test_headless_run_answers_with_kernels_on_the_server(jupyter: Server, needle_dir: Path, tmp_path: Path) -> None:
+def test_headless_run_answers_with_kernels_on_the_server(any_server: Server, needle_dir: Path,
+                                                         tmp_path: Path) -> None:
+    jupyter = any_server
     host_path = needle_dir / "src" / "deep" / "needle.txt"
     before = set(jupyter.started_kernel_ids())
 
@@ -101,8 +115,9 @@ def test_headless_run_answers_with_kernels_on_the_server(jupyter: Server, needle
     assert "jupyter_token" not in settings
 
 
-async def test_llm_query_rlm_query_and_threads_through_the_server(jupyter: Server, needle_dir: Path,
+async def test_llm_query_rlm_query_and_threads_through_the_server(any_server: Server, needle_dir: Path,
                                                                     tmp_path: Path) -> None:
+    jupyter = any_server
     before = set(jupyter.started_kernel_ids())
 
     def script(messages, model):
@@ -250,7 +265,7 @@ def test_preflight_refuses_an_unusable_server(case: str, jupyter: Server, needle
     assert len(lines) == 1 and lines[0].startswith("rlm-tui: "), proc.stderr
     expected = {"refused": "cannot reach --jupyter-server at http://127.0.0.1:9: connection refused",
                 "bad token": "its token was refused (HTTP 403)", "no token": "it needs a token (HTTP 403)",
-                "not jupyter": "answered GET /api/kernels with HTTP 501: is it a Jupyter Server",
+                "not jupyter": "answered GET /api/kernelspecs with HTTP 501: is it a Jupyter Server",
                 "sandbox on": "--sandbox on is for kernels on this machine"}[case]
     assert expected in lines[0]
     assert not (tmp_path / "s.jsonl").exists()  # refused before a session file exists

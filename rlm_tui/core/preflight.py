@@ -178,7 +178,9 @@ def _listed_models(base: str, what: str) -> list[str] | None:
 
 
 def _check_jupyter_server(url: str, token: str | None) -> None:
-    """GET {url}/api/kernels with the token within PROBE_TIMEOUT: the server is there and lets us in."""
+    """GET {url}/api/kernelspecs with the token within PROBE_TIMEOUT: the server is there and lets us in.
+
+    (Not /api/kernels: Kernel Gateway and Enterprise Gateway refuse to list kernels by default.)"""
     from .backends.jupyter_api import split_url
 
     base, url_token = split_url(url)
@@ -191,7 +193,7 @@ def _check_jupyter_server(url: str, token: str | None) -> None:
     def probe() -> None:  # in a thread: urllib's timeout does not cover DNS
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with opener.open(urllib.request.Request(base + "/api/kernels", headers=headers),
+            with opener.open(urllib.request.Request(base + "/api/kernelspecs", headers=headers),
                              timeout=PROBE_TIMEOUT) as response:
                 outcome["body"] = response.read(1 << 20)
         except urllib.error.HTTPError as exc:
@@ -210,14 +212,14 @@ def _check_jupyter_server(url: str, token: str | None) -> None:
         raise PreflightError(f"--jupyter-server at {base}: {given} (HTTP {status}); pass --jupyter-token or set "
                              "JUPYTER_TOKEN")
     if status is not None:
-        raise PreflightError(f"--jupyter-server at {base} answered GET /api/kernels with HTTP {status}: "
+        raise PreflightError(f"--jupyter-server at {base} answered GET /api/kernelspecs with HTTP {status}: "
                              "is it a Jupyter Server, Kernel Gateway or Enterprise Gateway?")
     try:
-        if not isinstance(json.loads(outcome["body"]), list):
+        if not isinstance(json.loads(outcome["body"]).get("kernelspecs"), dict):
             raise ValueError
-    except ValueError:
-        raise PreflightError(f"--jupyter-server at {base} did not answer GET /api/kernels with a list of "
-                             "kernels: is it a Jupyter Server, Kernel Gateway or Enterprise Gateway?") from None
+    except (ValueError, AttributeError):
+        raise PreflightError(f"--jupyter-server at {base} did not answer GET /api/kernelspecs with its kernel "
+                             "specs: is it a Jupyter Server, Kernel Gateway or Enterprise Gateway?") from None
 
 
 def _why(exc: BaseException | None) -> str:
