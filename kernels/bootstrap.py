@@ -91,7 +91,17 @@ def __rlm_install(cfg):
         mark = "\x00rlm-tui "
 
         def __init__(self):
-            self.kernel = shell.kernel
+            self.kernel = kernel = shell.kernel
+            self.raw_input = kernel.raw_input  # the polls' own; the model's input() gets the refusal below
+
+            def refuse(*_args, **_kwargs):
+                from IPython.core.error import StdinNotImplementedError
+
+                raise StdinNotImplementedError("input() is not available here: nobody is there to type")
+
+            # The kernel hands these to builtins.input and getpass for every cell: the model's code must
+            # not put requests of its own on the stdin channel the polls use (from another thread, too).
+            kernel.raw_input = kernel.getpass = refuse
             self.cond = threading.Condition()
             self.outbox = []
             self.results = {}
@@ -146,9 +156,9 @@ def __rlm_install(cfg):
                 answers = []
                 try:
                     poll = self.mark + json.dumps({"send": sent, "want": want, "queued": queued})
-                    pieces = [self.kernel.raw_input(poll)]
+                    pieces = [self.raw_input(poll)]
                     while pieces[-1].startswith("+"):  # a long answer comes in pieces
-                        pieces.append(self.kernel.raw_input(self.mark + "more"))
+                        pieces.append(self.raw_input(self.mark + "more"))
                     answers = json.loads("".join(piece[1:] for piece in pieces) or "[]")
                 except (ValueError, EOFError, NotImplementedError) as exc:  # stdin is off, or the host is gone
                     answers = [{"id": w, "result": "Error: no channel to the rlm-tui host (" + str(exc) + ")"}

@@ -82,7 +82,13 @@ def test_headless_run_answers_with_kernels_on_the_server(any_server: Server, nee
                 "except OSError as exc:\n    print('host path:', type(exc).__name__)\n"
                 "print('cwd', os.getcwd())\n"
                 "try:\n    import rlm_tui\n    print('rlm_tui importable: True')\n"
-                "except ImportError:\n    print('rlm_tui importable: False')")
+                "except ImportError:\n    print('rlm_tui importable: False')\n"
+                "import threading\n"  # the model's own input(), from a thread while a sub-call waits
+                "asked = []\n"
+                "def ask():\n    try:\n        input('name?')\n    except Exception as exc:\n"
+                "        asked.append(type(exc).__name__)\n"
+                "t = threading.Thread(target=ask)\nt.start()\nprint(llm_query('ping'))\nt.join()\n"
+                "print('input:', asked)")
         return "FINAL(7316)"
 
     with ScriptedServer(script) as model:
@@ -99,6 +105,7 @@ def test_headless_run_answers_with_kernels_on_the_server(any_server: Server, nee
     assert "host path: PermissionError" in told  # the kernel cannot read the input where the host has it...
     assert f"cwd {jupyter.root}" in told  # ...it runs in the server's folder...
     assert "rlm_tui importable: False" in told  # ...where rlm-tui is not installed
+    assert "input: ['StdinNotImplementedError']" in told  # the model's input() is refused, sub-calls unharmed
     # The loader never tried a host path: the only attempt under the inputs' folder is the model's own.
     assert jupyter.open_log.read_text().splitlines() == [str(host_path)]
     started = set(jupyter.started_kernel_ids()) - before

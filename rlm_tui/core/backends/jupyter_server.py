@@ -248,11 +248,11 @@ class RemoteKernel(Kernel):
     def _poll(self, msg: dict[str, Any]) -> None:
         """An ``input_request``: the bootstrap's poll (start its requests, answer when one is done)."""
         prompt = str(msg.get("content", {}).get("prompt", ""))
+        if not prompt.startswith(STDIN_MARK):  # not the bootstrap's (it refuses the model's input()): EOF
+            self._reply(msg, "\x04")
+            return
         if self._answer is not None:
             self._answer.cancel()  # a newer poll supersedes one the kernel stopped waiting for
-        if not prompt.startswith(STDIN_MARK):  # the model's code called input(): nobody will type
-            self._reply(msg, "\x04")  # EOF: input() raises EOFError at once
-            return
         if prompt == STDIN_MARK + "more":  # the kernel takes the next piece of a long answer
             self._send_piece(msg)
             return
