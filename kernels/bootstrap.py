@@ -1,9 +1,10 @@
 """Runs inside the kernel: the RLM helpers the model's code calls.
 
 ``llm_query`` and friends send requests over one persistent socket to the host
-(TCP on 127.0.0.1, or a Unix socket for a sandboxed kernel), authenticated with the session secret. A reader thread matches
-replies to requests by id, so many requests can be in flight (from a batch, or
-from the model's own threads) and an interrupted call is cancelled on the host.
+(TCP on 127.0.0.1, or a Unix socket for a sandboxed kernel), authenticated with
+the session secret. A reader thread matches replies to requests by id, so many
+requests can be in flight (from a batch, or from the model's own threads) and an
+interrupted call is cancelled on the host.
 Executed once per kernel with ``__rlm_cfg`` defined by the host.
 """
 

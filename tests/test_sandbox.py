@@ -18,10 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, cli_env, fence
-from rlm_tui.core.backends.sandbox import probe
+from conftest import PYTHON, cli_env, fence, run_script
+from rlm_tui.core.backends.sandbox import bwrap_binary, probe
 from rlm_tui.core.bridge import Bridge
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, turn_of
+
+def probe_binary() -> str:
+    binary = bwrap_binary()
+    assert binary is not None
+    return binary
+
 
 needs_bwrap = pytest.mark.skipif(probe() is not None, reason=f"no sandbox on this machine: {probe()}")
 
@@ -200,3 +206,40 @@ async def test_engine_from_code_refuses_sandbox_on_before_any_file(corpus: Path,
     finally:
         monkeypatch.undo()
         sandbox.probe.cache_clear()
+
+
+@needs_bwrap
+@pytest.mark.parametrize("sandbox,leaked", [("auto", False), ("off", True)])
+async def test_a_symlink_in_the_input_cannot_pull_in_a_file_from_outside(sandbox: str, leaked: bool,
+                                                                         tmp_path: Path) -> None:
+    """A hostile repository links ``notes.txt`` to a secret elsewhere: the sandbox does not mount it."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "id_rsa").write_text("PRIVATE KEY")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README").write_text("a repository")
+    (repo / "notes.txt").symlink_to(tmp_path / "home" / "id_rsa")
+
+    def script(messages, model):
+        return fence("print(context.get('notes.txt'))") if turn_of(messages) == 1 else "FINAL(done)"
+
+    run = await run_script(script, repo, tmp_path, settings={"sandbox": sandbox})
+    assert ("PRIVATE KEY" in run.cell_text()) is leaked
+    if not leaked:
+        (loaded,) = run.kinds("context_loaded")
+        assert loaded.get("info")["skipped"]["unreadable (No such file or directory)"]["examples"] == ["notes.txt"]
+
+
+@needs_bwrap
+def test_a_sandbox_that_cannot_start_the_kernel_says_why_in_one_line(corpus: Path, tmp_path: Path) -> None:
+    """bwrap passes the probe but fails the kernel (as where /proc cannot be mounted): one clear line."""
+    fake = tmp_path / "bwrap"
+    fake.write_text(f"#!/bin/sh\nfor last; do :; done\nif [ \"$last\" = true ]; then exec {probe_binary()} \"$@\"; fi\n"
+                    "echo \"bwrap: Can't mount proc on /newroot/proc: Operation not permitted\" >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with ScriptedServer(lambda m, model: fence("print(1)") if turn_of(m) == 1 else "FINAL(x)") as server:
+        proc = rlm_tui(str(corpus), "q?", "--headless", "--model", "openai/scripted", "--api-base", server.url,
+                       "--session", str(tmp_path / "s.jsonl"), RLM_TUI_BWRAP=str(fake))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("rlm-tui: the kernel did not start: bwrap: Can't mount proc on "
+                                                    "/newroot/proc: Operation not permitted")

@@ -35,7 +35,8 @@ class Cells:
         """Install the RLM helpers (kernels/bootstrap.py) and connect the kernel to the bridge."""
         cfg = {"connect": self.backend.connect_config(kernel), "secret": self.secret, "kernel": kernel.id,
                "output_chars": self.limits.output_chars, "tmp": str(self.run_dir)}
-        code = kernel_source("loader.py") + "\n" + kernel_source("bootstrap.py") + f"\n__rlm_install({cfg!r})\ndel __rlm_install\n"
+        code = (kernel_source("loader.py") + "\n" + kernel_source("bootstrap.py")
+                + f"\n__rlm_install({cfg!r})\ndel __rlm_install\n")
         await kernel.call(code, "'ok'", timeout=60)
 
     async def load_context(self, rlm: Rlm) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Can this run reach its models (and its --jupyter-server, or, with ``--sandbox on``, make its sandbox)? Checked before a session file, a context or a kernel exists.
+"""Can this run reach its models and its --jupyter-server (and, with ``--sandbox on``, make its sandbox)?
+
+Checked before a session file, a context or a kernel exists.
 
 A run that cannot reach its model used to load the whole context, start a
 kernel and fail seconds later, leaving a session file for a run that never

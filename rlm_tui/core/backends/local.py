@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_client import AsyncKernelManager
 
 from ..redaction import kernel_env
-from .base import ExecResult, Kernel, KernelBackend, OutputHook, Timeout
+from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout
 
 if TYPE_CHECKING:
     from ..bridge import Bridge
@@ -42,7 +42,18 @@ class JupyterKernel(Kernel):
         await self.km.start_kernel(stdout=self._log, stderr=self._log, env=kernel_env())
         self.kc = self.km.client()
         self.kc.start_channels()
-        await self.kc.wait_for_ready(timeout=60)
+        try:
+            await self.kc.wait_for_ready(timeout=60)
+        except RuntimeError:  # "Kernel died before replying to kernel_info": say what it said
+            raise KernelDied(f"the kernel did not start: {self._last_words()}") from None
+
+    def _last_words(self) -> str:
+        """The last line the kernel process (or the sandbox around it) wrote to its log."""
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        return lines[-1].strip() if lines else f"no output (see {self.log_path})"
 
     async def is_alive(self) -> bool:
         return await self.km.is_alive()
@@ -140,6 +151,7 @@ class LocalBackend(KernelBackend):
     def __init__(self, run_dir: Path, input_path: Path, why: str = "") -> None:
         super().__init__(run_dir, input_path)
         self.why = why  # why the run is not sandboxed, when it could have been
+        self._port = 0  # the bridge's, once open
 
     @property
     def description(self) -> str:
@@ -154,11 +166,11 @@ class LocalBackend(KernelBackend):
                 "--sandbox off hides this warning, --sandbox on refuses to run")
 
     async def open(self, bridge: "Bridge") -> None:
-        self._bridge = bridge
         await bridge.start()
+        self._port = bridge.port
 
     def new_kernel(self) -> Kernel:
         return JupyterKernel(self.run_dir)
 
     def connect_config(self, kernel: Kernel) -> dict[str, Any]:
-        return {"port": self._bridge.port}
+        return {"port": self._port}

@@ -91,7 +91,7 @@ def _python_dirs() -> list[str]:
     spec = importlib.util.find_spec("ipykernel")
     if spec is not None and spec.origin:
         dirs.add(str(Path(spec.origin).resolve().parent.parent))  # its site-packages
-    return sorted(d for d in dirs if d and os.path.isdir(d))
+    return sorted(d for d in dirs if d not in ("", "/") and os.path.isdir(d))  # never the whole root
 
 
 def sockets_dir(run_dir: Path) -> Path:
@@ -151,7 +151,6 @@ class SandboxBackend(KernelBackend):
 
     async def open(self, bridge: "Bridge") -> None:
         await bridge.start(unix_path=self.sockets / "bridge.sock")
-        self._bridge = bridge
 
     async def close(self) -> None:
         if not self.sockets.is_relative_to(self.run_dir):
@@ -169,4 +168,4 @@ class SandboxBackend(KernelBackend):
         return kernel
 
     def connect_config(self, kernel: Kernel) -> dict[str, Any]:
-        return {"unix": str(self._bridge.unix_path)}
+        return {"unix": str(self.sockets / "bridge.sock")}
