@@ -60,33 +60,37 @@ def __rlm_load_context(spec, fetch=None):
     def shipped(spec):
         # A kernel elsewhere: the host read the input and serves it by number, several files or a
         # piece of one per request (rlm_tui/core/backends/jupyter_server.py); no host path is opened here.
-        def blobs(count, limit):
-            """(index, bytes up to ``limit``, error) for every blob, in order."""
-            index, parts = 0, []
-            while index < count:
+        def blobs(start, stop, limit):
+            """(index, bytes up to ``limit``, error) for blobs ``start`` to ``stop - 1``, in order."""
+            index, parts = start, []
+            while index < stop:
                 for piece in fetch(index, sum(len(p) for p in parts), limit):
                     parts.append(piece.get("data", b""))
                     if piece["end"]:
                         yield index, b"".join(parts), piece.get("error")
                         index, parts = index + 1, []
 
-        names, kind = spec["names"], spec["as"]
+        kind = spec["as"]
         if kind in ("text", "pickle"):
-            _, data, error = next(blobs(1, spec["bytes"]))
+            _, data, error = next(blobs(0, 1, spec["bytes"]))
             if error:
                 raise ValueError(error)
             return (data.decode("utf-8", "surrogatepass") if kind == "text" else pickle.loads(data)), 0
         if kind == "file":
-            _, data, error = next(blobs(1, spec["max_total_bytes"] + 1))
+            _, data, error = next(blobs(0, 1, spec["max_total_bytes"] + 1))
             if error:
                 raise ValueError(error)
             value, cut = decode(data, spec["max_total_bytes"])
             if value is None:
                 raise ValueError("the file looks binary (it holds NUL bytes); give a text file")
             return value, (spec["bytes"] - spec["max_total_bytes"]) if cut else 0
+        import json
+
+        _, listed, _ = next(blobs(0, 1, spec["list_bytes"]))  # blob 0: the file names; then the files
+        names = json.loads(listed)
         result = {}
-        for index, data, error in blobs(len(names), spec["max_file_bytes"] + 1):
-            key = clean(names[index])
+        for index, data, error in blobs(1, len(names) + 1, spec["max_file_bytes"] + 1):
+            key = clean(names[index - 1])
             if error:  # the host could not read it
                 skip("unreadable (" + error + ")", key)
                 continue

@@ -77,6 +77,10 @@ class Server:
         with urllib.request.urlopen(request, timeout=5) as response:
             return json.loads(response.read())
 
+    def opened(self) -> list[str]:
+        """Paths under the forbidden folder that a kernel of this server tried to open."""
+        return self.open_log.read_text().splitlines() if self.open_log.exists() else []
+
     def started_kernel_ids(self) -> list[str]:
         """Ids of every kernel the server's log says it started."""
         text = self.log.read_text(errors="replace")

@@ -107,7 +107,8 @@ def test_headless_run_answers_with_kernels_on_the_server(any_server: Server, nee
     assert "rlm_tui importable: False" in told  # ...where rlm-tui is not installed
     assert "input: ['StdinNotImplementedError']" in told  # the model's input() is refused, sub-calls unharmed
     # The loader never tried a host path: the only attempt under the inputs' folder is the model's own.
-    assert jupyter.open_log.read_text().splitlines() == [str(host_path)]
+    assert jupyter.opened().count(str(host_path)) == 1 and all(str(needle_dir) not in p or p == str(host_path)
+                                                                for p in jupyter.opened())
     started = set(jupyter.started_kernel_ids()) - before
     assert len(started) == 1  # the root kernel, started by the server
     assert jupyter.kernels() == []  # and shut down through it at the end
@@ -159,6 +160,21 @@ async def test_llm_query_rlm_query_and_threads_through_the_server(any_server: Se
     assert "child saw it" in text
     assert len(set(jupyter.started_kernel_ids()) - before) >= 2  # the root's and the child's
     assert jupyter.kernels() == []
+
+
+async def test_a_single_file_input_is_shipped_as_a_str(jupyter: Server, inputs: Path, tmp_path: Path) -> None:
+    path = inputs / "notes.txt"
+    path.write_text("filler\n" * 1_000_000 + "the needle is 7316\n")  # 7 MB: two requests' worth
+
+    def script(messages, model):
+        if turn_of(messages) == 1:
+            return fence("print(type(context).__name__, len(context), context.splitlines()[-1])")
+        return "FINAL(done)"
+
+    run = await run_script(script, path, tmp_path, settings=remote(jupyter))
+    assert run.result.answer == "done", run.result.error
+    assert "str 7000019 the needle is 7316" in run.cell_text()
+    assert str(path) not in jupyter.opened()  # shipped, not opened
 
 
 async def test_cell_timeout_interrupts_through_the_server(jupyter: Server, needle_dir: Path, tmp_path: Path) -> None:

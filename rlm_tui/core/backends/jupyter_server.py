@@ -343,27 +343,26 @@ class RemoteKernel(Kernel):
         """
         kind = spec["type"]
         self._shipped, self.on_progress, self._last_progress = 0, progress, time.monotonic()
-        if kind == "path":
-            root = Path(spec["path"])
-            if root.is_dir():
-                names = json.loads(Path(spec["manifest"]).read_text(encoding="utf-8"))
-                self._blobs = [root / name for name in names]
-                shipped = {"type": "shipped", "as": "dir", "names": names}
-            else:
-                self._blobs = [root]
-                shipped = {"type": "shipped", "as": "file", "names": [root.name]}
-            self._total = sum(_size(p) for p in self._blobs)  # type: ignore[arg-type]
-            return dict(shipped, bytes=self._total, max_file_bytes=spec["max_file_bytes"],
-                        max_total_bytes=spec["max_total_bytes"])
-        if kind == "text":
-            data = spec["text"].encode("utf-8", "surrogatepass")
-            self._blobs, self._total = [data], len(data)
-            return {"type": "shipped", "as": "text", "names": ["text"], "bytes": len(data)}
-        if kind == "pickle":  # a value from another kernel of this run: sent inline (kernels/bootstrap.py)
-            data = base64.b64decode(spec["data"])
-            self._blobs, self._total = [data], len(data)
-            return {"type": "shipped", "as": "pickle", "names": ["value"], "bytes": len(data)}
-        raise ValueError(f"cannot ship a context of type {kind!r}")
+        caps = {"max_file_bytes": spec.get("max_file_bytes"), "max_total_bytes": spec.get("max_total_bytes")}
+        if kind == "path" and Path(spec["path"]).is_dir():
+            # Blob 0 is the list of file names (as the manifest holds it), so the loading cell stays small
+            # however many files there are; then the files, by their place in that list.
+            root, listed = Path(spec["path"]), Path(spec["manifest"]).read_bytes()
+            self._blobs = [listed, *(root / name for name in json.loads(listed))]
+            shipped = {"type": "shipped", "as": "dir", "list_bytes": len(listed), **caps}
+        elif kind == "path":
+            self._blobs = [Path(spec["path"])]
+            shipped = {"type": "shipped", "as": "file", **caps}
+        elif kind == "text":
+            self._blobs = [spec["text"].encode("utf-8", "surrogatepass")]
+            shipped = {"type": "shipped", "as": "text"}
+        elif kind == "pickle":  # a value from another kernel of this run: sent inline (kernels/bootstrap.py)
+            self._blobs = [base64.b64decode(spec["data"])]
+            shipped = {"type": "shipped", "as": "pickle"}
+        else:
+            raise ValueError(f"cannot ship a context of type {kind!r}")
+        self._total = sum(len(b) if isinstance(b, bytes) else _size(b) for b in self._blobs)
+        return dict(shipped, bytes=self._total)
 
     def _read_blobs(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         """Blob ``blob`` from ``offset``, then the blobs after it, each up to ``limit`` bytes, until
