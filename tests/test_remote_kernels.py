@@ -244,6 +244,27 @@ async def test_a_kernel_that_dies_or_hangs_is_restarted_through_the_server(how: 
     assert jupyter.kernels() == []
 
 
+async def test_a_server_that_goes_away_mid_run_stops_the_run_cleanly(inputs: Path, needle_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    server = start_server(tmp_path / "doomed", inputs)
+    try:
+        def script(messages, model):
+            if not is_rlm_call(messages):
+                stop_server(server)  # while the cell waits for this call
+                return "the server is gone"
+            turn = turn_of(messages)
+            return {1: fence("print(llm_query('now'))"), 2: fence("print('after')")}.get(turn, "FINAL(x)")
+
+        started = time.perf_counter()
+        run = await run_script(script, needle_dir, tmp_path, settings=remote(server))
+    finally:
+        stop_server(server)
+    assert run.result.answer is None
+    assert run.result.stopped_by == "kernel_deaths"
+    assert "the kernel's server failed: cannot reach" in (run.result.error or "")
+    assert run.kinds(ev.RUN_FINISHED) and time.perf_counter() - started < 60
+
+
 def test_the_token_never_reaches_a_file_or_the_screen(jupyter: Server, needle_dir: Path, tmp_path: Path) -> None:
     token = jupyter.token
 

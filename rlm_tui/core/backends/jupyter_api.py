@@ -4,7 +4,7 @@ REST for the kernels' lives (``POST /api/kernels``, ``DELETE``, ``.../interrupt`
 ``.../restart``) and one websocket per kernel (``/api/kernels/{id}/channels``)
 carrying the Jupyter messages of every channel as JSON text, each tagged with
 its ``channel``. Built on tornado, which jupyter-client already brings, so the
-remote backend adds no dependency.
+remote backend adds no package to install.
 """
 
 from __future__ import annotations

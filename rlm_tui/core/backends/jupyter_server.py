@@ -129,12 +129,15 @@ class RemoteKernel(Kernel):
         assert self.remote_id is not None
         self._cancel_calls()
         try:
-            await self.api.restart(self.remote_id)
-        except ServerError:
-            if await self.api.kernel(self.remote_id) is None:
-                raise KernelDied(f"the server at {self.api.url} lost the kernel") from None
-        await self._disconnect()
-        await self._connect()
+            try:
+                await self.api.restart(self.remote_id)
+            except ServerError:
+                if await self.api.kernel(self.remote_id) is None:
+                    raise KernelDied(f"the server at {self.api.url} lost the kernel") from None
+            await self._disconnect()
+            await self._connect()
+        except ServerError as exc:  # the server itself is gone: no kernel to come back to
+            raise KernelDied(f"the kernel's server failed: {exc}") from None
 
     async def _disconnect(self) -> None:
         if self._ws is not None:
