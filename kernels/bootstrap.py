@@ -169,9 +169,108 @@ def __rlm_install(cfg):
             raise RuntimeError(msg["error"])
         return msg.get("result")
 
-    bridge = Bridge(cfg["connect"], cfg["secret"], cfg["kernel"])
+    class StdinBridge:
+        """The same ``request`` over the kernel's own stdin channel, for a kernel that cannot reach the host.
+
+        A kernel on a Jupyter server elsewhere has no route to the host; its stdin does reach it.
+        One thread at a time (the leader) calls ``raw_input`` with a poll: the requests queued
+        since the last poll and every id still awaited. The host answers with the results that are
+        ready (rlm_tui/core/backends/jupyter_server.py). A thread that queues a request while
+        another polls publishes a small wake on iopub naming how many were queued so far, so the
+        host answers early and the new request goes out at once (iopub may overtake stdin: the
+        count tells the host whether the open poll already carried it).
+        """
+
+        mark = "\x00rlm-tui "
+
+        def __init__(self):
+            self.kernel = kernel = shell.kernel
+            self.raw_input = kernel.raw_input  # the polls' own; the model's input() gets the refusal below
+
+            def refuse(*_args, **_kwargs):
+                from IPython.core.error import StdinNotImplementedError
+
+                raise StdinNotImplementedError("input() is not available here: nobody is there to type")
+
+            # The kernel hands these to builtins.input and getpass for every cell: the model's code must
+            # not put requests of its own on the stdin channel the polls use (from another thread, too).
+            kernel.raw_input = kernel.getpass = refuse
+            self.cond = threading.Condition()
+            self.outbox = []
+            self.results = {}
+            self.waiting = set()
+            self.polling = False
+            self.queued = 0  # requests and cancels put in the outbox so far: a wake names its count
+            self.ids = itertools.count(1)
+
+        def _wake(self, queued):
+            kernel = self.kernel
+            try:
+                kernel.session.send(kernel.iopub_socket, "rlm_tui_wake", {"queued": queued},
+                                    parent=kernel.get_parent())
+            except Exception:  # noqa: BLE001 - without a wake the host answers the poll after a short hold
+                pass
+
+        def request(self, op, **fields):
+            rid = next(self.ids)
+            with self.cond:
+                self.outbox.append(dict(fields, op=op, id=rid))
+                self.waiting.add(rid)
+                self.queued += 1
+                busy, queued = self.polling, self.queued
+            if busy:
+                self._wake(queued)
+            try:
+                reply = self._wait(rid)
+            except BaseException:
+                with self.cond:
+                    self.waiting.discard(rid)
+                    self.results.pop(rid, None)
+                    self.outbox.append({"op": "cancel", "id": rid})
+                    self.queued += 1
+                    queued = self.queued
+                self._wake(queued)
+                raise
+            if "error" in reply:  # a hard limit: stop the calling code, not just this call
+                raise RuntimeError(reply["error"])
+            return reply.get("result")
+
+        def _wait(self, rid):
+            while True:
+                with self.cond:
+                    while self.polling and rid not in self.results:
+                        self.cond.wait()
+                    if rid in self.results:
+                        self.waiting.discard(rid)
+                        return self.results.pop(rid)
+                    self.polling = True
+                    sent, self.outbox = self.outbox, []
+                    want, queued = sorted(self.waiting), self.queued
+                answers = []
+                try:
+                    poll = self.mark + json.dumps({"send": sent, "want": want, "queued": queued})
+                    pieces = [self.raw_input(poll)]
+                    while pieces[-1].startswith("+"):  # a long answer comes in pieces
+                        pieces.append(self.raw_input(self.mark + "more"))
+                    answers = json.loads("".join(piece[1:] for piece in pieces) or "[]")
+                except (ValueError, EOFError, NotImplementedError) as exc:  # stdin is off, or the host is gone
+                    answers = [{"id": w, "result": "Error: no channel to the rlm-tui host (" + str(exc) + ")"}
+                               for w in want]
+                finally:
+                    with self.cond:
+                        self.polling = False
+                        for answer in answers:
+                            if answer.get("id") in self.waiting:
+                                self.results[answer["id"]] = answer
+                        self.cond.notify_all()
+
+    if cfg["connect"].get("stdin"):  # a kernel elsewhere: sub-calls ride on its own stdin channel
+        bridge = StdinBridge()
+    else:
+        bridge = Bridge(cfg["connect"], cfg["secret"], cfg["kernel"])
     state = {"final": None, "source": None}
-    stash_dir = tempfile.mkdtemp(prefix="rlm-ctx-", dir=cfg["tmp"])  # in the run's folder, removed at its end
+    # In the run's folder, removed at its end; a kernel elsewhere sends a child's value inline instead.
+    stash_dir = None if cfg["connect"].get("stdin") else tempfile.mkdtemp(prefix="rlm-ctx-", dir=cfg["tmp"])
 
     def _model(model):
         return None if model is None else str(model)
@@ -222,10 +321,18 @@ def __rlm_install(cfg):
             return None
         if isinstance(context, str):
             return {"type": "text", "text": context}
-        fd, path = tempfile.mkstemp(dir=stash_dir, suffix=".pkl")
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(context, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        spec = {"type": "pickle", "path": path, "pytype": type(context).__name__, "bytes": os.path.getsize(path)}
+        if cfg["connect"].get("stdin"):  # the child's kernel may be on another machine: send the bytes
+            import base64
+
+            data = pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL)
+            spec = {"type": "pickle", "data": base64.b64encode(data).decode("ascii"),
+                    "pytype": type(context).__name__, "bytes": len(data)}
+        else:
+            fd, path = tempfile.mkstemp(dir=stash_dir, suffix=".pkl")
+            with os.fdopen(fd, "wb") as handle:
+                pickle.dump(context, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            spec = {"type": "pickle", "path": path, "pytype": type(context).__name__,
+                    "bytes": os.path.getsize(path)}
         try:  # a short summary for the approval prompt; never the whole value
             spec["items"] = len(context)
             short = reprlib.Repr()
@@ -382,8 +489,20 @@ def __rlm_install(cfg):
             except Exception:  # noqa: BLE001 - an exception whose str() fails is left alone
                 pass
 
+    def fetch(blob, offset, limit):
+        """Pieces of a shipped input from the host, for the loader: blob ``blob`` from ``offset``
+        and the blobs after it, each up to ``limit`` bytes, as [{"data", "end", "error"}]."""
+        import base64
+
+        pieces = bridge.request("read", blob=blob, offset=offset, limit=limit)
+        if not isinstance(pieces, list):  # the host's error string
+            raise RuntimeError(str(pieces))
+        for piece in pieces:
+            piece["data"] = base64.b64decode(piece.get("data", ""))
+        return pieces
+
     def load(spec):
-        value, info = __rlm_load_context(spec)  # noqa: F821 - defined by loader.py
+        value, info = __rlm_load_context(spec, fetch)  # noqa: F821 - defined by loader.py
         state["context"] = value
         ns["context"] = value
         return json.dumps(info)

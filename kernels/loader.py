@@ -8,7 +8,7 @@ skipped and reported, undecodable bytes replaced.
 """
 
 
-def __rlm_load_context(spec):
+def __rlm_load_context(spec, fetch=None):
     import os
     import pickle
     import time
@@ -28,7 +28,9 @@ def __rlm_load_context(spec):
 
     def read_text(path, limit):
         with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+            return decode(handle.read(limit + 1), limit)
+
+    def decode(data, limit):
         cut = len(data) > limit
         data = data[:limit]
         if b"\x00" in data[:8192]:
@@ -55,9 +57,55 @@ def __rlm_load_context(spec):
             result[key] = text
         return result
 
+    def shipped(spec):
+        # A kernel elsewhere: the host read the input and serves it by number, several files or a
+        # piece of one per request (rlm_tui/core/backends/jupyter_server.py); no host path is opened here.
+        def blobs(start, stop, limit):
+            """(index, bytes up to ``limit``, error) for blobs ``start`` to ``stop - 1``, in order."""
+            index, parts = start, []
+            while index < stop:
+                for piece in fetch(index, sum(len(p) for p in parts), limit):
+                    parts.append(piece.get("data", b""))
+                    if piece["end"]:
+                        yield index, b"".join(parts), piece.get("error")
+                        index, parts = index + 1, []
+
+        kind = spec["as"]
+        if kind in ("text", "pickle"):
+            _, data, error = next(blobs(0, 1, spec["bytes"]))
+            if error:
+                raise ValueError(error)
+            return (data.decode("utf-8", "surrogatepass") if kind == "text" else pickle.loads(data)), 0
+        if kind == "file":
+            _, data, error = next(blobs(0, 1, spec["max_total_bytes"] + 1))
+            if error:
+                raise ValueError(error)
+            value, cut = decode(data, spec["max_total_bytes"])
+            if value is None:
+                raise ValueError("the file looks binary (it holds NUL bytes); give a text file")
+            return value, (spec["bytes"] - spec["max_total_bytes"]) if cut else 0
+        import json
+
+        _, listed, _ = next(blobs(0, 1, spec["list_bytes"]))  # blob 0: the file names; then the files
+        names = json.loads(listed)
+        result = {}
+        for index, data, error in blobs(1, len(names) + 1, spec["max_file_bytes"] + 1):
+            key = clean(names[index - 1])
+            if error:  # the host could not read it
+                skip("unreadable (" + error + ")", key)
+                continue
+            text, _ = decode(data, spec["max_file_bytes"])
+            if text is None:
+                skip("binary", key)
+                continue
+            result[key] = text
+        return result, 0
+
     kind = spec["type"]
     truncated = 0
-    if kind == "text":
+    if kind == "shipped":
+        value, truncated = shipped(spec)
+    elif kind == "text":
         value = spec["text"]
     elif kind == "pickle":
         with open(spec["path"], "rb") as handle:

@@ -471,9 +471,13 @@ async def test_step_mode_pauses_before_turns_and_cells_with_the_code_editable(co
     assert decisions["n0/cell2"].get("decision") == "skip"
 
 
-async def test_interrupt_stops_the_cell_and_the_model_sees_it(corpus: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("code, raised", [("import time\ntime.sleep(60)", "KeyboardInterrupt"),
+                                          ("import asyncio\nawait asyncio.sleep(60)", "CancelledError")],
+                         ids=["plain", "async"])
+async def test_interrupt_stops_the_cell_and_the_model_sees_it(corpus: Path, tmp_path: Path, code: str,
+                                                              raised: str) -> None:
     fed: list[str] = []
-    root = fed_root(fence("print('started', flush=True)\nimport time\ntime.sleep(60)"), fed)
+    root = fed_root(fence("print('started', flush=True)\n" + code), fed)
 
     def react(ui: FakeUI, event: ev.Event) -> None:
         if event.kind == ev.CELL_OUTPUT and "started" in event.get("text", "") and not ui.seen:
@@ -483,7 +487,7 @@ async def test_interrupt_stops_the_cell_and_the_model_sees_it(corpus: Path, tmp_
     run = await steer_run(echo_sub(root), corpus, tmp_path, react, approve="auto")
     assert run.result.answer == "done"
     assert run.kinds(ev.CELL_FINISHED)[0].get("status") == "interrupted"
-    assert "KeyboardInterrupt" in fed[0]
+    assert raised in fed[0]
     assert [e.get("action") for e in run.kinds(ev.STEERING)] == ["interrupt"]
 
 

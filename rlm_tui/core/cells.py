@@ -44,7 +44,8 @@ class Cells:
         assert rlm.kernel is not None
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="loading context")
         try:
-            spec = await self.backend.context_spec(rlm.kernel, rlm.spec)
+            spec = await self.backend.context_spec(rlm.kernel, rlm.spec, lambda detail: self.emit(
+                ev.KERNEL, rlm.node, rlm.parent, state="loading context", detail=detail))
             info = json.loads(await rlm.kernel.call(f"__rlm_info = __rlm_load({spec!r})", "__rlm_info"))
         except RuntimeError as exc:
             if rlm.parent is None:

@@ -45,6 +45,8 @@ class Settings:
     lm_retries: int = 4  # retries on rate limits, 5xx, timeouts and broken streams
     lm_backoff: float = 1.0  # seconds before the first retry; doubles each time
     sandbox: str = "auto"  # kernels in bubblewrap: auto (when it works here) | on (or refuse to run) | off
+    jupyter_server: str | None = None  # run kernels on this Jupyter Server / Kernel Gateway (core/backends/jupyter_server.py)
+    jupyter_token: str | None = field(default=None, repr=False)  # its token: a secret, like api_key
 
     @property
     def effective_sub_model(self) -> str:
@@ -54,9 +56,11 @@ class Settings:
         """Settings as recorded in the session file: never the API key."""
         data = asdict(self)
         data.pop("api_key", None)
+        data.pop("jupyter_token", None)
         data["sub_model"] = self.effective_sub_model
         data["session_path"] = str(self.session_path) if self.session_path else None
         data["api_key_set"] = bool(self.api_key)
+        data["jupyter_token_set"] = bool(self.jupyter_token)
         return data
 
 
@@ -76,6 +80,7 @@ class Option:
     help: str
     choices: tuple[str, ...] = ()
     text_metavar: str = "MODEL"  # shown in --help for a string flag
+    secret: bool = False  # a credential: a flag or the environment only, never read from config.toml
 
     @property
     def metavar(self) -> str:
@@ -138,6 +143,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("sandbox", str, "kernels", "run the model's code in a bubblewrap sandbox (input read-only, no network, "
            "no home; see README: Security): auto = when it works here, else unsandboxed with a warning; on = "
            "refuse to run without it; off = never (default: auto)", ("auto", "on", "off")),
+    Option("jupyter_server", str, "kernels", "run the kernels on this Jupyter Server, Kernel Gateway or Enterprise "
+           "Gateway (http(s)://host:port[/base]); the input is shipped to them (README: Kernels elsewhere)",
+           text_metavar="URL"),
+    Option("jupyter_token", str, "kernels", "the --jupyter-server's token (default: env JUPYTER_TOKEN; never read "
+           "from the config file)", text_metavar="TOKEN", secret=True),
     Option("theme", str, "output", "UI colour theme (default: the last one chosen, else rlm-midnight); themes are "
            "files in ~/.config/rlm-tui/themes/ too", text_metavar="NAME"),
 )
@@ -176,6 +186,9 @@ def read_config(path: Path | None = None) -> dict[str, Any]:
             raise ConfigError(f"{path}: api_key is not read from a config file: API keys stay in the environment "
                               "(e.g. OPENAI_API_KEY) or --api-key")
         option = OPTION.get(key)
+        if option is not None and option.secret:
+            raise ConfigError(f"{path}: {key} is not read from a config file: it is a secret; give it as "
+                              f"{option.flag} or in the environment")
         if option is None:
             close = difflib.get_close_matches(key.replace("-", "_"), OPTION, n=1)
             hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(OPTION)}"

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import events as ev
 from . import pricing, prompts, shape
-from .backends import KernelBackend, KernelDied, KernelPool, make_backend, refusal
+from .backends import KernelBackend, KernelDied, KernelPool, make_backend, refusal, url_token
 from .bridge import Bridge
 from .budget import Budget
 from .cells import Cells
@@ -80,7 +80,8 @@ class Engine:
         self.subcalls = SubCalls(settings, self.budget, self.steering, self.calls, self.emit, self._new_id,
                                  self._run_rlm, self._fail_run)
         self.bridge = Bridge(self.subcalls.handle)
-        self.secrets = known_secrets([settings.api_key, self.bridge.secret])  # redacted wherever shown
+        self.secrets = known_secrets([settings.api_key, self.bridge.secret, settings.jupyter_token,
+                                      url_token(settings.jupyter_server)])  # redacted wherever shown
         self._background: list[asyncio.Future[Any]] = []  # work started ahead of need (litellm's import)
         self._shape: shape.Shape | None = None  # the input's scan (scan_input)
         self.backend: KernelBackend | None = None  # these three are made in run(), with the run's folder

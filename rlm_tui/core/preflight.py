@@ -1,4 +1,4 @@
-"""Can this run reach its models (and, with ``--sandbox on``, make its sandbox)?
+"""Can this run reach its models and its --jupyter-server (and, with ``--sandbox on``, make its sandbox)?
 
 Checked before a session file, a context or a kernel exists.
 
@@ -66,6 +66,8 @@ def check(settings: Settings) -> list[str]:
     """Raise PreflightError when a model is unusable; returns warnings worth a line each."""
     warnings: list[str] = []
     _check_sandbox(settings)
+    if settings.jupyter_server:
+        _check_jupyter_server(settings.jupyter_server, settings.jupyter_token)
     probed: dict[str, list[str] | None] = {}
     for model in dict.fromkeys([settings.model, settings.effective_sub_model]):
         provider = _provider(model)
@@ -175,6 +177,51 @@ def _listed_models(base: str, what: str) -> list[str] | None:
         return [str(item["id"]) for item in data]
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _check_jupyter_server(url: str, token: str | None) -> None:
+    """GET {url}/api/kernelspecs with the token within PROBE_TIMEOUT: the server is there and lets us in.
+
+    (Not /api/kernels: Kernel Gateway and Enterprise Gateway refuse to list kernels by default.)"""
+    from .backends.jupyter_api import split_url
+
+    base, url_token = split_url(url)
+    token = token or url_token
+    if not base.startswith(("http://", "https://")):
+        raise PreflightError(f"--jupyter-server must start with http:// or https://: {base}")
+    headers = {"Accept": "application/json", **({"Authorization": f"token {token}"} if token else {})}
+    outcome: dict[str, Any] = {}
+
+    def probe() -> None:  # in a thread: urllib's timeout does not cover DNS
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(urllib.request.Request(base + "/api/kernelspecs", headers=headers),
+                             timeout=PROBE_TIMEOUT) as response:
+                outcome["body"] = response.read(1 << 20)
+        except urllib.error.HTTPError as exc:
+            outcome["status"] = exc.code
+        except (OSError, ValueError) as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=probe, name="rlm-preflight-jupyter", daemon=True)
+    worker.start()
+    worker.join(PROBE_TIMEOUT + 0.1)
+    if worker.is_alive() or "error" in outcome:
+        raise PreflightError(f"cannot reach --jupyter-server at {base}: {_why(outcome.get('error'))}")
+    status = outcome.get("status")
+    if status in (401, 403):
+        given = "its token was refused" if token else "it needs a token"
+        raise PreflightError(f"--jupyter-server at {base}: {given} (HTTP {status}); pass --jupyter-token or set "
+                             "JUPYTER_TOKEN")
+    if status is not None:
+        raise PreflightError(f"--jupyter-server at {base} answered GET /api/kernelspecs with HTTP {status}: "
+                             "is it a Jupyter Server, Kernel Gateway or Enterprise Gateway?")
+    try:
+        if not isinstance(json.loads(outcome["body"]).get("kernelspecs"), dict):
+            raise ValueError
+    except (ValueError, AttributeError):
+        raise PreflightError(f"--jupyter-server at {base} did not answer GET /api/kernelspecs with its kernel "
+                             "specs: is it a Jupyter Server, Kernel Gateway or Enterprise Gateway?") from None
 
 
 def _why(exc: BaseException | None) -> str:

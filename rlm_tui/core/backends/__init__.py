@@ -9,7 +9,7 @@ from .base import ExecResult, Kernel, KernelBackend, KernelDied, expression_valu
 from .pool import KernelPool
 
 __all__ = ["ExecResult", "Kernel", "KernelBackend", "KernelDied", "KernelPool", "expression_value",
-           "kernel_source", "make_backend", "refusal"]
+           "kernel_source", "make_backend", "refusal", "url_token"]
 
 
 def refusal(settings: Settings) -> str | None:
@@ -19,6 +19,9 @@ def refusal(settings: Settings) -> str | None:
     """
     if settings.sandbox != "on":
         return None
+    if settings.jupyter_server:
+        return ("--sandbox on is for kernels on this machine: kernels on a --jupyter-server run where and how "
+                "that server runs them")
     from .sandbox import probe
 
     why = probe()
@@ -31,6 +34,10 @@ def make_backend(settings: Settings, run_dir: Path, input_path: Path) -> KernelB
     ``--sandbox auto`` falls back to the local backend when bwrap cannot work here;
     the backend then says why (``LocalBackend.why``).
     """
+    if settings.jupyter_server:  # kernels elsewhere: the server decides how they are isolated
+        from .jupyter_server import JupyterServerBackend
+
+        return JupyterServerBackend(run_dir, input_path, settings.jupyter_server, settings.jupyter_token)
     from .local import LocalBackend
 
     if settings.sandbox == "off":
@@ -41,3 +48,12 @@ def make_backend(settings: Settings, run_dir: Path, input_path: Path) -> KernelB
     if why is None:
         return SandboxBackend(run_dir, input_path)
     return LocalBackend(run_dir, input_path, why=f"no sandbox here: {why}")
+
+
+def url_token(url: str | None) -> str | None:
+    """A token written into a --jupyter-server URL (``?token=...``): a secret to redact like the others."""
+    if not url:
+        return None
+    from .jupyter_api import split_url
+
+    return split_url(url)[1]

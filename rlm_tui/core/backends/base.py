@@ -24,6 +24,12 @@ OutputHook = Callable[[str, str], None]  # (stream, text)
 Timeout = float | Callable[[], float | None] | None  # seconds, or a function giving the current limit
 
 
+def error_status(ename: str) -> str:
+    """A cell's status from the error it raised: an interrupted async cell (``await``) raises
+    CancelledError where a plain one raises KeyboardInterrupt; both were interrupted."""
+    return "interrupted" if ename in ("KeyboardInterrupt", "CancelledError") else "error"
+
+
 def expression_value(result: dict) -> str:
     """The str a ``user_expressions`` entry evaluated to (its reply carries the value's repr)."""
     return ast.literal_eval(result["data"]["text/plain"])
@@ -143,9 +149,10 @@ class KernelBackend(ABC):
         """The bootstrap's ``connect`` config: how ``kernel`` reaches the bridge
         (``{"port": N}`` for TCP on 127.0.0.1, ``{"unix": PATH}`` for a Unix socket)."""
 
-    async def context_spec(self, kernel: Kernel, spec: dict[str, Any]) -> dict[str, Any]:
+    async def context_spec(self, kernel: Kernel, spec: dict[str, Any],
+                           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """The loader's spec (``kernels/loader.py``) as ``kernel`` must see it: host paths it can
-        open, or a spec for data this method shipped to it first."""
+        open, or a spec for data shipped to it (``progress`` gets a line now and then while it is)."""
         return spec
 
     async def close(self) -> None:

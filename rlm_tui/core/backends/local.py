@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_client import AsyncKernelManager
 
 from ..redaction import kernel_env
-from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout
+from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout, error_status
 
 if TYPE_CHECKING:
     from ..bridge import Bridge
@@ -101,7 +101,7 @@ class JupyterKernel(Kernel):
                 emit(content.get("name", "stdout"), content.get("text", ""))
             elif kind == "error":
                 if status == "ok":
-                    status = "interrupted" if content.get("ename") == "KeyboardInterrupt" else "error"
+                    status = error_status(content.get("ename", ""))
                 error = content.get("ename", "Error")
                 emit("error", "\n".join(content.get("traceback", [])) + "\n")
             elif kind in ("execute_result", "display_data"):
