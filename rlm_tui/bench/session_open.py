@@ -1,10 +1,10 @@
 """How fast replay opens and moves on a big session file: the run model at any position.
 
-    python benchmarks/session_open.py                    # 100 MB of the usual shape: the table
-    python benchmarks/session_open.py --app --memory     # also the replay app (pilot) and checkpoint memory
-    python benchmarks/session_open.py --shape usual      # 100-prompt batches on 25 KB pieces (fewer turns)
-    python benchmarks/session_open.py --shape small      # 100 MB of tiny events (the most lines)
-    python benchmarks/session_open.py --mb 20 --keep /tmp/big.jsonl
+    python -m rlm_tui.bench.session_open                    # 100 MB of the usual shape: the table
+    python -m rlm_tui.bench.session_open --app --memory     # also the replay app (pilot) and checkpoint memory
+    python -m rlm_tui.bench.session_open --shape usual      # 100-prompt batches on 25 KB pieces (fewer turns)
+    python -m rlm_tui.bench.session_open --shape small      # 100 MB of tiny events (the most lines)
+    python -m rlm_tui.bench.session_open --mb 20 --keep /tmp/big.jsonl
 
 The file is written with the real SessionWriter. ``turns`` (the default, the
 shape of issue 12): root turns, each a streamed reply (2 KB of prose and a code
@@ -22,16 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from rlm_tui.core import events as ev  # noqa: E402
-from rlm_tui.core.session import SessionWriter  # noqa: E402
-from rlm_tui.sessions.replay import Replayer  # noqa: E402
+from ..core import events as ev
+from ..core.session import SessionWriter
+from ..sessions.replay import Replayer
 
 
 class _Gen:
@@ -129,7 +126,7 @@ def timed(label: str, fn, target: float | None = None, note: str = ""):  # type:
 
 def replayer_timings(path: Path) -> None:
     """The Replayer (the model the app shows) moved as the app's keys move it, cold, on a fresh open."""
-    from rlm_tui.ui.app import shown
+    from ..ui.app import shown
 
     def opened() -> Replayer:
         replay = Replayer.open(path)
@@ -160,7 +157,7 @@ def memory(path: Path) -> None:
     import gc
     import tracemalloc
 
-    from rlm_tui.model.run import RunModel
+    from ..model.run import RunModel
 
     replay = Replayer.open(path)
     tracemalloc.start()
@@ -187,10 +184,9 @@ def memory(path: Path) -> None:
 def app_timings(path: Path) -> None:
     """The replay app (headless pilot, 160x45): each key press until the frame after it is drawn."""
     import asyncio
-    import os
 
     os.environ.setdefault("XDG_CONFIG_HOME", tempfile.mkdtemp(prefix="rlm-tui-bench-"))
-    from rlm_tui.ui.replay import ReplayApp
+    from ..ui.replay import ReplayApp
 
     async def run() -> None:
         started = time.perf_counter()
