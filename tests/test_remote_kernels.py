@@ -2,7 +2,7 @@
 
 The server is started here on 127.0.0.1 with a random port and token, in its
 own folder. Its kernel cannot import rlm_tui and cannot open anything under
-the inputs' folder (tests/jupyter_remote.py), as a kernel on another machine:
+the inputs' folder (rlm_tui/bench/jupyter_remote.py), as a kernel on another machine:
 so a run that answers proves the bootstrap ships with the run and the context
 was shipped, not opened by path.
 """
@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 
 from conftest import PYTHON, cli_env, fence, run_script
-from jupyter_remote import Server, start_server, stop_server
+from rlm_tui.bench.jupyter_remote import Server, start_server, stop_server
 from rlm_tui.core import events as ev
 from rlm_tui.core.config import ConfigError, read_config
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, question_of, turn_of

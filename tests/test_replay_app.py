@@ -13,10 +13,12 @@ from rlm_tui.core import events as ev
 from rlm_tui.model.tree import CallTree
 from rlm_tui.sessions.replay import Replayer
 from rlm_tui.ui.app import RlmApp
+from rlm_tui.ui.render import STATUS_ICONS
 from rlm_tui.ui.replay import ReplayApp, ReplayBar
 from rlm_tui.ui.widgets.answer import AnswerPanel
 from rlm_tui.ui.widgets.call_tree import CallTreeView
 from rlm_tui.ui.widgets.transcript_view import TranscriptView
+from screen import shown
 from sessions_sample import ANSWER, Sample, recorded_sample
 
 pytestmark = [pytest.mark.ui, pytest.mark.kernel, pytest.mark.usefixtures("isolated_dirs")]
@@ -37,6 +39,18 @@ def tree_ids(view: CallTreeView) -> list[str]:
         if node.data:
             out.append(node.data)
         stack.extend(reversed(node.children))
+    return out
+
+
+def rows_seen(view: CallTreeView) -> list[tuple[str, str]]:
+    """(call-node id, label) of each row a user sees: the nodes under expanded nodes, depth first."""
+    out: list[tuple[str, str]] = []
+    stack = [view.root]
+    while stack:
+        node = stack.pop()
+        out.append((node.data or "", str(node.label)))
+        if node.is_expanded:
+            stack.extend(reversed(node.children))
     return out
 
 
@@ -80,13 +94,25 @@ async def test_steps_back_and_forth_match_a_fold_from_the_start(sample: Sample) 
         await pilot.pause()
         assert replayer.position == 0 and not app.calls.nodes
 
-        async def check() -> None:
+        view = app.query_one(CallTreeView)
+
+        async def check(opened: bool = False) -> None:
+            """The model is a fold from the start, and the tree shows it: every node not inside a
+            collapsed batch (all of them once ``opened``), each labelled with its status and kind now."""
             await pilot.pause()
             tree = CallTree()
             tree.extend(events[:replayer.position])
             assert {k: dataclasses.asdict(v) for k, v in app.calls.nodes.items()} == \
                 {k: dataclasses.asdict(v) for k, v in tree.nodes.items()}, replayer.position
-            assert set(tree_ids(app.query_one(CallTreeView))) == set(tree.nodes)
+            rows = rows_seen(view) if tree.nodes else []
+            expected = {n.id for n in tree.nodes.values()
+                        if opened or tree.nodes.get(n.parent or "") is None or tree.nodes[n.parent].kind != "batch"}
+            assert {node_id for node_id, _ in rows} == expected, replayer.position
+            screen = shown(view)
+            for node_id, label in rows:
+                node = tree.nodes[node_id]
+                assert label.startswith(f"{STATUS_ICONS[node.status]} {node.kind} "), (node_id, label)
+                assert label.split("  ")[0].strip() in screen, label
 
         await pilot.press("right_curly_bracket")  # turn 1 starts
         assert replayer.position == replayer.turn_stops()[0]
@@ -107,6 +133,13 @@ async def test_steps_back_and_forth_match_a_fold_from_the_start(sample: Sample) 
         await pilot.press("G")
         assert replayer.position == len(replayer) and app.run_state.finished
         await check()
+        batches = [w for w in view.root.children if app.calls.nodes[w.data].kind == "batch"]  # type: ignore[index]
+        assert batches and all(not w.children for w in batches), "a collapsed batch's prompts are added when opened"
+        for widget in batches:
+            widget.expand()
+        await check(opened=True)  # opening a batch shows its prompts, labelled
+        await pilot.press("left_curly_bracket", "comma")  # moved back with the batches open: still shown right
+        await check(opened=True)
         await pilot.press("g")
         assert replayer.position == 0 and not app.calls.nodes
         await check()

@@ -34,19 +34,20 @@ async def test_mid_run_tree_shows_nesting_status_and_totals() -> None:
         await fed(app, pilot, events[:mid])
         rows = {node_id: (depth, label, expanded)
                 for depth, node_id, label, expanded in tree_rows(app.query_one(CallTreeView).root)}
-        assert [rows[n][0] for n in ("n0", "n1", "n2", "n5", "n6")] == [0, 1, 2, 1, 2]
+        assert [rows[n][0] for n in ("n0", "n1", "n5", "n6")] == [0, 1, 1, 2]
         assert rows["n0"][1].startswith("● root When is the launch")
         assert "Σ 5 calls" in rows["n0"][1] and "$0.02" in rows["n0"][1]
         assert rows["n1"][1].startswith("✓ batch llm_query_batched") and "3/3 done" in rows["n1"][1]
         assert not rows["n1"][2], "a batch is one collapsed node"
         assert rows["n5"][1].startswith("● rlm Who objected") and "Σ 1 call " in rows["n5"][1]
         assert rows["n6"][1].startswith("● llm Who objects here") and "running" in rows["n6"][1]
-        assert rows["n2"][1] == "", "a collapsed batch's prompts are labelled when it is opened"
+        assert "n2" not in rows, "a collapsed batch's prompts are added when it is opened"
         tree = app.query_one(CallTreeView)
         tree.root.children[0].expand()
         await pilot.pause()
-        n2 = next(label for _, node_id, label, _ in tree_rows(tree.root) if node_id == "n2")
-        assert "✓ llm Summarise the decisions" in n2 and "1.7k→14" in n2
+        opened = {node_id: (depth, label) for depth, node_id, label, _ in tree_rows(tree.root)}
+        assert [opened[n][0] for n in ("n2", "n3", "n4")] == [2, 2, 2]
+        assert "✓ llm Summarise the decisions" in opened["n2"][1] and "1.7k→14" in opened["n2"][1]
         status = shown(app.query_one(StatusBar))
         assert "depth 2/2" in status and "turn 4/30" in status and "kernel 2 busy" in status
         assert not app.query_one(AnswerPanel).display

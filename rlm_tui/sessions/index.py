@@ -5,7 +5,7 @@ prefix every recorded line starts with (``{"seq": .., "t": .., "kind": "..",
 "node": ..``), so the index knows each event's byte range, kind and node
 without decoding its JSON. Events are decoded only when asked for. That is
 what lets a 100 MB session open in about a second (see
-``benchmarks/session_open.py``).
+``python -m rlm_tui.bench.session_open``).
 
 ``refresh()`` indexes what was appended since the last scan (following a live
 run). A last line without its newline is still being written while following;

@@ -1,17 +1,24 @@
-"""The call-tree pane: a Textual ``Tree`` mirroring ``CallTree``, relabelled in place.
+"""The call-tree pane: a Textual ``Tree`` mirroring ``CallTree``, labelled when drawn.
 
 Each widget node's data is a call-node id. ``sync`` adds nodes that appeared
-and relabels the ones that changed plus their ancestors (whose subtree totals
-moved); it is called once per frame with everything that changed since the
-last one, so a burst of sub-calls costs one repaint, not one per event.
-A batch is one collapsed node whose prompts are its children. Labels are
-fitted to the pane: the prompt is shortened so the numbers stay visible.
+and marks the ones that changed plus their ancestors (whose subtree totals
+moved) for relabelling; it is called once per frame with everything that
+changed since the last one, so a burst of sub-calls costs one repaint, not one
+per event. A label is computed when its row is drawn (``render_label``), so a
+change costs only the rows on screen: a replay that jumps to the end of a long
+run marks 1,400 rows but labels the 40 shown.
+A batch is one collapsed node whose prompts are its children. A node gets a
+widget only once its parent's is expanded (a collapsed batch's prompts are
+added when it is opened): Textual's ``Tree`` costs per widget node, and a jump
+would otherwise add tens of thousands nobody sees. Labels are fitted to the
+pane: the prompt is shortened so the numbers stay visible.
 """
 
 from __future__ import annotations
 
 from typing import Iterable
 
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.widgets import Tree
@@ -45,10 +52,10 @@ class CallTreeView(Tree[str]):
         self._depths: dict[str, int] = {}
         self._now = 0.0
         self._width = 0
-        self._stale: set[str] = set()  # changed while hidden under a collapsed node: relabelled when shown
+        self._stale: set[str] = set()  # changed since their label was made: labelled when next drawn
 
     def sync(self, changed: Iterable[str], now: float) -> None:
-        """Add new nodes and relabel changed ones and their ancestors."""
+        """Add new nodes and mark changed ones and their ancestors for relabelling."""
         self._now = now
         relabel: set[str] = set()
         for node_id in changed:
@@ -61,26 +68,47 @@ class CallTreeView(Tree[str]):
                 relabel.add(node.id)
                 node = self.calls.nodes.get(node.parent or "")
         for node_id in relabel:
-            if self._shown(node_id):
-                self._relabel(node_id)
-            else:  # a batch's 20,000 prompts cost nothing while it is collapsed
-                self._stale.add(node_id)
+            self._mark(node_id)
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[str]) -> None:
-        """Relabel what changed under a node while it was collapsed."""
-        now_shown = [node_id for node_id in self._stale if self._shown(node_id)]
-        for node_id in now_shown:
-            self._relabel(node_id)
-        self._stale.difference_update(now_shown)
+        """Add the children of a node opened for the first time."""
+        if event.node.data is not None:
+            self._add_children(event.node.data)
 
-    def _shown(self, node_id: str) -> bool:
-        """True when every ancestor of the node's widget is expanded."""
-        widget = self._widgets[node_id].parent
-        while widget is not None:
-            if not widget.is_expanded:
-                return False
-            widget = widget.parent
-        return True
+    def _add_children(self, node_id: str) -> None:
+        """Add widgets for a node's children that have none (in the model's order), and for theirs
+        while they are expanded."""
+        node = self.calls.nodes.get(node_id)
+        if node is None or node_id not in self._widgets:
+            return
+        for child_id in node.children:
+            child = self.calls.nodes.get(child_id)
+            if child is None:
+                continue
+            if child_id not in self._widgets:
+                self._add(child)
+            if child_id in self._widgets and self._widgets[child_id].is_expanded:
+                self._add_children(child_id)
+
+    def _mark(self, node_id: str) -> None:
+        """Relabel a node when its row is next drawn (now, if it is on screen)."""
+        widget = self._widgets.get(node_id)
+        if widget is not None and node_id not in self._stale:
+            self._stale.add(node_id)
+            widget.refresh()
+
+    def render_label(self, node: TreeNode[str], base_style: Style, style: Style) -> Text:
+        """Label a changed node as its row is drawn (only rows on screen are drawn)."""
+        if node.data in self._stale:
+            self._stale.discard(node.data)
+            call = self.calls.nodes.get(node.data)
+            if call is not None:
+                node.set_label(self._fitted(call, self._depths[node.data], node.allow_expand))
+        return super().render_label(node, base_style, style)
+
+    def get_label_width(self, node: TreeNode[str]) -> int:
+        """The label's width without drawing it (Textual asks for every row each time rows change)."""
+        return (len(self.ICON_NODE) if node.allow_expand else 0) + node.label.cell_len  # type: ignore[union-attr]
 
     def rebind(self, calls: CallTree) -> None:
         """Mirror another tree of the same run (a replay moved): drop the widgets of nodes it does
@@ -106,39 +134,55 @@ class CallTreeView(Tree[str]):
         self._now = now
         for node_id in self._widgets:
             if not only_active or self.calls.nodes[node_id].status in ACTIVE:
-                if self._shown(node_id):
-                    self._relabel(node_id)
-                else:
-                    self._stale.add(node_id)
+                self._mark(node_id)
 
     def move_to(self, node_id: str) -> None:
-        """Put the cursor on a call node (the app then shows its transcript)."""
-        if node_id in self._widgets:
-            self.move_cursor(self._widgets[node_id])
+        """Put the cursor on a call node (the app then shows its transcript), opening the nodes
+        above it that are collapsed."""
+        if node_id not in self._widgets:
+            path = []
+            node = self.calls.nodes.get(node_id)
+            while node is not None and node.id not in self._widgets:
+                path.append(node)
+                node = self.calls.nodes.get(node.parent or "")
+            if node is None:
+                return
+            for ancestor in reversed(path):
+                self._widgets[node.id].expand()
+                self._add_children(node.id)
+                node = ancestor
+            self._tree_lines  # noqa: B018  (builds the rows now: a node added just now has no row yet)
+        self.move_cursor(self._widgets[node_id])
 
     def on_resize(self, event: events.Resize) -> None:
         if self.scrollable_content_region.width != self._width:
             self.relabel_all(self._now)
 
     def _add(self, node: CallNode) -> None:
+        """Add a node's widget, unlabelled, if its parent's is expanded (else when that opens)."""
         if node.id == self.calls.root or not self._widgets:
             widget, depth = self.root, 0
             widget.data = node.id
             widget.expand()
         else:
+            if node.parent in self.calls.nodes and node.parent not in self._widgets:
+                return  # its parent is under a collapsed node
             parent_id = node.parent if node.parent in self._widgets else self.root.data
             parent = self._widgets.get(parent_id or "", self.root)
-            widget = parent.add("", data=node.id, expand=node.kind in ("rlm", "root"),
+            if not parent.is_expanded:
+                return
+            widget = parent.add(Text(), data=node.id, expand=node.kind in ("rlm", "root"),
                                 allow_expand=node.kind != "llm")
             depth = self._depths.get(parent_id or "", 0) + 1
         self._widgets[node.id] = widget
         self._depths[node.id] = depth
+        self._stale.add(node.id)
 
-    def _relabel(self, node_id: str) -> None:
-        widget = self._widgets[node_id]
+    def _fitted(self, node: CallNode, depth: int, allow_expand: bool) -> Text:
+        """The node's label fitted to the pane at its depth."""
         self._width = self.scrollable_content_region.width
-        indent = self.guide_depth * self._depths[node_id] + (len(self.ICON_NODE) if widget.allow_expand else 0)
-        widget.set_label(self.label_for(self.calls.nodes[node_id], self._width - indent))
+        indent = self.guide_depth * depth + (len(self.ICON_NODE) if allow_expand else 0)
+        return self.label_for(node, self._width - indent)
 
     def label_for(self, node: CallNode, width: int) -> Text:
         """``✓ llm Summarise part 3…   1.2k→340 · $0.004 · 2.1s``, fitted to ``width`` cells.

@@ -5,7 +5,9 @@ a cell's status line) and re-wrap everything on resize or theme change, and it
 follows new output only while the user is at the bottom. A long transcript (a
 root with a thousand turns of 20 KB outputs) is rendered as a window of about
 ``PAGE_LINES`` lines around what is shown, widened as the user scrolls toward
-an edge, so showing any node costs about the same.
+an edge, so showing any node costs about the same. Rendered blocks are kept by
+content (``CACHE_LINES`` lines at most): a replay that moves back gets copies of
+the blocks it showed, and showing them again costs a lookup, not a render.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from ...model.transcript import Block
 PAGE_LINES = 400
 #: New blocks rendered at once below the window; more while following re-windows at the end.
 PAGE_BLOCKS = 64
+#: Rendered lines kept for blocks of the same content (all dropped when more are rendered).
+CACHE_LINES = 20_000
 
 
 class TranscriptView(ScrollView, can_focus=True):
@@ -51,6 +55,8 @@ class TranscriptView(ScrollView, can_focus=True):
         self._starts: list[int] = []  # first line (in _lines) of each rendered block
         self._lines: list[Strip] = []  # the rendered blocks' lines, at self._width
         self._width = 0
+        self._cache: dict[tuple[str, str, str], list[Strip]] = {}  # (kind, text, data) -> lines, at _width
+        self._cached_lines = 0
         self._follow = True  # keep showing the end; false once the user scrolls up
 
     def show(self, node_id: str | None, blocks: list[Block], follow: bool) -> None:
@@ -85,6 +91,7 @@ class TranscriptView(ScrollView, can_focus=True):
 
     def set_palette(self, palette: Palette) -> None:
         self.palette = palette
+        self._drop_cache()
         self._rerender(self._lo, full=True)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
@@ -113,14 +120,32 @@ class TranscriptView(ScrollView, can_focus=True):
         return max(20, self.scrollable_content_region.width)
 
     def _render(self, block: Block) -> list[Strip]:
+        """A block's lines at the window's width: from the cache when a block of the same content was
+        rendered at this width and palette."""
+        width = self._width or self._content_width()
+        key = (block.kind, block.text, repr(block.data))
+        lines = self._cache.get(key)
+        if lines is not None:
+            return lines
         console = self.app.console
-        options = console.options.update_width(self._width or self._content_width())
+        options = console.options.update_width(width)
         with console.use_theme(self.palette.markdown_styles()):
-            return [Strip(line) for line in console.render_lines(render.block(block, self.palette), options,
-                                                                 pad=False)]
+            lines = [Strip(line) for line in console.render_lines(render.block(block, self.palette), options,
+                                                                  pad=False)]
+        if self._cached_lines + len(lines) > CACHE_LINES:
+            self._drop_cache()
+        self._cache[key] = lines
+        self._cached_lines += len(lines)
+        return lines
+
+    def _drop_cache(self) -> None:
+        self._cache.clear()
+        self._cached_lines = 0
 
     def _window(self, at_end: bool) -> None:
         """Render about PAGE_LINES lines from the end (``at_end``) or from the start."""
+        if self._content_width() != self._width:
+            self._drop_cache()
         self._width = self._content_width()
         self._lines, self._starts = [], []
         self._count = count = len(self._blocks)
@@ -166,6 +191,8 @@ class TranscriptView(ScrollView, can_focus=True):
         window to the end instead), so a transcript that grows fast costs what is shown.
         """
         width = self._content_width()
+        if width != self._width:
+            self._drop_cache()
         if width != self._width or full:
             self._width, first = width, self._lo
         first = max(first, self._lo)

@@ -1,4 +1,4 @@
-"""A real Jupyter Server on 127.0.0.1 for the remote-kernel tests, and a kernel that is not on the host.
+"""A real Jupyter Server on 127.0.0.1 for the remote-kernel tests and benchmark, and a kernel that is not on the host.
 
 The server runs in its own folder (its cwd, HOME and Jupyter dirs), with a
 random port and token. Its one kernelspec starts ipykernel through

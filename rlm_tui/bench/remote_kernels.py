@@ -1,9 +1,9 @@
 """Kernels on a Jupyter Server vs local kernels: the llm_query round trip, calls from threads, shipping the input.
 
-    python benchmarks/remote_kernels.py            # needs jupyter-server (the test extra)
-    python benchmarks/remote_kernels.py --mb 200
+    python -m rlm_tui.bench.remote_kernels            # needs jupyter-server (the test extra)
+    python -m rlm_tui.bench.remote_kernels --mb 200
 
-A real ``jupyter server`` is started on 127.0.0.1 (tests/jupyter_remote.py);
+A real ``jupyter server`` is started on 127.0.0.1 (``rlm_tui.bench.jupyter_remote``);
 the same bootstrap runs in one of its kernels (sub-calls over the kernel's
 stdin) and in a local kernel (sub-calls over the loopback bridge). The host
 answers every sub-call itself at once (or after 0.5 s for the threads row), so
@@ -15,21 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from jupyter_remote import start_server, stop_server  # noqa: E402
-from rlm_tui.core.backends import Kernel, kernel_source  # noqa: E402
-from rlm_tui.core.backends.jupyter_api import JupyterApi  # noqa: E402
-from rlm_tui.core.backends.jupyter_server import RemoteKernel  # noqa: E402
-from rlm_tui.core.backends.local import JupyterKernel  # noqa: E402
-from rlm_tui.core.bridge import Bridge  # noqa: E402
+from ..core.backends import Kernel, kernel_source
+from ..core.backends.jupyter_api import JupyterApi
+from ..core.backends.jupyter_server import RemoteKernel
+from ..core.backends.local import JupyterKernel
+from ..core.bridge import Bridge
+from .jupyter_remote import start_server, stop_server
 
 CALLS = 300
 ROUND_TRIP = (f"import time\nt = time.perf_counter()\nfor _ in range({CALLS}): llm_query('hi')\n"
