@@ -102,9 +102,10 @@ class TurnLoop:
 
     async def _ask(self, rlm: Rlm, messages: list[dict[str, str]], sent: int, turn: int) -> Any:
         """The model's reply to ``messages``, older turns compacted (in place) when they would not fit its window."""
+        added = messages[sent:]  # recorded as they were made: compaction replaces messages, never edits them
         self.compaction.fit(rlm.node, rlm.parent, rlm.model, messages)
         return await self.calls.call(
-            rlm.node, rlm.parent, rlm.model, messages, messages[sent:], turn, stream=True,
+            rlm.node, rlm.parent, rlm.model, messages, added, turn, stream=True,
             refit=lambda error: self.compaction.refused(rlm.node, rlm.parent, rlm.model, messages, error))
 
     async def _final_var(self, rlm: Rlm, name: str, notes: list[str]) -> tuple[str, str] | None:
