@@ -168,6 +168,8 @@ async def test_without_compaction_the_same_run_overflows(corpus: Path, tmp_path:
     result, server = await _run(tmp_path, corpus, WINDOW)
     assert result.answer is None and "exceeds the available context size (4096 tokens)" in (result.error or "")
     assert server.refused == 1
+    turns = [e.get("turn") for e in load(tmp_path / "session.jsonl").events if e.kind == ev.TURN_STARTED]
+    assert turns == [1, 2, 3, 4]
 
 
 # ---- --max-reply-tokens reaches the request, on both clients --------------------------------------------------
