@@ -22,7 +22,7 @@ from rlm_tui.core.lm import LMClient, LMWindowError
 from rlm_tui.core.session import load
 from rlm_tui.headless import ProgressPrinter
 from rlm_tui.model.run import RunModel
-from rlm_tui.scripted import ScriptedServer, is_rlm_call, prompt_tokens, turn_of
+from rlm_tui.scripted import ScriptedServer, is_rlm_call, prompt_tokens, question_of, turn_of
 
 SYSTEM = {"role": "system", "content": "system prompt " * 20}
 FIRST = {"role": "user", "content": "Question: where is it?\n\nYour context is a dict of 3 files"}
@@ -170,6 +170,26 @@ async def test_without_compaction_the_same_run_overflows(corpus: Path, tmp_path:
     assert server.refused == 1
     turns = [e.get("turn") for e in load(tmp_path / "session.jsonl").events if e.kind == ev.TURN_STARTED]
     assert turns == [1, 2, 3, 4]
+
+
+@pytest.mark.kernel
+async def test_a_child_rlm_is_compacted_too(corpus: Path, tmp_path: Path) -> None:
+    def script(messages: list[dict[str, Any]], model: str) -> str:
+        if is_rlm_call(messages) and question_of(messages) == "explore":
+            return _explorer(messages, model)
+        if is_rlm_call(messages):
+            return fence("r = rlm_query('explore')\nprint(r)") if turn_of(messages) == 1 else "FINAL(child said it)"
+        return "sub answer"
+
+    events: list[ev.Event] = []
+    with ScriptedServer(script, window=WINDOW) as server:
+        config = Settings(model="openai/scripted", api_base=server.url, session_path=tmp_path / "session.jsonl",
+                          limits=Limits(max_depth=2, max_iterations=TURNS + 2), lm_backoff=0.05)
+        result = await Engine(config, "Ask a child", corpus, sink=events.append).run()
+    assert result.error is None and result.answer == "child said it"
+    child = next(e.node for e in events if e.kind == ev.NODE_STARTED and e.get("node_kind") == "rlm")
+    assert [e for e in events if e.kind == ev.COMPACTED] and {e.node for e in events if e.kind == ev.COMPACTED} == {child}
+    assert "first part was 11" in "".join(e.get("text", "") for e in events if e.kind == ev.CELL_OUTPUT)
 
 
 # ---- --max-reply-tokens reaches the request, on both clients --------------------------------------------------
