@@ -127,9 +127,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("api_base", str, "models", "base URL of an OpenAI-compatible or provider endpoint", text_metavar="URL"),
     Option("stream_idle", float, "models", "seconds a streamed reply may go silent once it has begun; then it "
            "is retried (the first chunk may take as long as the model thinks)"),
-    Option("context_window", int, "models", "tokens the models' window holds, when litellm's price map does not "
-           "know it (default: the map's, else learnt from the server's first refusal); an RLM's older turns are "
-           "compacted to fit"),
+    Option("context_window", int, "models", "tokens the models' window holds (default: litellm's price map's, "
+           "else learnt from the server's first refusal); an RLM's older turns are compacted to fit"),
     Option("max_reply_tokens", int, "models", "cap one model reply at N tokens (sent as max_tokens; default: the "
            "provider's)"),
     Option("max_depth", int, "limits", "RLM levels; 1 = only the root is an RLM"),
