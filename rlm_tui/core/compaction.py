@@ -58,7 +58,10 @@ def compact(messages: list[Message], limit: int, chars_per_token: float = CHARS_
     """``messages`` shortened until their estimate is at most ``limit`` tokens (or as short as they go),
     and the turns whose text changed. The ``keep`` latest turns stay whole until step 4."""
     out = [dict(m) for m in messages]
-    fits = lambda: estimate(out, chars_per_token) <= limit  # noqa: E731 - read at each step
+
+    def fits() -> bool:
+        return estimate(out, chars_per_token) <= limit
+
     if fits() or len(out) <= HEAD:
         return out, []
     last_turn = turn_of(len(out) - 1)
@@ -89,7 +92,7 @@ def _shorten(message: Message, turn: int, step: int) -> str:
             return text
         text = text.split("\n", 1)[1] if "\n" in text else ""
     if message.get("role") == "assistant":
-        code = parse_reply(text).code_blocks if not text.startswith("```repl\n") else [_unfence(text)]
+        code = parse_reply(text).code_blocks
         if not code:
             return f"[turn {turn} compacted: no code ran]"
         if step < 3:
@@ -100,10 +103,6 @@ def _shorten(message: Message, turn: int, step: int) -> str:
     if step == 1:
         return f"[turn {turn} compacted: output shortened]\n" + _cut(text, OLD_OUTPUT_CHARS)
     return f"[turn {turn} compacted: output dropped ({len(text):,} characters)]"
-
-
-def _unfence(text: str) -> str:
-    return "\n".join(parse_reply(text).code_blocks)
 
 
 def defined(code: str) -> list[str]:
