@@ -9,6 +9,7 @@ from .core import events as ev
 from .core.safe_text import safe
 from .model.fmt import tokens
 from .model.run import RunModel
+from .model.transcript import compacted_line
 
 
 class ProgressPrinter:
@@ -49,6 +50,8 @@ class ProgressPrinter:
                     f"${usage.cost_usd:.4f}")
         if kind == ev.LM_RETRY:
             return f"[{event.t:6.1f}s] {indent}retry {event.get('attempt')} in {event.get('wait_s')}s: {event.get('error')}"
+        if kind == ev.COMPACTED:
+            return f"[{event.t:6.1f}s] {indent}{event.node}: {compacted_line(event)}"
         if kind in (ev.LIMIT_REACHED, ev.WARNING):
             text = event.get("detail") if kind == ev.LIMIT_REACHED else event.get("message")
             label = f"limit {event.get('limit')}" if kind == ev.LIMIT_REACHED else "warning"

@@ -5,7 +5,9 @@ against it: no network, no API keys. ``script(messages, model) -> str`` decides
 each reply; ``latency`` delays every reply. Faults can be queued for the next
 requests (HTTP status codes, a stream that breaks mid-reply, or a connection
 closed with no reply). ``keepalive_timeout`` closes connections idle that long,
-as llama.cpp's server does after 5 s.
+as llama.cpp's server does after 5 s. ``window`` refuses a prompt of more tokens
+than that (``prompt_tokens``) with llama.cpp's error reply, as its server does
+when a request does not fit a slot.
 """
 
 from __future__ import annotations
@@ -26,6 +28,19 @@ Script = Callable[[list[dict[str, Any]], str], str]
 def tokens_of(text: str) -> int:
     """The server's token count: about four characters a token."""
     return max(1, len(text) // 4)
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """The prompt's tokens as the ``window`` check counts them: three characters a token (real tokenizers
+    count code and punctuation denser than the client's four-a-token estimate) and 5 per message (the template)."""
+    return sum(len(str(m.get("content") or "")) for m in messages) // 3 + 5 * len(messages)
+
+
+def window_refusal(tokens: int, window: int) -> dict[str, Any]:
+    """llama.cpp's server's reply (HTTP 400) to a prompt over its context size."""
+    return {"error": {"code": 400, "type": "exceed_context_size_error", "n_prompt_tokens": tokens, "n_ctx": window,
+                      "message": f"request ({tokens} tokens) exceeds the available context size ({window} tokens), "
+                                 "try increasing it"}}
 
 
 def is_rlm_call(messages: list[dict[str, Any]]) -> bool:
@@ -72,12 +87,14 @@ class ScriptedServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
     keep_requests: int = 10_000
     keepalive_timeout: float | None = None  # seconds an idle connection stays open; None: until the client closes it
+    window: int | None = None  # prompts over this many tokens (prompt_tokens) are refused as llama.cpp does
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self.inflight = 0
         self.max_inflight = 0  # the most requests that were being answered at once
+        self.refused = 0  # requests refused as over ``window``
 
     @property
     def url(self) -> str:
@@ -168,6 +185,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         messages = body.get("messages", [])
         model = body.get("model", "")
+        if owner.window is not None and prompt_tokens(messages) > owner.window:
+            with owner._lock:
+                owner.refused += 1
+            self._json(400, window_refusal(prompt_tokens(messages), owner.window))
+            return
         try:
             text = owner.script(messages, model)
         except Exception as exc:  # noqa: BLE001 - a broken script is a 500, visible to the client

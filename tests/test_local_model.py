@@ -24,7 +24,8 @@ import pytest
 from conftest import PYTHON, ROOT, cli_env
 from rlm_tui.core import events as ev
 from rlm_tui.core import local_model
-from rlm_tui.core.lm import LMClient, LMError, LMFatalError
+from rlm_tui.core.compaction import Compaction
+from rlm_tui.core.lm import LMClient, LMFatalError, LMWindowError
 from rlm_tui.core.session import load
 from rlm_tui.model.tree import CallTree
 from stale_connection import MESSAGES, stale_request_fails, two_calls_with_idle_between
@@ -52,28 +53,39 @@ async def test_direct_client_streams_with_usage_at_zero_cost() -> None:
 async def test_prompt_over_the_window_is_an_lm_error() -> None:
     client = LMClient(retries=0)
     try:
-        with pytest.raises(LMError, match="context window"):
+        with pytest.raises(LMWindowError, match="context window") as refused:
             await client.complete("local/smollm2", [{"role": "user", "content": "word " * 20_000}])
     finally:
         await client.aclose()
+    assert refused.value.window == local_model.N_CTX and refused.value.prompt_tokens > local_model.N_CTX
 
 
-def test_a_long_rlm_history_is_cut_to_the_window() -> None:
-    running = local_model.server("smollm2")
+async def test_a_long_rlm_history_is_compacted_to_the_window() -> None:
+    """The same compaction as any model's: older turns shortened (not dropped) until llama.cpp accepts it."""
     head = [{"role": "system", "content": "You answer with code."}, {"role": "user", "content": "Question: why?"}]
     turns = []
     for i in range(12):  # about 12 x 1,000 tokens: over the 8,192 window
-        turns += [{"role": "assistant", "content": f"```repl\nprint({i})\n```"},
+        turns += [{"role": "assistant", "content": f"Looking.\n```repl\nx{i} = {i}\nprint(x{i})\n```"},
                   {"role": "user", "content": f"output {i}: " + "alpha beta gamma delta " * 250}]
     messages = head + turns
-    fitted = local_model.fit(running, messages)
-    tokens = sum(local_model._count(running, m["content"]) + local_model.MESSAGE_TOKENS for m in fitted)
-    assert tokens <= local_model.N_CTX - local_model.MAX_REPLY_TOKENS
-    assert fitted[:2] == head and fitted[-1] == messages[-1]  # system prompt, question, newest output kept
-    assert fitted[2:] == messages[len(messages) - len(fitted) + 2:]  # what goes is the oldest turns
-    assert [m["role"] for m in fitted[2:4]] == ["assistant", "user"]  # whole turns: roles still alternate
-    short = head + turns[:2]
-    assert local_model.fit(running, short) is short
+    seen: list[dict[str, object]] = []
+    compaction = Compaction(lambda kind, node, parent, **data: seen.append(data))
+    assert compaction.fit("root", None, "local/smollm2", messages)
+    client = LMClient(retries=0)
+    try:
+        for _ in range(3):  # as ModelCalls does: a refusal teaches the server's count and compacts again
+            try:
+                result = await client.complete("local/smollm2", messages)
+                break
+            except LMWindowError as exc:
+                assert exc.window == local_model.N_CTX and compaction.refused("root", None, "local/smollm2",
+                                                                              messages, exc)
+    finally:
+        await client.aclose()
+    assert result.text.strip()
+    assert messages[:2] == head and messages[-1] == turns[-1]  # system prompt, question, newest output kept
+    assert "x0 = 0" in messages[2]["content"] and len(messages) == len(head + turns)  # old code kept, no turn dropped
+    assert seen and seen[0]["window"] == local_model.N_CTX
 
 
 def test_server_listens_on_loopback_only_and_wants_its_key() -> None:

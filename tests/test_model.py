@@ -73,6 +73,7 @@ def story() -> list[ev.Event]:
         E(ev.STEERING, action="pause", by="user"),
         E(ev.STEERING, action="resume", by="user"),
         E(ev.TURN_STARTED, "n0", turn=2),
+        E(ev.COMPACTED, "n0", turns=[1], chars_before=9000, chars_after=3000, reason="over the window", window=4096),
         E(ev.CELL_STARTED, "n0", cell=2, code="rlm_query('child')"),
         E(ev.NODE_STARTED, "n6", "n0", node_kind="rlm", depth=1, model="m", prompt="child"),
         E(ev.TURN_STARTED, "n6", "n0", turn=1),

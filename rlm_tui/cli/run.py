@@ -86,6 +86,7 @@ def settings_from(args: argparse.Namespace, config: dict[str, Any] | None = None
                     approve=values.get("approve", "auto" if args.headless else "rlm"),
                     step=values.get("step", defaults.step),
                     stream_idle=values.get("stream_idle", defaults.stream_idle),
+                    context_window=values.get("context_window"), max_reply_tokens=values.get("max_reply_tokens"),
                     sandbox=values.get("sandbox", defaults.sandbox),
                     jupyter_server=values.get("jupyter_server"),
                     jupyter_token=values.get("jupyter_token") or os.environ.get("JUPYTER_TOKEN") or None)

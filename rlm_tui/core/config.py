@@ -47,6 +47,8 @@ class Settings:
     sandbox: str = "auto"  # kernels in bubblewrap: auto (when it works here) | on (or refuse to run) | off
     jupyter_server: str | None = None  # run kernels on this Jupyter Server / Kernel Gateway (core/backends/jupyter_server.py)
     jupyter_token: str | None = field(default=None, repr=False)  # its token: a secret, like api_key
+    context_window: int | None = None  # tokens a model accepts; None: litellm's map, or what the server says
+    max_reply_tokens: int | None = None  # max_tokens for one reply; None: the provider's default
 
     @property
     def effective_sub_model(self) -> str:
@@ -125,6 +127,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("api_base", str, "models", "base URL of an OpenAI-compatible or provider endpoint", text_metavar="URL"),
     Option("stream_idle", float, "models", "seconds a streamed reply may go silent once it has begun; then it "
            "is retried (the first chunk may take as long as the model thinks)"),
+    Option("context_window", int, "models", "tokens the models' window holds (default: litellm's price map's, "
+           "else learnt from the server's first refusal); an RLM's older turns are compacted to fit"),
+    Option("max_reply_tokens", int, "models", "cap one model reply at N tokens (sent as max_tokens; default: the "
+           "provider's)"),
     Option("max_depth", int, "limits", "RLM levels; 1 = only the root is an RLM"),
     Option("max_iterations", int, "limits", "model turns per RLM"),
     Option("max_subcalls", int, "limits", "sub-calls over the whole run"),

@@ -26,6 +26,7 @@ from .backends import KernelBackend, KernelDied, KernelPool, make_backend, refus
 from .bridge import Bridge
 from .budget import Budget
 from .cells import Cells
+from .compaction import Compaction
 from .config import Settings
 from .control import Killed, Steering
 from .errors import SetupError
@@ -73,7 +74,7 @@ class Engine:
         self._root_task: asyncio.Task[Any] | None = None
         self._tmp: Path | None = None  # the run's private folder (kernel logs, sockets): run() makes and removes it
         self.lm = LMClient(api_base=settings.api_base, api_key=settings.api_key, timeout=settings.lm_timeout,
-                           idle=settings.stream_idle,
+                           idle=settings.stream_idle, max_reply_tokens=settings.max_reply_tokens,
                            retries=settings.lm_retries, backoff=settings.lm_backoff,
                            on_unpriced=self._unpriced)
         self.calls = ModelCalls(self.lm, self.steering, self.budget, self.emit, self.limits.concurrency)
@@ -159,7 +160,8 @@ class Engine:
         self.steering.bind(self.emit)
         self.cells = Cells(self.backend, self.emit, self.steering, self.limits, self.bridge.secret, self.secrets,
                            self._tmp, self.path)
-        self.turns = TurnLoop(self.calls, self.cells, self.steering, self.budget, self.limits, self.emit)
+        self.turns = TurnLoop(self.calls, self.cells, self.steering, self.budget, self.limits, self.emit,
+                              Compaction(self.emit, self.settings.context_window, self.settings.max_reply_tokens))
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
         self.pool = KernelPool(self.backend.new_kernel, self.cells.prepare_kernel, warm)
         answer: str | None = None

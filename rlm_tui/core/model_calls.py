@@ -10,8 +10,9 @@ from typing import Any, Callable
 from . import events as ev
 from .budget import Budget
 from .control import Steering
-from .lm import LMClient, LMResult
+from .lm import LMClient, LMResult, LMWindowError
 
+REFITS = 3  # a request refused as over the window is compacted and sent again at most this often
 CHUNK_INTERVAL = 0.05  # seconds: streamed text is coalesced into events at most this often
 
 #: (node, parent, model, turn, messages) -> the recorded reply, or None to ask the live model.
@@ -29,7 +30,10 @@ class ModelCalls:
         self._sem = asyncio.Semaphore(concurrency)
 
     async def call(self, node: str, parent: str | None, model: str, messages: list[dict[str, str]],
-                   added: list[dict[str, str]], turn: int | None, stream: bool) -> LMResult:
+                   added: list[dict[str, str]], turn: int | None, stream: bool,
+                   refit: Callable[[LMWindowError], bool] | None = None) -> LMResult:
+        """One model call. ``refit(error)``, when given, may shorten ``messages`` in place after the server
+        refused them as over its window (True: send them again at once, as the same call)."""
         await self.steering.checkpoint(node)
         self.emit(ev.LM_STARTED, node, parent, turn=turn, model=model, messages=added)
         buffer: list[str] = []
@@ -58,10 +62,21 @@ class ModelCalls:
             result = recorded
         else:
             async with self._sem:
-                result = await self.lm.complete(model, messages, on_text if stream else None, on_retry=on_retry)
+                result = await self._complete(model, messages, on_text if stream else None, on_retry, refit)
         flush()
         self.budget.totals.add(model, result)
         self.emit(ev.LM_FINISHED, node, parent, model=model, text=result.text, tokens_in=result.tokens_in,
                   tokens_out=result.tokens_out, cost_usd=result.cost_usd, cost_known=result.cost_known,
                   latency_s=round(result.latency_s, 4), **({"replayed": True} if recorded is not None else {}))
         return result
+
+    async def _complete(self, model: str, messages: list[dict[str, str]], on_text: Callable[[str], None] | None,
+                        on_retry: Callable[[int, str, float], None], refit: Callable[[LMWindowError], bool] | None,
+                        ) -> LMResult:
+        for _ in range(REFITS):
+            try:
+                return await self.lm.complete(model, messages, on_text, on_retry=on_retry)
+            except LMWindowError as exc:
+                if refit is None or not refit(exc):
+                    raise
+        return await self.lm.complete(model, messages, on_text, on_retry=on_retry)

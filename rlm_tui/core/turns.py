@@ -10,6 +10,7 @@ from . import events as ev
 from . import prompts
 from .budget import Budget
 from .cells import Cells
+from .compaction import Compaction
 from .config import Limits
 from .control import Steering
 from .model_calls import ModelCalls
@@ -19,13 +20,14 @@ from .rlm_node import Rlm
 
 class TurnLoop:
     def __init__(self, calls: ModelCalls, cells: Cells, steering: Steering, budget: Budget, limits: Limits,
-                 emit: Callable[..., Any]) -> None:
+                 emit: Callable[..., Any], compaction: Compaction) -> None:
         self.calls = calls
         self.cells = cells
         self.steering = steering
         self.budget = budget
         self.limits = limits
         self.emit = emit
+        self.compaction = compaction
 
     async def run(self, rlm: Rlm, info: dict[str, Any]) -> str | None:
         """Turns until a final answer; None when a limit stopped it first."""
@@ -41,9 +43,7 @@ class TurnLoop:
                 await self.steering.step_gate(rlm.node, rlm.parent, turn)
             started = time.perf_counter()
             self.emit(ev.TURN_STARTED, rlm.node, rlm.parent, turn=turn)
-            reply = await unless_failed(
-                self.calls.call(rlm.node, rlm.parent, rlm.model, messages, messages[sent:], turn, stream=True),
-                rlm.ready)
+            reply = await unless_failed(self._ask(rlm, messages, sent, turn), rlm.ready)
             messages.append({"role": "assistant", "content": reply.text})
             sent = len(messages)
             parsed = parse_reply(reply.text)
@@ -94,12 +94,19 @@ class TurnLoop:
         messages.append({"role": "user", "content": prompts.LAST_CHANCE})
         if rlm.parent is None:
             await self.steering.step_gate(rlm.node, rlm.parent, self.limits.max_iterations + 1)
-        reply = await self.calls.call(rlm.node, rlm.parent, rlm.model, messages, messages[sent:],
-                                      self.limits.max_iterations + 1, stream=True)
+        reply = await self._ask(rlm, messages, sent, self.limits.max_iterations + 1)
         parsed = parse_reply(reply.text)
         answer = parsed.final if parsed.final and parsed.final.strip() else reply.text.strip()
         self.emit(ev.FINAL_ANSWER, rlm.node, rlm.parent, answer=answer, source="forced")
         return answer
+
+    async def _ask(self, rlm: Rlm, messages: list[dict[str, str]], sent: int, turn: int) -> Any:
+        """The model's reply to ``messages``, older turns compacted (in place) when they would not fit its window."""
+        added = messages[sent:]  # recorded as they were made: compaction replaces messages, never edits them
+        self.compaction.fit(rlm.node, rlm.parent, rlm.model, messages)
+        return await self.calls.call(
+            rlm.node, rlm.parent, rlm.model, messages, added, turn, stream=True,
+            refit=lambda error: self.compaction.refused(rlm.node, rlm.parent, rlm.model, messages, error))
 
     async def _final_var(self, rlm: Rlm, name: str, notes: list[str]) -> tuple[str, str] | None:
         if not name.isidentifier():

@@ -28,7 +28,8 @@ class Block:
     """One piece of a node's transcript.
 
     kinds: header, turn, reply, cell, output, spawn, response, note, answer, end.
-    A note's ``data["about"]`` says what it is: context, retry, limit, warning, kernel
+    A note's ``data["about"]`` says what it is: context, retry, limit, warning, kernel,
+    compacted
     (``data["run"]`` marks a run-wide one shown in the root's transcript).
     """
 
@@ -297,6 +298,9 @@ class Transcripts:
             text, level, about = event.get("message", ""), "warning", "warning"
         self._append(node_id, Block("note", text, {"level": level, "about": about, "run": event.node is None}))
 
+    def _compacted(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
+        self._append(node_id, Block("note", compacted_line(event), {"level": "info", "about": "compacted"}))
+
     def _kernel(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if event.get("state") in ("restarting", "dead"):  # idle/busy live in the status bar
             self._note(event, node_id, node)
@@ -329,7 +333,16 @@ _HANDLERS = {
     ev.LIMIT_REACHED: Transcripts._note,
     ev.WARNING: Transcripts._note,
     ev.KERNEL: Transcripts._kernel,
+    ev.COMPACTED: Transcripts._compacted,
     ev.FINAL_ANSWER: Transcripts._final_answer,
     ev.NODE_FINISHED: Transcripts._node_finished,
 }
 Transcripts.HANDLES = frozenset(_HANDLERS)
+
+
+def compacted_line(event: ev.Event) -> str:
+    """What a ``compacted`` event says, in one line (the transcript's note and the headless progress line)."""
+    turns = ", ".join(str(t) for t in event.get("turns", []))
+    window = f" to fit a {event.get('window'):,}-token window" if event.get("window") else ""
+    return (f"compacted turns {turns}{window}: {event.get('chars_before', 0):,} → "
+            f"{event.get('chars_after', 0):,} characters ({event.get('reason', '')})")
