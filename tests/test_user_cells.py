@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from rlm_tui.core import events as ev
+from rlm_tui.core.config import Settings
 from rlm_tui.core.control import CellRefused
-from rlm_tui.scripted import is_rlm_call, turn_of
+from rlm_tui.core.engine import Engine
+from rlm_tui.scripted import ScriptedServer, is_rlm_call, turn_of
 from test_steer import FakeUI, steer_run
 
 from conftest import fence
@@ -93,3 +95,47 @@ async def test_a_user_cell_before_the_kernel_is_ready_is_refused_with_a_reason(c
                           before=lambda steering: steering.pause())
     assert run.ui.seen["refused"]
     assert all(e.get("by") is None for e in run.kinds(ev.CELL_STARTED))
+
+
+async def test_a_user_cell_while_paused_is_in_the_very_next_request(corpus: Path, tmp_path: Path) -> None:
+    """Paused before the first model call: the note joins the first message, not one turn late."""
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.KERNEL and event.parent is None and event.get("state") == "idle" and "ran" not in ui.seen:
+            ui.seen["ran"] = ui.do(ui.steering.run_cell(USER_CODE))
+            assert ui.do(ui.steering.resume())
+
+    def root(messages, model):
+        return fence("print('twice', df * 2)") if turn_of(messages) == 1 else "FINAL(done)"
+
+    run = await steer_run(root, corpus, tmp_path, react, approve="auto", before=lambda steering: steering.pause())
+    assert run.ui.seen["ran"] and run.result.answer == "done"
+    first = root_requests(run)[0]
+    assert first[-1]["content"].startswith("Question: What is the answer?")
+    assert "The user ran this code in your REPL themselves" in first[-1]["content"]
+    assert [(e.get("cell"), e.get("by")) for e in run.kinds(ev.CELL_STARTED)] == [(1, "user"), (2, None)]
+    assert "twice 84" in run.cell_text()
+
+
+async def test_the_models_cell_waits_for_a_user_cell_started_at_its_gate(corpus: Path, tmp_path: Path) -> None:
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.STEP_WAITING and event.get("what") == "cell":
+            ui.seen["gate"] = event.get("gate")
+            ui.seen["mine"] = ui.steering.run_cell("import time\nprint('mine', flush=True)\ntime.sleep(1)\ndf = 42")
+        elif event.kind == ev.CELL_OUTPUT and event.get("text") == "mine\n":
+            assert ui.do(ui.steering.set_step("off"))  # lets the model's cell go while yours runs
+
+    run = await steer_run(root_using_df, corpus, tmp_path, react, approve="auto", step="cell")
+    assert run.ui.seen["mine"].result(timeout=30) is True
+    order = [(e.kind, e.get("cell")) for e in run.events if e.kind in (ev.CELL_STARTED, ev.CELL_FINISHED)]
+    assert order[:4] == [(ev.CELL_STARTED, 2), (ev.CELL_FINISHED, 2), (ev.CELL_STARTED, 1), (ev.CELL_FINISHED, 1)]
+    assert "twice 84" in run.cell_text()
+
+
+async def test_the_engine_refuses_once_the_root_kernel_is_gone(corpus: Path, tmp_path: Path) -> None:
+    with ScriptedServer(root_using_df) as server:
+        settings = Settings(model="openai/scripted", api_base=server.url, api_key="sk-test-not-a-real-key-1234",
+                            session_path=tmp_path / "session.jsonl", lm_backoff=0.05)
+        engine = Engine(settings, "What is the answer?", corpus)
+        assert (await engine.run()).answer == "done"
+        with pytest.raises(CellRefused, match="no live kernel"):
+            await engine.run_user_cell("print('after')")

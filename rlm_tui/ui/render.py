@@ -144,7 +144,7 @@ def header(block: Block, palette: Palette) -> RenderableType:
 
 def cell_line(data: dict, palette: Palette) -> Text:
     status = data.get("status", "running")
-    name = f"cell {data.get('cell', '?')}"
+    name = fmt.cell_name(data.get("cell", "?"), data.get("by"))
     if status == "running":
         return Text(f"▶ {name} running…", style=palette.primary)
     color = palette.success if status == "ok" else palette.error
