@@ -6,6 +6,7 @@ Each test reacts to events on a thread of its own (``test_steer.FakeUI``), as th
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,28 @@ async def test_the_engine_refuses_once_the_root_kernel_is_gone(corpus: Path, tmp
         assert (await engine.run()).answer == "done"
         with pytest.raises(CellRefused, match="no live kernel"):
             await engine.run_user_cell("print('after')")
+
+
+async def test_the_next_request_waits_for_a_user_cell_still_running(corpus: Path, tmp_path: Path) -> None:
+    """Started while the model writes a reply with no code, your cell outlasts that reply: the next
+    request goes out after it, with its note, rather than one turn late."""
+    def root(messages, model):
+        turn = turn_of(messages)
+        if turn == 1:
+            return fence("x = 1")
+        if turn == 2:
+            time.sleep(0.5)  # your cell starts while this reply is written
+            return "Let me think."
+        if turn == 3:
+            return fence("print('twice', df * 2)")
+        return "FINAL(done)"
+
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.LM_STARTED and event.get("turn") == 2:
+            ui.seen["mine"] = ui.steering.run_cell("import time\ntime.sleep(1.5)\ndf = 42\nprint('set')")
+
+    run = await steer_run(root, corpus, tmp_path, react, approve="auto")
+    assert run.ui.seen["mine"].result(timeout=30) is True
+    requests = root_requests(run)
+    assert "The user ran this code" in requests[2][-1]["content"]
+    assert "twice 84" in run.cell_text()
