@@ -6,9 +6,11 @@ Each test reacts to events on a thread of its own (``test_steer.FakeUI``), as th
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from rlm_tui.core import events as ev
@@ -16,6 +18,8 @@ from rlm_tui.core.config import Settings
 from rlm_tui.core.control import CellRefused
 from rlm_tui.core.engine import Engine
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, turn_of
+from rlm_tui.sessions.export import to_markdown, to_notebook
+from rlm_tui.sessions.transcript import SessionLog, render_text
 from test_steer import FakeUI, steer_run
 
 from conftest import fence
@@ -63,6 +67,17 @@ async def test_a_user_cell_at_a_step_runs_in_the_root_kernel_and_the_model_is_to
     assert "df: int" in second  # the variables listed include it
     third = root_requests(run)[2][-1]["content"]
     assert "The user ran" not in third  # told once
+
+    log = SessionLog.read(tmp_path / "session.jsonl")  # replay --headless and the exports mark it as yours
+    text = io.StringIO()
+    render_text(log, text)
+    assert "cell 2 (you) · ok" in text.getvalue() and USER_CODE in text.getvalue()
+    assert "cell 1 · ok" in text.getvalue() and "cell 3 · ok" in text.getvalue()
+    assert "cell 2 (you) · ok" in to_markdown(log)
+    notebook = to_notebook(log)
+    nbformat.validate(notebook)
+    (mine,) = [c for c in notebook.cells if c.cell_type == "code" and c.metadata["rlm_tui"].get("by") == "user"]
+    assert mine.source == USER_CODE and mine.execution_count == 2
 
 
 async def test_a_user_cell_is_refused_while_a_cell_runs_and_after_the_run(corpus: Path, tmp_path: Path) -> None:

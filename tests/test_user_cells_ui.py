@@ -67,6 +67,7 @@ async def test_p_runs_your_cell_in_the_root_kernel_at_a_step(corpus: Path, tmp_p
             await pilot.press("q")
     assert app.run_state.answer == "done"
     mine = shown.index("✓ cell 2 (you)")
+    assert shown.index("your cell") < shown.index(USER_CODE) < mine  # your code is shown: no reply holds it
     assert shown.index("✓ cell 1 ·") < mine < shown.index("twice 84")  # the model's next cell used df
     events = load(session).events
     (user_cell,) = [e for e in events if e.kind == ev.CELL_STARTED and e.get("by") == "user"]

@@ -350,6 +350,8 @@ class Renderer:
     def cell(self, cell: CellLog, indent: str) -> None:
         status = cell.status or "did not finish"
         self.heading(0, f"{cell_name(cell.number, cell.by)} · {status} · {cell.duration_s:.2f}s", indent)
+        if cell.by == "user":  # the model's code is in its reply; yours is in none
+            self.code(safe(cell.code), "python", indent)
         output = safe(cell.output(), sgr="drop")  # a traceback's colours are noise in plain text
         if self.max_output is not None and len(output) > self.max_output:
             output = output[:self.max_output] + f"\n[... {len(output) - self.max_output:,} more characters]"
