@@ -55,7 +55,13 @@ async def test_p_runs_your_cell_in_the_root_kernel_at_a_step(corpus: Path, tmp_p
             await wait_for(pilot, step_waiting(app, 2), "the step before turn 2")
             await pilot.press("p")
             assert isinstance(app.screen, UserCellScreen)
-            app.screen.query_one("#code", TextArea).insert(USER_CODE)
+            app.screen.query_one("#code", TextArea).insert("df = 41")
+            await pilot.press("escape")  # cancelled: nothing runs, the text is kept for next time
+            assert not isinstance(app.screen, UserCellScreen)
+            await pilot.press("p")
+            area = app.screen.query_one("#code", TextArea)
+            assert area.text == "df = 41"
+            area.insert(USER_CODE.removeprefix("df = 41"))
             await pilot.press("ctrl+s")
             assert not isinstance(app.screen, UserCellScreen)
             transcript = app.query_one(TranscriptView)
@@ -64,6 +70,9 @@ async def test_p_runs_your_cell_in_the_root_kernel_at_a_step(corpus: Path, tmp_p
             await pilot.press("c")  # continue: out of step mode
             await wait_for(pilot, lambda: app.run_state.finished, "the end of the run")
             shown = transcript.plain_text()
+            await pilot.press("p")  # the kernel is gone: said so, no editor
+            assert not isinstance(app.screen, UserCellScreen)
+            assert any("There is no live root kernel: the run is over." in n for n in notices(app))
             await pilot.press("q")
     assert app.run_state.answer == "done"
     mine = shown.index("✓ cell 2 (you)")

@@ -9,8 +9,9 @@ safe to call from the UI thread and never blocks it. A replay has no
 Keys follow agent TUIs: y approve, a approve all, A always approve this kind,
 e edit, n deny (with a reason), o open a batch to decide prompt by prompt,
 k kill the node under the cursor, space pause/resume, s step, c continue,
-Esc interrupt the running cell, p run your own cell in the root's REPL. The question shown (and decided by y/e/n/A/o)
-is the one under the tree cursor if it waits, else the oldest.
+Esc interrupt the running cell, p run a cell of your own in the root's REPL.
+The question shown (and decided by y/e/n/A/o) is the one under the tree cursor
+if it waits, else the oldest.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class SteeringMixin:
 
     questions: Questions
     _kill_root_at: float = 0.0
+    _user_code: str = ""  # your cell's text when its editor was cancelled, offered again next time
 
     # --- what is possible now ---------------------------------------------------------------
 
@@ -283,8 +285,6 @@ class SteeringMixin:
                 self.run_worker(self._user_cell_result(steering.run_cell(code)))  # type: ignore[attr-defined]
 
         self.push_screen(screen, done)  # type: ignore[attr-defined]
-
-    _user_code: str = ""  # a cancelled cell's text, offered again next time
 
     async def _user_cell_result(self, future: "concurrent.futures.Future[bool]") -> None:
         """Say why, when the engine refused the cell after all (a race with the model's next cell)."""

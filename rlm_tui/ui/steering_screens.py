@@ -153,7 +153,8 @@ class EditCellScreen(QuestionScreen):
 class UserCellScreen(ModalScreen[str | None]):
     """Your own code for the root's REPL; dismissed with the code to run (ctrl+s), or None (esc)."""
 
-    BINDINGS = [Binding("ctrl+s", "run", "Run it"), Binding("escape", "cancel", "Cancel")]
+    # Priority: in the editor (tab indents) escape would only move the focus away, leaving the modal open.
+    BINDINGS = [Binding("ctrl+s", "run", "Run it"), Binding("escape", "cancel", "Cancel", priority=True)]
     DEFAULT_CSS = QuestionScreen.DEFAULT_CSS.replace("QuestionScreen", "UserCellScreen").replace(
         "$warning", "$accent")
 
