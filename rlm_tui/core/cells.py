@@ -12,7 +12,7 @@ from . import prompts
 from .backends import Kernel, KernelBackend, KernelDied, expression_value, kernel_source
 from .safe_text import strip_ansi
 from .config import Limits
-from .control import SKIPPED_OUTPUT, Steering, edited_cell_note
+from .control import SKIPPED_OUTPUT, CellRefused, Steering, edited_cell_note
 from .errors import SetupError
 from .redaction import redact
 from .rlm_node import Rlm
@@ -31,6 +31,8 @@ class Cells:
         self.secrets = secrets  # redacted from every output
         self.run_dir = run_dir
         self.input_path = input_path
+        #: What the user's own cells ran and printed, for the root model's next message (turns.py takes them).
+        self.user_notes: list[str] = []
 
     async def prepare_kernel(self, kernel: Kernel) -> None:
         """Install the RLM helpers (kernels/bootstrap.py) and connect the kernel to the bridge."""
@@ -62,15 +64,32 @@ class Cells:
         """Run one block; returns the output for the model and the kernel's RLM state."""
         await rlm.ready_kernel()
         assert rlm.kernel is not None
+        await self.steering.checkpoint(rlm.node)
         rlm.cells += 1
         cell = rlm.cells
-        await self.steering.checkpoint(rlm.node)
         step = await self.steering.cell_gate(rlm.node, rlm.parent, cell, code)
         if step.action == "skip":
             return SKIPPED_OUTPUT, {}
         edited = ""
         if step.code is not None and step.code != code:
             code, edited = step.code, edited_cell_note(step.code)
+        async with rlm.busy:  # a user cell started while this one waited at its gate finishes first
+            output, state = await self._execute(rlm, cell, code)
+        return edited + output, state
+
+    async def run_user(self, rlm: Rlm, code: str) -> None:
+        """Run the user's own cell in ``rlm``'s kernel now (no pause or step gate: the user is the one
+        waiting); the model is told what ran and what it printed with its next message."""
+        if rlm.busy.locked():
+            raise CellRefused("a cell is running in the root's kernel: wait for it, or press esc to interrupt it")
+        async with rlm.busy:
+            rlm.cells += 1
+            output, _ = await self._execute(rlm, rlm.cells, code, by="user")
+        self.user_notes.append(prompts.user_cell_note(code, output, rlm.variables))
+
+    async def _execute(self, rlm: Rlm, cell: int, code: str, by: str | None = None) -> tuple[str, dict[str, Any]]:
+        """One cell in the kernel, recorded as events; its output for the model (capped) and the RLM state."""
+        assert rlm.kernel is not None
         cap = self.limits.output_chars
         kept: list[str] = []
         total = 0
@@ -84,7 +103,7 @@ class Cells:
                 kept.append(piece)
                 self.emit(ev.CELL_OUTPUT, rlm.node, rlm.parent, cell=cell, stream=stream, text=piece)
 
-        self.emit(ev.CELL_STARTED, rlm.node, rlm.parent, cell=cell, code=code)
+        self.emit(ev.CELL_STARTED, rlm.node, rlm.parent, cell=cell, code=code, **({"by": by} if by else {}))
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="busy")
         limit, held = self.limits.cell_timeout, self.steering.held(rlm.node)
         self.steering.cell(rlm.node, rlm.kernel, True)
@@ -119,7 +138,7 @@ class Cells:
                   duration_s=round(result.duration_s, 3), output_chars=total, truncated_chars=max(0, total - cap))
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
         rlm.variables = state.get("vars", [])
-        output = edited + strip_ansi("".join(kept))
+        output = strip_ansi("".join(kept))
         if total > cap:
             output += f"\n[... {total - cap:,} more characters]"
         return "\n".join([output, *notes]) if notes else output, state

@@ -65,6 +65,10 @@ class Killed(Exception):
     """Raised inside a node the user killed, at its next checkpoint."""
 
 
+class CellRefused(Exception):
+    """A user cell cannot run now; the message says why in one line (a cell runs, no live kernel)."""
+
+
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -172,6 +176,7 @@ class Steering:
         self._paused_since = 0.0
         self._closed = False
         self._ids = itertools.count(1)
+        self._user_cell: Callable[[str], Awaitable[Any]] | None = None
 
     # ---- state anyone may read --------------------------------------------------------------
 
@@ -251,6 +256,11 @@ class Steering:
         """Interrupt the cell running in ``node`` (default: the root); the model sees the KeyboardInterrupt."""
         return self._post(self._interrupt, node)
 
+    def run_cell(self, code: str) -> concurrent.futures.Future[bool]:
+        """Run the user's ``code`` in the root's kernel when no cell runs there (paused, at a step, between
+        turns); True once it ran. The future raises ``CellRefused`` with the reason when it cannot run now."""
+        return self._post(self._run_cell, code)
+
     def _post(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[bool]:
         result: concurrent.futures.Future[bool] = concurrent.futures.Future()
 
@@ -299,6 +309,10 @@ class Steering:
             self._record("pause")
         with self._lock:
             self._loop = asyncio.get_running_loop()
+
+    def on_user_cell(self, run: Callable[[str], Awaitable[Any]]) -> None:
+        """The engine's way to run a user cell (``Engine.run_user_cell``), called by ``run_cell``."""
+        self._user_cell = run
 
     def close(self) -> None:
         """The run is over: later commands return False."""
@@ -625,6 +639,12 @@ class Steering:
                     task.cancel()
             else:
                 live.task.cancel()
+        return True
+
+    async def _run_cell(self, code: str) -> bool:
+        if self._user_cell is None:
+            raise CellRefused("there is no live run to run your cell in")
+        await self._user_cell(code)
         return True
 
     async def _interrupt(self, node: str | None) -> bool:

@@ -28,7 +28,7 @@ from .budget import Budget
 from .cells import Cells
 from .compaction import Compaction
 from .config import Settings
-from .control import Killed, Steering
+from .control import CellRefused, Killed, Steering
 from .errors import SetupError
 from .lm import LMClient, LMError, litellm_module
 from .model_calls import ModelCalls, Recorded
@@ -158,6 +158,7 @@ class Engine:
         if self.backend.warning:
             self.emit(ev.WARNING, message=self.backend.warning)
         self.steering.bind(self.emit)
+        self.steering.on_user_cell(self.run_user_cell)
         self.cells = Cells(self.backend, self.emit, self.steering, self.limits, self.bridge.secret, self.secrets,
                            self._tmp, self.path)
         self.turns = TurnLoop(self.calls, self.cells, self.steering, self.budget, self.limits, self.emit,
@@ -229,6 +230,19 @@ class Engine:
             raise asyncio.CancelledError
         return result
 
+    async def run_user_cell(self, code: str) -> None:
+        """Run the user's own ``code`` in the root's kernel, as the latest root node's next cell; raises
+        ``CellRefused`` (one line, why) unless that kernel is alive and idle. The engine's loop only:
+        other threads go through ``steering.run_cell``."""
+        root = self.root
+        if root is None or self.cells is None or root.ready is None:
+            raise CellRefused("the root's kernel has not started yet")
+        if not root.ready.done():
+            raise CellRefused("the root's kernel is still starting: try again in a moment")
+        if root.ready.cancelled() or root.ready.exception() is not None or root.kernel is None:
+            raise CellRefused("the root has no live kernel (the run is over)")
+        await self.cells.run_user(root, code)
+
     async def _shutdown(self) -> None:
         await self.bridge.close()
         await self.lm.aclose()
@@ -280,8 +294,9 @@ class Engine:
             self.emit(ev.NODE_FINISHED, rlm.node, rlm.parent, status=status,
                       result=(answer or "")[:RESULT_EXCERPT], error=error)
             if rlm.kernel is not None:
-                self.subcalls.owners.pop(rlm.kernel.id, None)
-                await asyncio.shield(self.pool.release(rlm.kernel))
+                kernel, rlm.kernel = rlm.kernel, None  # gone for user cells and attach from here on
+                self.subcalls.owners.pop(kernel.id, None)
+                await asyncio.shield(self.pool.release(kernel))
 
     async def _start_root(self, rlm: Rlm) -> dict[str, Any]:
         """The input's shape from the host's scan; the kernel starts and loads it in ``rlm.ready``.

@@ -103,7 +103,7 @@ LM_FINISHED = _kind("lm_finished", "a model call finished",
                     _f("tokens_out", INT), _f("cost_usd", NUMBER), _opt("cost_known", BOOL),
                     _opt("latency_s", NUMBER), _opt("replayed", BOOL, "resume"))
 CELL_STARTED = _kind("cell_started", "a code cell starts", _f("cell", INT, "number within the node"),
-                     _f("code", TEXT))
+                     _f("code", TEXT), _opt("by", TEXT, "`user`: a cell you ran; absent: the model's"))
 CELL_OUTPUT = _kind("cell_output", "output of a cell; at most `--output-chars` per cell",
                     _f("cell", INT), _f("stream", TEXT, "`stdout`, `stderr`, `error` (a traceback with ANSI colours), "
                                                         "`result`"), _f("text", TEXT))

@@ -80,6 +80,13 @@ def feedback(outputs: list[str], variables: list[str], notes: list[str]) -> str:
     return "\n\n".join(parts)
 
 
+def user_cell_note(code: str, output: str, variables: list[str]) -> str:
+    """Told to the root model with its next message: the user ran code in its REPL (output already capped)."""
+    note = (f"The user ran this code in your REPL themselves:\n```repl\n{code.rstrip()}\n```\n"
+            f"It printed:\n{output if output.strip() else '(no output)'}")
+    return note + ("\n\nREPL variables now: " + ", ".join(variables) if variables else "")
+
+
 NO_CODE_NOTE = ("Your reply had no ```repl code block, so nothing ran. Write code to work on the "
                 "context, or answer with FINAL(...).")
 UNTERMINATED_NOTE = "A ```repl block in your reply was never closed with ```, so it did not run."

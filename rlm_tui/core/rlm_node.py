@@ -24,6 +24,7 @@ class Rlm:
     cells: int = 0
     deaths: int = 0
     variables: list[str] = field(default_factory=list)
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while a cell (the model's or yours) runs
 
     async def ready_kernel(self) -> Kernel:
         """The RLM's kernel, once its context is loaded."""

@@ -41,6 +41,7 @@ class TurnLoop:
                 return None
             if rlm.parent is None:
                 await self.steering.step_gate(rlm.node, rlm.parent, turn)
+                await self._user_cells(rlm, messages)
             started = time.perf_counter()
             self.emit(ev.TURN_STARTED, rlm.node, rlm.parent, turn=turn)
             reply = await unless_failed(self._ask(rlm, messages, sent, turn), rlm.ready)
@@ -85,6 +86,16 @@ class TurnLoop:
             messages.append({"role": "user", "content": prompts.feedback(outputs, rlm.variables, notes)})
         return await self._last_chance(rlm, messages, sent)
 
+    async def _user_cells(self, rlm: Rlm, messages: list[dict[str, str]]) -> None:
+        """What the user's own cells ran and printed goes into the model's next message (the last, not yet
+        sent, user message). Taken after a pause ends and any user cell finishes, so none is a turn late."""
+        await self.steering.checkpoint(rlm.node)
+        async with rlm.busy:
+            pass
+        if self.cells.user_notes:
+            notes, self.cells.user_notes = self.cells.user_notes, []
+            messages[-1] = {**messages[-1], "content": "\n\n".join([messages[-1]["content"], *notes])}
+
     async def _last_chance(self, rlm: Rlm, messages: list[dict[str, str]], sent: int) -> str | None:
         """Out of turns: ask once for the best final answer."""
         if rlm.parent is None:
@@ -94,6 +105,7 @@ class TurnLoop:
         messages.append({"role": "user", "content": prompts.LAST_CHANCE})
         if rlm.parent is None:
             await self.steering.step_gate(rlm.node, rlm.parent, self.limits.max_iterations + 1)
+            await self._user_cells(rlm, messages)
         reply = await self._ask(rlm, messages, sent, self.limits.max_iterations + 1)
         parsed = parse_reply(reply.text)
         answer = parsed.final if parsed.final and parsed.final.strip() else reply.text.strip()

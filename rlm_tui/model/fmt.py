@@ -10,3 +10,8 @@ def tokens(n: float) -> str:
     if n < 1_000_000:
         return f"{n / 1000:.1f}k".replace(".0k", "k")
     return f"{n / 1_000_000:.1f}M".replace(".0M", "M")
+
+
+def cell_name(number: object, by: str | None = None) -> str:
+    """How every view names a cell: ``cell 3``, or ``cell 3 (you)`` for one the user ran."""
+    return f"cell {number}" + (" (you)" if by == "user" else "")

@@ -266,7 +266,8 @@ class Transcripts:
         entry = self._entry(node_id)
         cell = event.get("cell")
         entry.cells[cell] = self._append(node_id, Block("cell", data={
-            "cell": cell, "code": event.get("code", ""), "status": "running", "duration": None, "truncated": 0}))
+            "cell": cell, "code": event.get("code", ""), "status": "running", "duration": None, "truncated": 0,
+            "by": event.get("by")}))
         entry.open_cell = cell
 
     def _cell_output(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:

@@ -139,7 +139,9 @@ def to_notebook(log: SessionLog) -> Any:
         for cell in turn.cells:
             code = new_code_cell(cell.code.rstrip("\n"), execution_count=cell.number, outputs=_outputs(cell))
             code.metadata["rlm_tui"] = {"status": cell.status, "duration_s": cell.duration_s,
-                                        "subcalls": list(cell.children)}
+                                        "subcalls": list(cell.children), **({"by": cell.by} if cell.by else {})}
+            if cell.by == "user":
+                nb.cells.append(new_markdown_cell("*You ran the next cell yourself (not the model).*"))
             nb.cells.append(code)
             if cell.children:
                 nb.cells.append(new_markdown_cell("Sub-calls of this cell:\n\n" + "\n".join(

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from ..core.safe_text import safe
 from ..core.safe_text import one_line
-from ..model.fmt import tokens
+from ..model.fmt import cell_name, tokens
 from ..model.run import RunModel
 from ..model.state import RunState
 from ..model.transcript import Block
@@ -36,6 +36,7 @@ class CellLog:
     duration_s: float = 0.0
     truncated_chars: int = 0
     children: list[str] = field(default_factory=list)  # sub-calls this cell made
+    by: str | None = None  # "user": a cell the user ran, not the model
 
     def output(self) -> str:
         """The cell's recorded output as printed (raw: presenters make it ``safe``)."""
@@ -90,7 +91,8 @@ def node_log(blocks: list[Block], node_id: str) -> NodeLog:
                 log.turns.append(turn)
             status = data["status"]
             cell = CellLog(data["cell"], data.get("code", ""), status=None if status == "running" else status,
-                           duration_s=data["duration"] or 0.0, truncated_chars=data["truncated"] or 0)
+                           duration_s=data["duration"] or 0.0, truncated_chars=data["truncated"] or 0,
+                           by=data.get("by"))
             turn.cells.append(cell)
             cells[data["cell"]] = cell
         elif kind == "output" and data["cell"] in cells:
@@ -347,7 +349,9 @@ class Renderer:
 
     def cell(self, cell: CellLog, indent: str) -> None:
         status = cell.status or "did not finish"
-        self.heading(0, f"cell {cell.number} · {status} · {cell.duration_s:.2f}s", indent)
+        self.heading(0, f"{cell_name(cell.number, cell.by)} · {status} · {cell.duration_s:.2f}s", indent)
+        if cell.by == "user":  # the model's code is in its reply; yours is in none
+            self.code(safe(cell.code), "python", indent)
         output = safe(cell.output(), sgr="drop")  # a traceback's colours are noise in plain text
         if self.max_output is not None and len(output) > self.max_output:
             output = output[:self.max_output] + f"\n[... {len(output) - self.max_output:,} more characters]"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..model.fmt import tokens  # noqa: F401  (one formatter for the app, headless and exports)
+from ..model.fmt import cell_name, tokens  # noqa: F401  (one formatter for the app, headless and exports)
 
 
 def dollars(x: float) -> str:

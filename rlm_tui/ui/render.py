@@ -144,7 +144,7 @@ def header(block: Block, palette: Palette) -> RenderableType:
 
 def cell_line(data: dict, palette: Palette) -> Text:
     status = data.get("status", "running")
-    name = f"cell {data.get('cell', '?')}"
+    name = fmt.cell_name(data.get("cell", "?"), data.get("by"))
     if status == "running":
         return Text(f"▶ {name} running…", style=palette.primary)
     color = palette.success if status == "ok" else palette.error
@@ -157,6 +157,14 @@ def cell_line(data: dict, palette: Palette) -> Text:
     if data.get("truncated"):
         text.append(f" · model saw output cut by {data['truncated']:,} chars", style=palette.muted)
     return text
+
+
+def user_cell(data: dict, palette: Palette) -> RenderableType:
+    """A cell you ran: its code is in no model reply, so it is shown here, under a rule in the accent colour."""
+    rule = Rule(Text(" your cell ", style=f"bold {palette.accent}"), style=palette.accent, align="left")
+    code = Syntax(data.get("code", "").rstrip("\n"), "python", theme=palette.code_theme,
+                  background_color=palette.code_bg, word_wrap=True, padding=(0, 1))
+    return Group(Padding(rule, (1, 0, 0, 0)), code, cell_line(data, palette))
 
 
 def output(block: Block, palette: Palette) -> RenderableType:
@@ -233,7 +241,7 @@ def block(item: Block, palette: Palette) -> RenderableType:
     if kind == "reply":
         return reply(item.text, palette)
     if kind == "cell":
-        return cell_line(item.data, palette)
+        return user_cell(item.data, palette) if item.data.get("by") == "user" else cell_line(item.data, palette)
     if kind == "output":
         return output(item, palette)
     if kind == "spawn":

@@ -5,8 +5,8 @@
 Runs the bundled demo through the engine (kernels, litellm, the scripted
 server), headless at 160x45, and saves: the main screen mid-run with the
 nested tree, the finished run, a child RLM's transcript, the help screen, and
-the finished run in every bundled theme, the same run in the replay app, and steering
-(``steering_shots.py``). The user's config and sessions
+the finished run in every bundled theme, the same run in the replay app, steering
+and your own cell (``steering_shots.py``). The user's config and sessions
 folders are not touched.
 """
 
@@ -77,9 +77,10 @@ async def take(out: Path) -> list[Path]:
     from .replay import screenshots as replay_screenshots
 
     saved += await replay_screenshots(Path(str(source.settings.session_path)), out, SIZE)  # the same run, replayed
-    from .steering_shots import take_steering
+    from .steering_shots import take_steering, take_user_cell
 
     saved += await take_steering(out, SIZE)  # the demo again, with --approve ask --step cell
+    saved += await take_user_cell(out, SIZE)  # and with --step turn: a cell of your own
     return saved
 
 

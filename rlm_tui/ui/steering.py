@@ -9,17 +9,21 @@ safe to call from the UI thread and never blocks it. A replay has no
 Keys follow agent TUIs: y approve, a approve all, A always approve this kind,
 e edit, n deny (with a reason), o open a batch to decide prompt by prompt,
 k kill the node under the cursor, space pause/resume, s step, c continue,
-Esc interrupt the running cell. The question shown (and decided by y/e/n/A/o)
-is the one under the tree cursor if it waits, else the oldest.
+Esc interrupt the running cell, p run a cell of your own in the root's REPL.
+The question shown (and decided by y/e/n/A/o) is the one under the tree cursor
+if it waits, else the oldest.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import time
 from typing import TYPE_CHECKING, Any, Iterable
 
 from textual.binding import Binding
 
+from ..core.control import CellRefused
 from ..model.questions import Question, Questions
 
 if TYPE_CHECKING:
@@ -50,6 +54,9 @@ STEERING_BINDINGS = [
     Binding("escape", "steer_interrupt", "Interrupt cell",
             tooltip="Interrupt the running cell (of the node under the cursor, else the root); the model "
             "sees the KeyboardInterrupt and goes on"),
+    Binding("p", "steer_user_cell", "Your cell",
+            tooltip="Run your own Python in the root's REPL when no cell runs there (paused, at a step, "
+            "between turns); the model is told what you ran and what it printed"),
 ]
 STEERING_ACTIONS = {binding.action for binding in STEERING_BINDINGS}
 _FOOTER_ACTIONS = sorted(STEERING_ACTIONS | {"toggle_answer"})  # the keys whose showing depends on the run
@@ -60,6 +67,7 @@ class SteeringMixin:
 
     questions: Questions
     _kill_root_at: float = 0.0
+    _user_code: str = ""  # your cell's text when its editor was cancelled, offered again next time
 
     # --- what is possible now ---------------------------------------------------------------
 
@@ -81,6 +89,9 @@ class SteeringMixin:
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "toggle_answer" and self.steering is not None and self.questions.spawns:
             return False  # "a" approves all while calls wait; the answer comes after the run
+        if action == "steer_user_cell":  # shown in every live run: pressed when it cannot run, it says why
+            live = getattr(getattr(self, "source", None), "steering", None) is not None
+            return live and len(self.screen_stack) == 1  # type: ignore[attr-defined]
         if action not in STEERING_ACTIONS:
             return super().check_action(action, parameters)  # type: ignore[misc]
         if self.steering is None or len(self.screen_stack) > 1:  # type: ignore[attr-defined]
@@ -243,6 +254,50 @@ class SteeringMixin:
         node, steering = self._cell_node(), self.steering
         if node is not None and steering is not None:
             steering.interrupt(node)
+
+    def user_cell_refusal(self) -> str | None:
+        """Why a cell of yours cannot run in the root's kernel now (from the run model), or None."""
+        root = self.calls.root  # type: ignore[attr-defined]
+        state = self.run_state.kernels.get(root or "")  # type: ignore[attr-defined]
+        if self.steering is None or root is None or state is None or state == "dead":
+            return "There is no live root kernel: the run is over." if self.questions.finished else \
+                "There is no live root kernel yet."
+        if state in ("starting", "loading context", "restarting"):
+            return "The root's kernel is still starting: try again in a moment."
+        if root in self.questions.cells:
+            return "A cell is running in the root's kernel: wait for it, or press esc to interrupt it."
+        return None
+
+    def action_steer_user_cell(self) -> None:
+        from .steering_screens import UserCellScreen
+
+        refusal = self.user_cell_refusal()
+        if refusal is not None:
+            self.notify(refusal, title="Your cell", severity="warning")  # type: ignore[attr-defined]
+            return
+
+        screen = UserCellScreen(self._user_code)
+
+        def done(code: str | None) -> None:
+            steering = self.steering
+            self._user_code = screen.draft if code is None else ""  # esc keeps the text for next time
+            if code is not None and code.strip() and steering is not None:
+                self.run_worker(self._user_cell_result(steering.run_cell(code)))  # type: ignore[attr-defined]
+
+        self.push_screen(screen, done)  # type: ignore[attr-defined]
+
+    async def _user_cell_result(self, future: "concurrent.futures.Future[bool]") -> None:
+        """Say why, when the engine refused the cell after all (a race with the model's next cell)."""
+        try:
+            ran = await asyncio.wrap_future(future)
+        except CellRefused as exc:
+            self.notify(f"Your cell did not run: {exc}", title="Your cell", severity="warning")  # type: ignore[attr-defined]
+            return
+        except Exception as exc:  # noqa: BLE001 - the kernel died under it: shown, not a traceback
+            self.notify(f"Your cell failed: {exc}", title="Your cell", severity="error")  # type: ignore[attr-defined]
+            return
+        if not ran:
+            self.notify("Your cell did not run: the run is over.", title="Your cell", severity="warning")  # type: ignore[attr-defined]
 
     # --- the command palette --------------------------------------------------------------
 

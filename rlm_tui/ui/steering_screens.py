@@ -1,8 +1,9 @@
-"""Modals for steering: edit a waiting call, deny it with a reason, edit a waiting cell.
+"""Modals for steering: edit a waiting call, deny it with a reason, edit a waiting cell, write your own cell.
 
-Each is dismissed with the keyword arguments of its steering command (``edit``
-or ``deny``), or None when cancelled with Esc, which leaves the question
-waiting. Ctrl+S confirms an edit; Enter confirms a denial.
+Each question's modal is dismissed with the keyword arguments of its steering
+command (``edit`` or ``deny``), or None when cancelled with Esc, which leaves
+the question waiting. Ctrl+S confirms an edit or runs your cell; Enter confirms
+a denial.
 """
 
 from __future__ import annotations
@@ -147,3 +148,39 @@ class EditCellScreen(QuestionScreen):
 
     def action_save(self) -> None:
         self.dismiss({"code": self.query_one("#code", TextArea).text})
+
+
+class UserCellScreen(ModalScreen[str | None]):
+    """Your own code for the root's REPL; dismissed with the code to run (ctrl+s), or None (esc)."""
+
+    # Priority: in the editor (tab indents) escape would only move the focus away, leaving the modal open.
+    BINDINGS = [Binding("ctrl+s", "run", "Run it"), Binding("escape", "cancel", "Cancel", priority=True)]
+    DEFAULT_CSS = QuestionScreen.DEFAULT_CSS.replace("QuestionScreen", "UserCellScreen").replace(
+        "$warning", "$accent")
+
+    def __init__(self, draft: str = "") -> None:
+        super().__init__()
+        #: The editor's text when it was closed (the app keeps a cancelled one for next time).
+        self.draft = draft
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = "Your cell: Python in the root's REPL"
+            box.border_subtitle = "ctrl+s run · esc cancel"
+            yield TextArea(self.draft, id="code", show_line_numbers=True, tab_behavior="indent")
+            yield Static("It runs now, next to the model's variables (context, llm_query, ...); its output "
+                         "appears in the root's transcript as yours, and the model is told what you ran and "
+                         "what it printed with its next message.", classes="hint")
+
+    def on_mount(self) -> None:
+        area = self.query_one("#code", TextArea)
+        area.move_cursor(area.document.end)
+        area.focus()
+
+    def action_run(self) -> None:
+        self.draft = self.query_one("#code", TextArea).text
+        self.dismiss(self.draft)
+
+    def action_cancel(self) -> None:
+        self.draft = self.query_one("#code", TextArea).text
+        self.dismiss(None)

@@ -2,7 +2,8 @@
 
 Called by ``python -m rlm_tui.ui.screenshots`` (which writes every screenshot
 in ``screenshots/``). Saves: a cell waiting in step mode, a batch opened and
-decided prompt by prompt, and the edit modal for a child RLM's prompt.
+decided prompt by prompt, the edit modal for a child RLM's prompt, and (a
+third run, ``--step turn``) your own cell in its editor and in the transcript.
 """
 
 from __future__ import annotations
@@ -70,6 +71,49 @@ async def take_steering(out: Path, size: tuple[int, int]) -> list[Path]:
                 if questions.items:
                     await pilot.press("a")
                 await pilot.pause(0.05)
+            await pilot.press("q")
+    finally:
+        source.stop()
+    return saved
+
+
+#: What the user types in the user-cell screenshots: it uses the model's `context` and leaves a variable.
+USER_CELL = ("sizes = {name: len(text) for name, text in context.items()}\n"
+             "print(max(sizes, key=sizes.get), 'is the longest note')")
+
+
+async def take_user_cell(out: Path, size: tuple[int, int]) -> list[Path]:
+    """The demo with ``--step turn``: before the root's second turn, ``p`` and a cell of your own."""
+    from textual.widgets import TextArea
+
+    from ..demo import BADGE, QUESTION, start_demo
+    from .runner import EngineSource
+
+    settings, folder, stack = start_demo(pace=0.3)
+    settings.approve, settings.step = "auto", "turn"
+    source = EngineSource(settings, QUESTION, folder, badge=BADGE, on_finish=stack.close)
+    app = RlmApp(source, theme="rlm-midnight", remember_theme=False)
+    saved: list[Path] = []
+
+    def save(name: str) -> None:
+        saved.append(Path(app.save_screenshot(f"{name}.svg", str(out))))
+
+    def at_turn(turn: int) -> bool:
+        return any(q.kind == "turn" and q.data.get("turn") == turn for q in app.questions.items.values())
+
+    try:
+        async with app.run_test(size=size) as pilot:
+            await _until(pilot, lambda: at_turn(1), "the step before turn 1")
+            await pilot.press("s")
+            await _until(pilot, lambda: at_turn(2), "the step before turn 2")
+            await pilot.press("p")
+            await pilot.pause(0.2)
+            app.screen.query_one("#code", TextArea).insert(USER_CELL)
+            await pilot.pause(0.2)
+            save("user-cell-editor")
+            await pilot.press("ctrl+s")
+            await _until(pilot, lambda: "is the longest note" in app.transcript_view.plain_text(), "your cell's output")
+            save("user-cell")
             await pilot.press("q")
     finally:
         source.stop()
