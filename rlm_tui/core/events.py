@@ -79,6 +79,8 @@ RUN_STARTED = _kind("run_started", "the run's question, input and settings",
                          fields=(_opt("path", TEXT), _opt("at_turn", INT), _opt("created", TEXT))),
                     _opt("kernel_backend", OBJECT, "what ran the code: `name`, `description`, `warning`",
                          fields=(_opt("name", TEXT), _opt("description", TEXT), _opt("warning", TEXT))))
+QUESTION_ASKED = _kind("question_asked", "a question of the session starts (the first too); its root's "
+                       "`node_started` follows", _f("question", TEXT), _f("index", INT, "1-based"))
 NODE_STARTED = _kind("node_started", "a call node starts",
                      _f("node_kind", TEXT, "`root`, `rlm`, `llm`, `batch`"), _f("depth", INT), _f("model", TEXT),
                      _opt("label", TEXT), _f("prompt", TEXT), _opt("n", INT, "batch size"),

@@ -17,19 +17,21 @@ from .tree import CallTree, Usage
 
 
 def run_totals(tree: CallTree) -> tuple[Usage, int]:
-    """The whole run's usage and number of sub-calls: the root's subtree."""
-    if tree.root is None:
-        return Usage(), 0
-    return tree.subtree_usage(tree.root), tree.subtree_calls(tree.root)
+    """The whole run's usage and number of sub-calls: every question's root's subtree, added up."""
+    usage = Usage()
+    for root in tree.roots:
+        usage.add(tree.nodes[root].subtree)
+    return usage, sum(tree.nodes[root].calls_below for root in tree.roots)
 
 
 @dataclass
 class RunState:
-    HANDLES: ClassVar[frozenset[str]] = frozenset({ev.SESSION, ev.RUN_STARTED, ev.KERNEL, ev.NODE_FINISHED,
+    HANDLES: ClassVar[frozenset[str]] = frozenset({ev.SESSION, ev.RUN_STARTED, ev.QUESTION_ASKED, ev.KERNEL, ev.NODE_FINISHED,
                                                    ev.LIMIT_REACHED, ev.WARNING, ev.RUN_FINISHED})
 
     header: dict[str, Any] = field(default_factory=dict)  # the session event's fields
-    question: str = ""
+    question: str = ""  # the latest question
+    asked: tuple[str, ...] = ()  # every question of the session, in order (question_asked)
     path: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     backend: dict[str, Any] = field(default_factory=dict)  # what ran the code: run_started's kernel_backend
@@ -66,6 +68,9 @@ class RunState:
             self.backend = event.get("kernel_backend", {})
             self.resumed_from = event.get("resumed_from")
             self.session_path = self.settings.get("session_path") or self.session_path
+        elif kind == ev.QUESTION_ASKED:
+            self.question = event.get("question", "")
+            self.asked += (self.question,)
         elif kind == ev.KERNEL and event.node:
             self.kernels[event.node] = event.get("state", "")
         elif kind == ev.NODE_FINISHED:
