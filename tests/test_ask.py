@@ -137,3 +137,20 @@ async def test_a_killed_question_leaves_the_session_open_for_the_next(corpus: Pa
         result = await asyncio.wait_for(engine.run(), 60)
     assert answers == [None, "fast"]
     assert result.answer == "fast" and result.stopped_by is None
+
+
+async def test_timeout_is_per_question_and_a_timed_out_cell_does_not_block_the_next(corpus: Path,
+                                                                                     tmp_path: Path) -> None:
+    """--timeout stops the first question inside a long cell; the kernel is interrupted, so the follow-up's
+    cells run at once in the same kernel, and its own clock starts afresh."""
+    def script(messages, model):
+        if question_of(messages) == "slow":
+            return fence("kept = 41\nimport time\ntime.sleep(60)")
+        return fence("print(kept + 1)") if turn_of(messages) == 1 else "FINAL(fine)"
+
+    started = asyncio.get_running_loop().time()
+    result, answers, events, requests = await ask_all(script, corpus, tmp_path, ["slow", "quick"], timeout=6)
+    assert answers == [None, "fine"]
+    assert "42" in "".join(e.get("text", "") for e in events if e.kind == ev.CELL_OUTPUT)
+    assert result.stopped_by is None and asyncio.get_running_loop().time() - started < 30
+    assert [e.get("limit") for e in events if e.kind == ev.LIMIT_REACHED] == ["timeout"]

@@ -194,7 +194,10 @@ class Engine:
                 answer, interrupted = await self._question(question)
                 if interrupted or self.fatal is not None or self.next_question is None:
                     break
-                question = await self.next_question(answer)
+                try:
+                    question = await self.next_question(answer)
+                except asyncio.CancelledError:
+                    break  # quitting while no question runs is how a session ends: not an interruption
         except SetupError as exc:
             setup_error = exc
             error = str(exc)
@@ -268,6 +271,16 @@ class Engine:
         self.asked.append(Asked(question, answer, self.budget.stopped_by))
         return answer, interrupted
 
+    async def _stop_question(self, root: Rlm) -> None:
+        """A question stopped (limit, kill, error) in the kernel that lives on for the next one: interrupt
+        a cell it may have left running, and drop the sub-calls its code was waiting on."""
+        assert root.kernel is not None
+        try:
+            await root.kernel.interrupt()  # an idle kernel ignores it
+        except Exception:  # noqa: BLE001 - a dead kernel has no cell left running
+            pass
+        await self.steering.stop_below(root.node)
+
     async def _follow_up_intro(self, rlm: Rlm) -> str:
         """The first message of a follow-up: earlier questions and answers, the variables, what changed.
         Clears the kernel's ``answer`` (an earlier question may have set it ready)."""
@@ -338,6 +351,8 @@ class Engine:
             if rlm.ready is not None and not rlm.ready.done():  # stopped before its kernel was ready
                 rlm.ready.cancel()
                 await asyncio.gather(rlm.ready, return_exceptions=True)
+            if rlm.parent is None and status != "done" and rlm.kernel is not None:
+                await asyncio.shield(self._stop_question(rlm))
             self.emit(ev.NODE_FINISHED, rlm.node, rlm.parent, status=status,
                       result=(answer or "")[:RESULT_EXCERPT], error=error)
             if rlm.kernel is not None and rlm.parent is not None:  # the root's kernel lives until the session ends

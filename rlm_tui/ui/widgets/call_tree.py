@@ -46,6 +46,8 @@ class CallTreeView(Tree[str]):
         self._now = 0.0
         self._width = 0
         self._stale: set[str] = set()  # changed while hidden under a collapsed node: relabelled when shown
+        #: A session of several questions: each question's root is a top-level entry under a hidden root.
+        self._several = False
 
     def sync(self, changed: Iterable[str], now: float) -> None:
         """Add new nodes and relabel changed ones and their ancestors."""
@@ -121,7 +123,12 @@ class CallTreeView(Tree[str]):
             self.relabel_all(self._now)
 
     def _add(self, node: CallNode) -> None:
-        if node.id == self.calls.root or not self._widgets:
+        if node.parent is None and self._widgets and not self._several and node.kind == "root":
+            self._show_several()  # a follow-up question: every root becomes a top-level entry
+            return
+        if self._several and node.parent is None:
+            widget, depth = self.root.add("", data=node.id, expand=True), 0
+        elif node.id == self.calls.root or not self._widgets:
             widget, depth = self.root, 0
             widget.data = node.id
             widget.expand()
@@ -133,6 +140,20 @@ class CallTreeView(Tree[str]):
             depth = self._depths.get(parent_id or "", 0) + 1
         self._widgets[node.id] = widget
         self._depths[node.id] = depth
+
+    def _show_several(self) -> None:
+        """Rebuild the tree with a hidden root and each question's root node at the top level."""
+        self._several = True
+        self.clear()
+        self.root.data = None
+        self.root.set_label("questions")  # never drawn (show_root is off)
+        self.show_root = False
+        self._widgets.clear()
+        self._depths.clear()
+        self._stale.clear()
+        for node in list(self.calls.nodes.values()):  # parents come before their children
+            self._add(node)
+        self.relabel_all(self._now)
 
     def _relabel(self, node_id: str) -> None:
         widget = self._widgets[node_id]
