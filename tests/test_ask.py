@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from conftest import fence
 from rlm_tui.core import events as ev
 from rlm_tui.core.config import Limits, Settings
 from rlm_tui.core.engine import Engine
+from rlm_tui.core.session import load
 from rlm_tui.model.run import RunModel
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, question_of, turn_of
 
@@ -154,3 +156,50 @@ async def test_timeout_is_per_question_and_a_timed_out_cell_does_not_block_the_n
     assert "42" in "".join(e.get("text", "") for e in events if e.kind == ev.CELL_OUTPUT)
     assert result.stopped_by is None and asyncio.get_running_loop().time() - started < 30
     assert [e.get("limit") for e in events if e.kind == ev.LIMIT_REACHED] == ["timeout"]
+
+
+def resume_ask(session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], question: str, script):
+    """``rlm-tui resume SESSION --ask QUESTION --headless --json`` against a live scripted model."""
+    from rlm_tui.cli import main
+
+    out = tmp_path / "asked.jsonl"
+    with ScriptedServer(script) as server:
+        code = main(["resume", str(session), "--ask", question, "--model", "openai/live", "--api-base", server.url,
+                     "--api-key", "sk-test-not-a-real-key-1234", "--headless", "--json", "--session", str(out)])
+        requests = list(server.requests)
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if code == 0 else captured.err), out, requests
+
+
+def test_resume_ask_answers_a_follow_up_from_the_recorded_runs_state(
+        corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two recorded questions (the second uses the first's `hits`), replayed from their recorded replies;
+    the new question's code uses `number`, made by the second: only the new question reaches the live model."""
+    asyncio.run(ask_all(follow_up_script, corpus, tmp_path,
+                        ["Which file has the magic number?", "What is the number?"]))
+
+    def live(messages, model):
+        assert question_of(messages) == "Twice the number?", "a recorded question reached the live model"
+        if turn_of(messages) == 1:
+            return fence("twice = int(number) * 2\nprint(twice, len(hits))")
+        return "FINAL_VAR(twice)"
+
+    code, result, out, requests = resume_ask(tmp_path / "session.jsonl", tmp_path, capsys, "Twice the number?", live)
+    assert code == 0, result
+    assert result["answer"] == "14632" and result["stopped_by"] is None
+    assert len(requests) == 2  # the new question's two turns; the four recorded ones cost nothing
+    assert "What is the number?" in requests[0]["messages"][1]["content"]  # told the earlier questions
+    events = load(out).events
+    assert [e.get("question") for e in events if e.kind == ev.QUESTION_ASKED] == [
+        "Which file has the magic number?", "What is the number?", "Twice the number?"]
+    started = next(e for e in events if e.kind == ev.RUN_STARTED)
+    assert started.get("resumed_from")["questions"] == 2
+    replayed = [e.get("replayed") for e in events if e.kind == ev.LM_FINISHED]
+    assert replayed == [True, True, True, True, None, None]
+
+
+def test_resume_ask_without_a_question_is_a_usage_error(tmp_path: Path, corpus: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(ask_all(follow_up_script, corpus, tmp_path, ["Which file has the magic number?"]))
+    code, err, _, requests = resume_ask(tmp_path / "session.jsonl", tmp_path, capsys, "  ", follow_up_script)
+    assert code == 2 and err.strip() == "rlm-tui resume: --ask needs a question" and not requests

@@ -76,7 +76,8 @@ RUN_STARTED = _kind("run_started", "the run's question, input and settings",
                        fields=(_opt("model", TEXT), _opt("sub_model", TEXT), _opt("limits", OBJECT),
                                _opt("session_path", TEXT), _opt("approve", TEXT), _opt("step", TEXT))),
                     _opt("resumed_from", OBJECT, "when resumed",
-                         fields=(_opt("path", TEXT), _opt("at_turn", INT), _opt("created", TEXT))),
+                         fields=(_opt("path", TEXT), _opt("at_turn", INT), _opt("created", TEXT),
+                                 _opt("questions", INT, "`--ask`: recorded questions replayed whole"))),
                     _opt("kernel_backend", OBJECT, "what ran the code: `name`, `description`, `warning`",
                          fields=(_opt("name", TEXT), _opt("description", TEXT), _opt("warning", TEXT))))
 QUESTION_ASKED = _kind("question_asked", "a question of the session starts (the first too); its root's "
