@@ -203,3 +203,33 @@ def test_resume_ask_without_a_question_is_a_usage_error(tmp_path: Path, corpus: 
     asyncio.run(ask_all(follow_up_script, corpus, tmp_path, ["Which file has the magic number?"]))
     code, err, _, requests = resume_ask(tmp_path / "session.jsonl", tmp_path, capsys, "  ", follow_up_script)
     assert code == 2 and err.strip() == "rlm-tui resume: --ask needs a question" and not requests
+
+
+async def test_sessions_list_export_and_replay_show_every_question_in_order(
+        corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rlm_tui.cli import main
+    from rlm_tui.sessions.export import to_markdown, to_notebook
+    from rlm_tui.sessions.listing import format_table, summarize
+    from rlm_tui.sessions.transcript import SessionLog
+
+    await ask_all(follow_up_script, corpus, tmp_path, ["Which file has the magic number?", "What is the number?"])
+    session = tmp_path / "session.jsonl"
+    summary = summarize(session)
+    assert summary.as_dict()["questions"] == ["Which file has the magic number?", "What is the number?"]
+    assert summary.answer == "7316" and summary.outcome == "answered"
+    table = format_table([summary]).splitlines()
+    assert "Which file has the magic number?" in table[1] and "7316" in table[1]
+    assert table[2].split() == ["2.", "What", "is", "the", "number?"]
+    log = SessionLog.read(session)
+    markdown = to_markdown(log)
+    first, second = markdown.index("Question 1: Which file"), markdown.index("Question 2: What is the number?")
+    assert first < markdown.index("hits = [k for k", first) < second < markdown.index("number = re.search", second)
+    assert markdown.count("root n") >= 2  # both questions in the call tree
+    notebook = to_notebook(log)
+    sources = [cell.source for cell in notebook.cells]
+    codes = [s for cell, s in zip(notebook.cells, sources) if cell.cell_type == "code"]
+    assert len(codes) == 2 and codes[0].startswith("hits") and codes[1].startswith("import re")
+    assert notebook.metadata["rlm_tui"]["questions"] == ["Which file has the magic number?", "What is the number?"]
+    assert await asyncio.to_thread(main, ["replay", str(session), "--headless"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("Which file has the magic number?") < printed.index("Question 2: What is the number?")

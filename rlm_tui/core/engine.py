@@ -227,7 +227,8 @@ class Engine:
         result = RunResult(answer, budget.stopped_by, budget.totals.as_dict(), budget.subcalls, self.session_path,
                            time.perf_counter() - self.recorder.t0, error)
         self.emit(ev.RUN_FINISHED, answer=answer, stopped_by=budget.stopped_by, usage=result.usage,
-                  calls=budget.subcalls, duration_s=round(result.duration_s, 3), error=error)
+                  calls=budget.subcalls, duration_s=round(result.duration_s, 3), error=error,
+                  questions=[asked.question for asked in self.asked])
         self.recorder.close()
         if setup_error is not None:
             raise setup_error
