@@ -65,8 +65,8 @@ async def test_a_follow_up_uses_a_variable_made_by_the_first_question(corpus: Pa
     kinds = [e.kind for e in events]
     assert kinds.index(ev.QUESTION_ASKED) < kinds.index(ev.NODE_STARTED)  # asked before its root starts
     assert kinds.count(ev.RUN_STARTED) == 1 and kinds[-1] == ev.RUN_FINISHED and kinds.count(ev.RUN_FINISHED) == 1
-    assert sum(1 for e in events if e.kind == ev.KERNEL and e.get("state") == "starting") == 2  # one per root...
-    assert len({e.node for e in events if e.kind == ev.CONTEXT_LOADED}) == 1  # ...but one kernel, loaded once
+    assert sum(1 for e in events if e.kind == ev.KERNEL and e.get("state") == "starting") == 1  # one kernel,
+    assert len({e.node for e in events if e.kind == ev.CONTEXT_LOADED}) == 1  # loaded once
     # The follow-up's first message: the earlier question and answer, the variables, the new question.
     intro = next(r["messages"][1]["content"] for r in requests
                  if is_rlm_call(r["messages"]) and question_of(r["messages"]) == "What is the number?")
@@ -83,6 +83,9 @@ async def test_a_follow_up_uses_a_variable_made_by_the_first_question(corpus: Pa
     usage, _ = run_totals(model.tree)
     assert usage.total_tokens == result.usage["total_tokens"] == first.subtree.total_tokens + second.subtree.total_tokens
     assert model.answer == "7316"
+    before_end = RunModel()
+    before_end.extend(events[:-1])  # between questions (and before run_finished) the root's kernel is idle
+    assert before_end.run.kernel_summary() == "idle" and model.run.kernel_summary() == "off"
 
 
 async def test_an_answer_set_ready_by_the_first_question_does_not_answer_the_second(corpus: Path,

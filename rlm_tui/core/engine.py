@@ -320,15 +320,17 @@ class Engine:
                   depth=rlm.depth, model=rlm.model, prompt=rlm.question, label=one_line(rlm.question),
                   context=context_preview(rlm.spec))
         try:
-            self.emit(ev.KERNEL, rlm.node, rlm.parent, state="starting")
             if rlm.parent is None and rlm.ready is not None:  # a follow-up in the shared kernel
+                self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
                 assert rlm.kernel is not None
                 self.subcalls.owners[rlm.kernel.id] = rlm  # its sub-calls are this question's
                 info = dict(rlm.ready.result())
                 rlm.intro = await self._follow_up_intro(rlm)
             elif rlm.parent is None:
+                self.emit(ev.KERNEL, rlm.node, rlm.parent, state="starting")
                 info = await self._start_root(rlm)
             else:
+                self.emit(ev.KERNEL, rlm.node, rlm.parent, state="starting")
                 rlm.kernel = await self.pool.acquire()
                 self.subcalls.owners[rlm.kernel.id] = rlm
                 info = await self.cells.load_context(rlm)

@@ -24,6 +24,14 @@ def run_totals(tree: CallTree) -> tuple[Usage, int]:
     return usage, sum(tree.nodes[root].calls_below for root in tree.roots)
 
 
+#: The key of the root's kernel in ``RunState.kernels``: one kernel for every question of a session.
+ROOT_KERNEL = "root"
+
+
+def _kernel_key(event: ev.Event) -> str:
+    return ROOT_KERNEL if event.parent is None else event.node or ""
+
+
 @dataclass
 class RunState:
     HANDLES: ClassVar[frozenset[str]] = frozenset({ev.SESSION, ev.RUN_STARTED, ev.QUESTION_ASKED, ev.KERNEL, ev.NODE_FINISHED,
@@ -72,9 +80,12 @@ class RunState:
             self.question = event.get("question", "")
             self.asked += (self.question,)
         elif kind == ev.KERNEL and event.node:
-            self.kernels[event.node] = event.get("state", "")
+            self.kernels[_kernel_key(event)] = event.get("state", "")
         elif kind == ev.NODE_FINISHED:
-            self.kernels.pop(event.node or "", None)  # its kernel went back to the pool
+            if event.parent is None and ROOT_KERNEL in self.kernels:
+                self.kernels[ROOT_KERNEL] = "idle"  # the root's kernel lives on for the next question
+            else:
+                self.kernels.pop(event.node or "", None)  # its kernel went back to the pool
         elif kind in (ev.LIMIT_REACHED, ev.WARNING) and event.node is None:
             self.notes.append(f"limit {event.get('limit')}: {event.get('detail')}" if kind == ev.LIMIT_REACHED
                               else f"warning: {event.get('message')}")
@@ -89,9 +100,11 @@ class RunState:
 
     def kernel_summary(self) -> str:
         """``busy``, or ``2 busy · 1 idle`` when children have kernels too."""
+        if self.finished:
+            return "off"
         live = [state for state in self.kernels.values() if state != "dead"]
         if not live:
-            return "off" if self.finished else ("dead" if self.kernels else "starting")
+            return "dead" if self.kernels else "starting"
         if len(live) == 1:
             return live[0]
         counts: dict[str, int] = {}

@@ -5,8 +5,8 @@
 Runs the bundled demo through the engine (kernels, litellm, the scripted
 server), headless at 160x45, and saves: the main screen mid-run with the
 nested tree, the finished run, a child RLM's transcript, the help screen, and
-the finished run in every bundled theme, the same run in the replay app, and steering
-(``steering_shots.py``). The user's config and sessions
+the finished run in every bundled theme, the same run in the replay app, steering
+(``steering_shots.py``) and asking again (``ask_shots.py``). The user's config and sessions
 folders are not touched.
 """
 
@@ -80,6 +80,9 @@ async def take(out: Path) -> list[Path]:
     from .steering_shots import take_steering
 
     saved += await take_steering(out, SIZE)  # the demo again, with --approve ask --step cell
+    from .ask_shots import take_ask
+
+    saved += await take_ask(out, SIZE)  # no question at first, then a follow-up
     return saved
 
 
