@@ -1,4 +1,4 @@
-"""``rlm-tui PATH QUESTION``: run a question over a file or directory, with or without the UI."""
+"""``rlm-tui PATH [QUESTION]``: ask questions about a file or directory, in the app or headless (one question)."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def settings_from(args: argparse.Namespace, config: dict[str, Any] | None = None
 
 
 def run_main(argv: list[str]) -> int:
-    """``rlm-tui PATH QUESTION [options]``."""
+    """``rlm-tui PATH [QUESTION] [options]``; the app asks for the question when none is given."""
     args = build_parser().parse_args(argv)
     if args.json and not args.headless:
         return fail("--json needs --headless", EXIT_USAGE)
