@@ -72,6 +72,7 @@ async def test_a_follow_up_uses_a_variable_made_by_the_first_question(corpus: Pa
                  if is_rlm_call(r["messages"]) and question_of(r["messages"]) == "What is the number?")
     assert "Which file has the magic number?" in intro and "A: src/deep/needle.txt" in intro
     assert "hits: list" in intro and "New question: What is the number?" in intro
+    assert "Your context is a dict of 17,5" in intro  # its shape: this conversation starts afresh
     # The model: two top-level entries with their own totals; the run's add up across them.
     model = RunModel()
     model.extend(events)

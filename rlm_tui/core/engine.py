@@ -282,8 +282,8 @@ class Engine:
             pass
         await self.steering.stop_below(root.node)
 
-    async def _follow_up_intro(self, rlm: Rlm) -> str:
-        """The first message of a follow-up: earlier questions and answers, the variables, what changed.
+    async def _follow_up_intro(self, rlm: Rlm, info: dict[str, Any]) -> str:
+        """The first message of a follow-up: earlier questions and answers, the context's shape, the variables.
         Clears the kernel's ``answer`` (an earlier question may have set it ready)."""
         kernel = await rlm.ready_kernel()
         try:
@@ -293,11 +293,7 @@ class Engine:
         except (RuntimeError, ValueError, KernelDied):
             rlm.variables = []
         earlier = [(a.question, a.answer, a.stopped_by) for a in self.asked]
-        return prompts.follow_up_message(rlm.question, earlier, rlm.variables, self.root_changes())
-
-    def root_changes(self) -> list[str]:
-        """What changed in the root's kernel since the last question (user cells add theirs here)."""
-        return []
+        return prompts.follow_up_message(rlm.question, earlier, prompts.describe_context(info), rlm.variables)
 
     async def _shutdown(self) -> None:
         await self.bridge.close()
@@ -325,7 +321,7 @@ class Engine:
                 assert rlm.kernel is not None
                 self.subcalls.owners[rlm.kernel.id] = rlm  # its sub-calls are this question's
                 info = dict(rlm.ready.result())
-                rlm.intro = await self._follow_up_intro(rlm)
+                rlm.intro = await self._follow_up_intro(rlm, info)
             elif rlm.parent is None:
                 self.emit(ev.KERNEL, rlm.node, rlm.parent, state="starting")
                 info = await self._start_root(rlm)

@@ -73,17 +73,17 @@ def first_message(question: str, info: dict[str, Any], depth: int, max_depth: in
 FOLLOW_UP_ANSWER_CHARS = 600  # an earlier answer as the model is reminded of it
 
 
-def follow_up_message(question: str, earlier: list[tuple[str, str | None, str | None]], variables: list[str],
-                      changes: list[str]) -> str:
-    """A follow-up's first message: the earlier questions and answers (short), the REPL's variables (they
-    live on, with `context`), and what changed since (user cells)."""
+def follow_up_message(question: str, earlier: list[tuple[str, str | None, str | None]], description: str,
+                      variables: list[str]) -> str:
+    """A follow-up's first message: the earlier questions and answers (short), the context's shape (this
+    conversation starts afresh) and the REPL's variables (they live on, with `context`)."""
     parts = ["This is a follow-up in the same session. Earlier questions:"]
     for i, (asked, answer, stopped_by) in enumerate(earlier, start=1):
         said = truncate(answer, FOLLOW_UP_ANSWER_CHARS) if answer else f"(no answer: stopped by {stopped_by})"
         parts.append(f"{i}. Q: {asked}\n   A: {said}")
     listing = ", ".join(variables) if variables else "(none besides `context`)"
+    parts.append(description)
     parts.append(f"The REPL kept its state: `context` and your variables: {listing}.")
-    parts.extend(changes)
     parts.append(f"New question: {question}\n\nUse what you already have where it helps; answer with FINAL(...).")
     return "\n\n".join(parts)
 
