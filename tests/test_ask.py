@@ -234,6 +234,16 @@ async def test_sessions_list_export_and_replay_show_every_question_in_order(
     codes = [s for cell, s in zip(notebook.cells, sources) if cell.cell_type == "code"]
     assert len(codes) == 2 and codes[0].startswith("hits") and codes[1].startswith("import re")
     assert notebook.metadata["rlm_tui"]["questions"] == ["Which file has the magic number?", "What is the number?"]
+    from rlm_tui.sessions.replay import Replayer
+
+    replayer = Replayer.open(session)  # turn by turn through both questions, from either root
+    try:
+        first_root, second_root = replayer.roots
+        stops = replayer.turn_stops()
+        assert len(stops) == 4 and stops == replayer.turn_stops(second_root)
+        assert replayer.events(stops[2] - 1, stops[2])[0].node == second_root
+    finally:
+        replayer.close()
     assert await asyncio.to_thread(main, ["replay", str(session), "--headless"]) == 0
     printed = capsys.readouterr().out
     assert printed.index("Which file has the magic number?") < printed.index("Question 2: What is the number?")
