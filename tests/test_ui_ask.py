@@ -53,6 +53,12 @@ async def test_ask_a_question_then_a_follow_up_that_uses_its_variable(corpus: Pa
                 panel = app.query_one(AnswerPanel)
                 assert panel.display and panel.query_one(Markdown).source == "src/deep/needle.txt"
                 assert box.has_focus and not app.run_state.finished
+                await pilot.press("escape", "a")  # the answer panel hides and shows again between questions
+                assert not panel.display
+                await pilot.press("a")
+                assert panel.display
+                await pilot.press("slash")
+                assert box.has_focus
                 await type_question(pilot, "What is the number?")
                 await wait_for(pilot, lambda: box.display, "the follow-up's answer")
                 assert panel.query_one(Markdown).source == "7316"

@@ -372,7 +372,7 @@ class RlmApp(SteeringMixin, App[None]):
 
     def action_toggle_answer(self) -> None:
         panel = self.answer_panel
-        if not self.run_state.finished:
+        if not self.run_state.finished and not self.waiting_for_question:
             self.notify("No answer yet: the run is still going.")
         elif panel.display:
             panel.display = False
@@ -380,8 +380,8 @@ class RlmApp(SteeringMixin, App[None]):
             self._show_answer()
 
     def action_copy_answer(self) -> None:
-        if self.run_state.answer:
-            self.copy_to_clipboard(self.run_state.answer)
+        if self.model.answer:  # the run's, or between questions the latest question's
+            self.copy_to_clipboard(self.model.answer)
             self.notify("Final answer copied to the clipboard.")
         else:
             self.notify("There is no final answer to copy yet.")
