@@ -172,7 +172,7 @@ def resume_ask(session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
                      "--api-key", "sk-test-not-a-real-key-1234", "--headless", "--json", "--session", str(out)])
         requests = list(server.requests)
     captured = capsys.readouterr()
-    return code, (json.loads(captured.out) if code == 0 else captured.err), out, requests
+    return code, (json.loads(captured.out) | {"progress": captured.err} if code == 0 else captured.err), out, requests
 
 
 def test_resume_ask_answers_a_follow_up_from_the_recorded_runs_state(
@@ -191,6 +191,8 @@ def test_resume_ask_answers_a_follow_up_from_the_recorded_runs_state(
     code, result, out, requests = resume_ask(tmp_path / "session.jsonl", tmp_path, capsys, "Twice the number?", live)
     assert code == 0, result
     assert result["answer"] == "14632" and result["stopped_by"] is None
+    assert "question 2: What is the number?" in result["progress"]  # the replayed follow-up, in the progress
+    assert "question 3: Twice the number?" in result["progress"]
     assert len(requests) == 2  # the new question's two turns; the four recorded ones cost nothing
     assert "What is the number?" in requests[0]["messages"][1]["content"]  # told the earlier questions
     events = load(out).events
