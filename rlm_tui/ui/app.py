@@ -265,7 +265,7 @@ class RlmApp(SteeringMixin, App[None]):
         elif self._asks and self.calls.root != self._answered and self.waiting_for_question:
             self._answered = self.calls.root  # a question ended: its answer, and the box for the next
             self._show_answer()
-            self.question_box.open(first=False)
+            self.question_box.open(first=False, focus=False)  # the answer is read first; q still quits
             self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

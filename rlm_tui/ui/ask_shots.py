@@ -80,6 +80,7 @@ async def take_ask(out: Path, size: tuple[int, int]) -> list[Path]:
             save("ask-first-question")
             await pilot.press("enter")
             await _until(pilot, lambda: bool(app.calls.nodes) and box.display, "the first answer")
+            await pilot.press("slash")
             box.value = FOLLOW_UP
             await pilot.press("enter")
             await _until(pilot, lambda: len(app.calls.roots) == 2 and box.display, "the follow-up's answer")

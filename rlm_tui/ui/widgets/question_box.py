@@ -25,11 +25,15 @@ class QuestionBox(Input):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(placeholder="Type a question about the input, then Enter", **kwargs)  # type: ignore[arg-type]
 
-    def open(self, first: bool) -> None:
-        """Show the box, focused, for the first question or a follow-up."""
-        self.border_title = "Your question" if first else "Ask a follow-up (the REPL's variables live on)"
+    def open(self, first: bool, focus: bool = True) -> None:
+        """Show the box for the first question or a follow-up; focused unless the user is reading an answer
+        (then ``/`` or tab focuses it, and ``q`` still quits)."""
+        self.border_title = ("Your question" if first else
+                             "Ask a follow-up: / (the REPL's variables live on)" if not focus else
+                             "Ask a follow-up (the REPL's variables live on)")
         self.display = True
-        self.focus()
+        if focus:
+            self.focus()
 
     def close(self) -> None:
         self.value = ""
