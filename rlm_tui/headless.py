@@ -6,7 +6,7 @@ import sys
 from typing import TextIO
 
 from .core import events as ev
-from .core.safe_text import safe
+from .core.safe_text import one_line, safe
 from .model.fmt import tokens
 from .model.run import RunModel
 from .model.transcript import compacted_line
@@ -38,6 +38,8 @@ class ProgressPrinter:
             if info.get("truncated_bytes"):
                 line += f"\n         cut: the last {info['truncated_bytes']:,} bytes were not loaded"
             return line
+        if kind == ev.QUESTION_ASKED and event.get("index", 1) > 1:  # a follow-up (resume --ask)
+            return f"[{event.t:6.1f}s] question {event.get('index')}: {one_line(event.get('question', ''))}"
         if kind == ev.TURN_STARTED:
             return f"[{event.t:6.1f}s] {indent}{node.kind if node else ''} {event.node} turn {event.get('turn')}"
         if kind == ev.CELL_FINISHED:

@@ -56,6 +56,8 @@ def turn_of(messages: list[dict[str, Any]]) -> int:
 def question_of(messages: list[dict[str, Any]]) -> str:
     """The question an RLM was given (first user message, up to the context description)."""
     first = next((m["content"] for m in messages if m.get("role") == "user"), "")
+    if "\n\nNew question: " in first:  # a follow-up in a session (prompts.follow_up_message)
+        return first.split("\n\nNew question: ", 1)[1].split("\n\n", 1)[0]
     return first.split("\n\nYour context is", 1)[0].removeprefix("Question: ")
 
 

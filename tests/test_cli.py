@@ -123,6 +123,8 @@ def test_limit_without_answer_exits_3(corpus: Path, tmp_path: Path) -> None:
     (["x", "q", "--headless", "--max-depth", "0"], "must be at least 1"),
     (["x", "q", "--headless", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["x", "q", "--json"], "--json needs --headless"),
+    (["x", "--headless"], "--headless needs a QUESTION"),
+    (["x", " ", "--headless"], "--headless needs a QUESTION"),
 ])
 def test_usage_errors_exit_2_with_one_line(args: list[str], message: str) -> None:
     proc = rlm_tui(*args)

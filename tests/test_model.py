@@ -35,6 +35,7 @@ def story() -> list[ev.Event]:
         E(ev.SESSION, format=ev.FORMAT_NAME, version=1, created="2026-11-30T10:00:00+00:00"),
         E(ev.RUN_STARTED, question="q?", path="/in", settings={"model": "m", "approve": "ask", "step": "off",
                                                                  "limits": {"max_depth": 2}}),
+        E(ev.QUESTION_ASKED, question="q?", index=1),
         E(ev.NODE_STARTED, "n0", node_kind="root", depth=0, model="m", prompt="q?", label="q?"),
         E(ev.KERNEL, "n0", state="starting"),
         E(ev.CONTEXT_LOADED, "n0", info={"type": "str", "chars": 10, "description": "Your context is a str."}),

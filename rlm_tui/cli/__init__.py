@@ -18,7 +18,7 @@ from .run import run_main
 from .sessions import export_main, replay_main, sessions_main
 
 SHORT_USAGE = """\
-usage: rlm-tui PATH QUESTION [options]   answer QUESTION about a file or folder (- reads stdin)
+usage: rlm-tui PATH [QUESTION] [options] answer questions about a file or folder (- reads stdin)
        rlm-tui demo                      see it work now: a bundled run, no API key needed
        rlm-tui COMMAND ...               sessions, replay, resume, export
 all options and the config file: rlm-tui --help"""

@@ -1,4 +1,4 @@
-"""``rlm-tui resume FILE --at TURN``: the arguments and output of a resumed run (``sessions.resume`` plans it)."""
+"""``rlm-tui resume FILE --at TURN`` / ``--ask QUESTION``: the arguments and output of a resumed run (``sessions.resume`` plans it)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,15 @@ names the one it came from.
 Settings (models, API base, limits) are the recorded ones unless given here.
 API keys are never recorded: give --api-key or the provider's variable.
 
+With --ask instead of --at, the session goes on with a new question: every
+recorded question is replayed whole (its code runs again with the recorded
+model and sub-call replies, so the REPL holds what it built), then QUESTION is
+asked of the live model, which is told the earlier questions and answers and
+the REPL's variables. --json prints the new question's answer.
+
 examples:
   rlm-tui resume run.jsonl --at 3 --headless
+  rlm-tui resume run.jsonl --ask "Which callers disable the retry?" --headless --json
   rlm-tui resume run.jsonl --at 2 --model anthropic/claude-sonnet-4-5 --max-iterations 10
 """
 
@@ -37,8 +44,11 @@ _RESUMED = tuple(option for option in OPTIONS if option.group not in _NOT_RESUME
 def build_parser() -> argparse.ArgumentParser:
     p = command_parser("resume", RESUME_HELP)
     p.add_argument("file", metavar="FILE", type=Path, help="the session file to resume")
-    p.add_argument("--at", type=int, required=True, metavar="TURN",
-                   help="the first root turn the live model writes (1 = start over with the same question)")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--at", type=int, metavar="TURN",
+                       help="the first root turn the live model writes (1 = start over with the same question)")
+    start.add_argument("--ask", metavar="QUESTION",
+                       help="replay the whole recorded session, then ask QUESTION of the live model")
     p.add_argument("--path", type=Path, help="the input, when the recorded one has moved")
     p.add_argument("--live-subcalls", action="store_true",
                    help="ask the live model for the sub-calls of replayed turns too (default: their recorded replies)")
@@ -56,6 +66,8 @@ def resume_main(argv: list[str]) -> int:
         return args
     if args.json and not args.headless:
         return fail("--json needs --headless", EXIT_USAGE, "resume")
+    if args.ask is not None and not args.ask.strip():
+        return fail("--ask needs a question", EXIT_USAGE, "resume")
     from ..core.session import SessionFormatError
     from ..sessions.resume import ResumeError, plan
 
@@ -66,7 +78,7 @@ def resume_main(argv: list[str]) -> int:
         overrides["session_path"] = given["session"]
     try:
         resumed = plan(args.file, args.at, overrides=overrides, path=args.path, subcalls=not args.live_subcalls,
-                       damaged=report_bad_lines)
+                       damaged=report_bad_lines, ask=args.ask)
     except FileNotFoundError:
         return fail(f"no such file: {args.file}", EXIT_USAGE, "resume")
     except (ResumeError, SessionFormatError) as exc:
@@ -74,8 +86,13 @@ def resume_main(argv: list[str]) -> int:
     refused = preflight(resumed.settings)  # the live turns need their models: check before any kernel starts
     if refused is not None:
         return refused
-    print(safe(f"resuming {args.file} at turn {args.at}: {args.at - 1} recorded turn"
-               f"{'s' if args.at != 2 else ''} replayed, then {resumed.settings.model} live"), file=sys.stderr)
+    if args.ask is not None:
+        questions = len(resumed.then)  # the recorded ones: the first, and the follow-ups before the new one
+        print(safe(f"resuming {args.file}: {questions} recorded question{'s' if questions != 1 else ''} replayed, "
+                   f"then the new question to {resumed.settings.model} live"), file=sys.stderr)
+    else:
+        print(safe(f"resuming {args.file} at turn {args.at}: {args.at - 1} recorded turn"
+                   f"{'s' if args.at != 2 else ''} replayed, then {resumed.settings.model} live"), file=sys.stderr)
     if args.headless:
         return run_headless(resumed.settings, resumed.question, resumed.path, as_json=args.json,
                             debug=args.debug, prepare=resumed.prepare)

@@ -1,4 +1,4 @@
-"""``rlm-tui PATH QUESTION``: run a question over a file or directory, with or without the UI."""
+"""``rlm-tui PATH [QUESTION]``: ask questions about a file or directory, in the app or headless (one question)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rlm-tui", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", metavar="PATH", help="a directory, a file, or - for standard input")
-    p.add_argument("question", metavar="QUESTION", help="what to answer about PATH")
+    p.add_argument("question", metavar="QUESTION", nargs="?",
+                   help="what to answer about PATH; without it the app opens with a question box")
     p.add_argument("--version", action="version", version=f"rlm-tui {__version__}")
     groups = {name: p.add_argument_group(title) for name, title in _GROUP_TITLES.items()}
     for option in OPTIONS:
@@ -93,10 +94,12 @@ def settings_from(args: argparse.Namespace, config: dict[str, Any] | None = None
 
 
 def run_main(argv: list[str]) -> int:
-    """``rlm-tui PATH QUESTION [options]``."""
+    """``rlm-tui PATH [QUESTION] [options]``; the app asks for the question when none is given."""
     args = build_parser().parse_args(argv)
     if args.json and not args.headless:
         return fail("--json needs --headless", EXIT_USAGE)
+    if args.headless and not (args.question or "").strip():
+        return fail("--headless needs a QUESTION: rlm-tui PATH QUESTION --headless", EXIT_USAGE)
     if args.headless and args.approve in ("ask", "rlm"):
         return fail(f"--approve {args.approve} needs the UI: nobody can approve in --headless runs "
                     "(use auto or deny)", EXIT_USAGE)
@@ -121,7 +124,7 @@ def run_main(argv: list[str]) -> int:
         if not args.headless:
             from ..ui import launch  # the UI is imported only when it is used
 
-            return launch(settings, args.question, path, theme=args.theme)
+            return launch(settings, args.question or None, path, theme=args.theme, ask_again=True)
         return run_headless(settings, args.question, path, as_json=args.json, debug=args.debug)
     finally:
         if stdin_file:

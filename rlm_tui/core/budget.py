@@ -52,6 +52,12 @@ class Budget:
             self.stopped_by = name
         self.emit(ev.LIMIT_REACHED, node, limit=name, detail=detail)
 
+    def new_question(self, per_question: tuple[str, ...]) -> None:
+        """A follow-up starts: the limits that stopped one question may stop the next one afresh."""
+        self._said.difference_update(per_question)
+        if self.stopped_by in per_question:
+            self.stopped_by = None
+
     def exhausted(self) -> str | None:
         """The name of a run-wide limit that forbids more model calls, if any."""
         limits = self.limits

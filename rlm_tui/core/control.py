@@ -328,6 +328,15 @@ class Steering:
             self.root = node
         self._live[node] = _Live(parent, task)
 
+    async def stop_below(self, node: str) -> None:
+        """Cancel every call still under way below ``node`` (a question stopped while its code waited on
+        them, in a kernel that lives on): a waiting one is decided "kill" by the run, "its caller stopped"."""
+        tasks = [live.task for below, live in list(self._live.items())
+                 if below != node and not live.task.done() and self._below(below, node)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def doomed(self, node: str | None) -> bool:
         """True when ``node`` or one of its ancestors was killed: nothing new may start under it."""
         while node is not None:

@@ -1,6 +1,8 @@
-"""One run of an RLM: the wiring of its parts, its lifecycle, and each RLM's life in the tree.
+"""One session of an RLM: the wiring of its parts, its lifecycle, and each RLM's life in the tree.
 
-One ``Engine`` is one run. It emits every happening as an event (``recorder.py``:
+One ``Engine`` is one session: a first question and, when ``next_question`` is
+given, follow-ups asked after each answer or stop, each a new root node sharing
+the first root's kernel (its variables live on). It emits every happening as an event (``recorder.py``:
 to the session file and an optional sink) and never asks its consumers for
 anything. The parts, one job each: ``budget.py`` (limits shared by the whole
 tree), ``model_calls.py`` (LM calls), ``turns.py`` (an RLM's turn loop),
@@ -18,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from . import events as ev
 from . import pricing, prompts, shape
@@ -40,7 +42,7 @@ from .subcalls import RESULT_EXCERPT, SubCalls
 from .safe_text import one_line
 from .turns import TurnLoop
 
-__all__ = ["Engine", "RunResult", "SetupError"]
+__all__ = ["Engine", "NextQuestion", "RunResult", "SetupError"]
 
 
 @dataclass
@@ -54,11 +56,28 @@ class RunResult:
     error: str | None = None
 
 
+#: Asked after each question ends (its answer, None when stopped): the next question, or None to end the session.
+NextQuestion = Callable[[str | None], Awaitable[str | None]]
+
+#: Limits that stop one question, not the session (tokens, budget and sub-calls are the session's).
+PER_QUESTION = ("max_iterations", "timeout", "killed")
+
+
+@dataclass
+class Asked:
+    """One question of the session and how it ended (told to the model with the next one)."""
+
+    question: str
+    answer: str | None
+    stopped_by: str | None
+
+
 class Engine:
-    """One run of an RLM over ``path`` (a file or a directory) answering ``question``."""
+    """A session of an RLM over ``path`` (a file or a directory): ``question``, then any follow-ups."""
 
     def __init__(self, settings: Settings, question: str, path: Path | str,
-                 sink: ev.Sink | None = None, steering: Steering | None = None) -> None:
+                 sink: ev.Sink | None = None, steering: Steering | None = None,
+                 next_question: NextQuestion | None = None) -> None:
         self.settings = settings
         #: Approve/edit/deny spawns, kill, pause, step: safe to call from any thread (see control.py).
         self.steering = steering or Steering(settings.approve, settings.step)
@@ -89,7 +108,9 @@ class Engine:
         self.pool: KernelPool | None = None
         self.cells: Cells | None = None
         self.turns: TurnLoop | None = None
-        self.root: Rlm | None = None
+        self.root: Rlm | None = None  # the latest question's root
+        self.next_question = next_question
+        self.asked: list[Asked] = []  # the questions answered or stopped so far
         #: extra run_started fields (rlm-tui resume says what it resumed from)
         self.run_info: dict[str, Any] = {}
 
@@ -171,26 +192,15 @@ class Engine:
         interrupted = False
         try:
             await self.backend.open(self.bridge)
-            self.root = root = Rlm(self._new_id(), None, 0, self.question, self.settings.model,
-                                   {"type": "path", "path": str(self.path.resolve()),
-                                    "max_file_bytes": self.limits.max_file_bytes,
-                                    "max_total_bytes": self.limits.max_context_bytes})
-            self._root_task = asyncio.ensure_future(self._run_rlm(root))
-            self.steering.register(root.node, None, self._root_task)
-            try:
-                answer = await asyncio.wait_for(asyncio.shield(self._root_task), self.limits.timeout)
-            except asyncio.TimeoutError:
-                self.budget.limit("timeout", f"the run took longer than {self.limits.timeout:g} s")
-                self._root_task.cancel()
-                await asyncio.gather(self._root_task, return_exceptions=True)
-            except asyncio.CancelledError:
-                if self.steering.is_killed(root.node) and not _cancelling():
-                    pass  # the user killed the root: a clean stop
-                elif self.fatal is None:  # cancelled from outside: Ctrl+C, SIGTERM, the UI quitting
-                    interrupted = True
-                    self.budget.stopped_by = self.budget.stopped_by or "interrupted"
-                    self._root_task.cancel()
-                    await asyncio.gather(self._root_task, return_exceptions=True)
+            question: str | None = self.question
+            while question is not None:
+                answer, interrupted = await self._question(question)
+                if interrupted or self.fatal is not None or self.next_question is None:
+                    break
+                try:
+                    question = await self.next_question(answer)
+                except asyncio.CancelledError:
+                    break  # quitting while no question runs is how a session ends: not an interruption
         except SetupError as exc:
             setup_error = exc
             error = str(exc)
@@ -213,8 +223,6 @@ class Engine:
                 except asyncio.CancelledError:
                     interrupted = True
                     self.budget.stopped_by = self.budget.stopped_by or "interrupted"
-        if answer is None and self.steering.root is not None and self.steering.is_killed(self.steering.root):
-            self.budget.stopped_by = self.budget.stopped_by or "killed"
         error = error or self.fatal
         answer = redact(answer, self.secrets) if answer is not None else None
         error = redact(error, self.secrets) if error is not None else None
@@ -222,7 +230,8 @@ class Engine:
         result = RunResult(answer, budget.stopped_by, budget.totals.as_dict(), budget.subcalls, self.session_path,
                            time.perf_counter() - self.recorder.t0, error)
         self.emit(ev.RUN_FINISHED, answer=answer, stopped_by=budget.stopped_by, usage=result.usage,
-                  calls=budget.subcalls, duration_s=round(result.duration_s, 3), error=error)
+                  calls=budget.subcalls, duration_s=round(result.duration_s, 3), error=error,
+                  questions=[asked.question for asked in self.asked])
         self.recorder.close()
         if setup_error is not None:
             raise setup_error
@@ -243,7 +252,68 @@ class Engine:
             raise CellRefused("the root has no live kernel (the run is over)")
         await self.cells.run_user(root, code)
 
+    async def _question(self, question: str) -> tuple[str | None, bool]:
+        """One question as its own root node, under the per-question --timeout; returns its answer (None when
+        stopped) and whether the session was cancelled from outside."""
+        index = len(self.asked) + 1
+        if index > 1:
+            self.budget.new_question(PER_QUESTION)
+        self.emit(ev.QUESTION_ASKED, question=question, index=index)
+        spec = {"type": "path", "path": str(self.path.resolve()), "max_file_bytes": self.limits.max_file_bytes,
+                "max_total_bytes": self.limits.max_context_bytes}
+        earlier = self.root
+        self.root = root = Rlm(self._new_id(), None, 0, question, self.settings.model, spec)
+        if earlier is not None and _loaded(earlier.ready):  # a follow-up: the kernel and its variables live on
+            root.spec, root.kernel, root.ready, root.skipped = earlier.spec, earlier.kernel, earlier.ready, earlier.skipped
+        self._root_task = asyncio.ensure_future(self._run_rlm(root))
+        self.steering.register(root.node, None, self._root_task)
+        answer: str | None = None
+        interrupted = False
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(self._root_task), self.limits.timeout)
+        except asyncio.TimeoutError:
+            self.budget.limit("timeout", f"the question took longer than {self.limits.timeout:g} s")
+            self._root_task.cancel()
+            await asyncio.gather(self._root_task, return_exceptions=True)
+        except asyncio.CancelledError:
+            if self.steering.is_killed(root.node) and not _cancelling():
+                pass  # the user killed the root: a clean stop
+            elif self.fatal is None:  # cancelled from outside: Ctrl+C, SIGTERM, the UI quitting
+                interrupted = True
+                self.budget.stopped_by = self.budget.stopped_by or "interrupted"
+                self._root_task.cancel()
+                await asyncio.gather(self._root_task, return_exceptions=True)
+        if answer is None and self.steering.is_killed(root.node):
+            self.budget.stopped_by = self.budget.stopped_by or "killed"
+        self.asked.append(Asked(question, answer, self.budget.stopped_by))
+        return answer, interrupted
+
+    async def _stop_question(self, root: Rlm) -> None:
+        """A question stopped (limit, kill, error) in the kernel that lives on for the next one: interrupt
+        a cell it may have left running, and drop the sub-calls its code was waiting on."""
+        assert root.kernel is not None
+        try:
+            await root.kernel.interrupt()  # an idle kernel ignores it
+        except Exception:  # noqa: BLE001 - a dead kernel has no cell left running
+            pass
+        await self.steering.stop_below(root.node)
+
+    async def _follow_up_intro(self, rlm: Rlm, info: dict[str, Any]) -> str:
+        """The first message of a follow-up: earlier questions and answers, the context's shape, the variables.
+        Clears the kernel's ``answer`` (an earlier question may have set it ready)."""
+        kernel = await rlm.ready_kernel()
+        try:
+            state = json.loads(await kernel.call('answer = {"content": "", "ready": False}', "__rlm_state()",
+                                                 timeout=30))
+            rlm.variables = state.get("vars", [])
+        except (RuntimeError, ValueError, KernelDied):
+            rlm.variables = []
+        earlier = [(a.question, a.answer, a.stopped_by) for a in self.asked]
+        return prompts.follow_up_message(rlm.question, earlier, prompts.describe_context(info), rlm.variables)
+
     async def _shutdown(self) -> None:
+        if self.root is not None:
+            self.root.kernel = None  # the session is over: no user cell, no attach from here on
         await self.bridge.close()
         await self.lm.aclose()
         if self.pool is not None:
@@ -264,10 +334,17 @@ class Engine:
                   depth=rlm.depth, model=rlm.model, prompt=rlm.question, label=one_line(rlm.question),
                   context=context_preview(rlm.spec))
         try:
-            self.emit(ev.KERNEL, rlm.node, rlm.parent, state="starting")
-            if rlm.parent is None:
+            if rlm.parent is None and rlm.ready is not None:  # a follow-up in the shared kernel
+                self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
+                assert rlm.kernel is not None
+                self.subcalls.owners[rlm.kernel.id] = rlm  # its sub-calls are this question's
+                info = dict(rlm.ready.result())
+                rlm.intro = await self._follow_up_intro(rlm, info)
+            elif rlm.parent is None:
+                self.emit(ev.KERNEL, rlm.node, rlm.parent, state="starting")
                 info = await self._start_root(rlm)
             else:
+                self.emit(ev.KERNEL, rlm.node, rlm.parent, state="starting")
                 rlm.kernel = await self.pool.acquire()
                 self.subcalls.owners[rlm.kernel.id] = rlm
                 info = await self.cells.load_context(rlm)
@@ -291,9 +368,11 @@ class Engine:
             if rlm.ready is not None and not rlm.ready.done():  # stopped before its kernel was ready
                 rlm.ready.cancel()
                 await asyncio.gather(rlm.ready, return_exceptions=True)
+            if rlm.parent is None and status != "done" and rlm.kernel is not None:
+                await asyncio.shield(self._stop_question(rlm))
             self.emit(ev.NODE_FINISHED, rlm.node, rlm.parent, status=status,
                       result=(answer or "")[:RESULT_EXCERPT], error=error)
-            if rlm.kernel is not None:
+            if rlm.kernel is not None and rlm.parent is not None:  # the root's kernel lives until the session ends
                 kernel, rlm.kernel = rlm.kernel, None  # gone for user cells and attach from here on
                 self.subcalls.owners.pop(kernel.id, None)
                 await asyncio.shield(self.pool.release(kernel))
@@ -341,6 +420,11 @@ class Engine:
             self.fatal = error
             if self._root_task is not None:
                 self._root_task.cancel()
+
+
+def _loaded(ready: "asyncio.Future[Any] | None") -> bool:
+    """True when a root's kernel started and loaded the context (a question stopped early may have neither)."""
+    return ready is not None and ready.done() and not ready.cancelled() and ready.exception() is None
 
 
 def _cancelling() -> int:

@@ -76,9 +76,12 @@ RUN_STARTED = _kind("run_started", "the run's question, input and settings",
                        fields=(_opt("model", TEXT), _opt("sub_model", TEXT), _opt("limits", OBJECT),
                                _opt("session_path", TEXT), _opt("approve", TEXT), _opt("step", TEXT))),
                     _opt("resumed_from", OBJECT, "when resumed",
-                         fields=(_opt("path", TEXT), _opt("at_turn", INT), _opt("created", TEXT))),
+                         fields=(_opt("path", TEXT), _opt("at_turn", INT), _opt("created", TEXT),
+                                 _opt("questions", INT, "`--ask`: recorded questions replayed whole"))),
                     _opt("kernel_backend", OBJECT, "what ran the code: `name`, `description`, `warning`",
                          fields=(_opt("name", TEXT), _opt("description", TEXT), _opt("warning", TEXT))))
+QUESTION_ASKED = _kind("question_asked", "a question of the session starts (the first too); its root's "
+                       "`node_started` follows", _f("question", TEXT), _f("index", INT, "1-based"))
 NODE_STARTED = _kind("node_started", "a call node starts",
                      _f("node_kind", TEXT, "`root`, `rlm`, `llm`, `batch`"), _f("depth", INT), _f("model", TEXT),
                      _opt("label", TEXT), _f("prompt", TEXT), _opt("n", INT, "batch size"),
@@ -144,7 +147,8 @@ FINAL_ANSWER = _kind("final_answer", "a node gave its answer",
 RUN_FINISHED = _kind("run_finished", "the run ended (the last line)",
                      _opt("answer", TEXT), _opt("stopped_by", TEXT),
                      _f("usage", OBJECT, fields=(*_USAGE, _opt("per_model", OBJECT, each=_USAGE))),
-                     _f("calls", INT), _f("duration_s", NUMBER), _opt("error", TEXT))
+                     _f("calls", INT), _f("duration_s", NUMBER), _opt("error", TEXT),
+                     _opt("questions", LIST, "every question of the session, in order (`answer` is the last's)"))
 
 #: Node statuses a UI can show.
 NODE_STATUSES = ("waiting", "queued", "running", "done", "denied", "killed", "failed", "limit")

@@ -70,6 +70,24 @@ def first_message(question: str, info: dict[str, Any], depth: int, max_depth: in
     return f"Question: {question}\n\n{describe_context(info)}\n{where}\n\n{FIRST_TURN_NOTE}"
 
 
+FOLLOW_UP_ANSWER_CHARS = 600  # an earlier answer as the model is reminded of it
+
+
+def follow_up_message(question: str, earlier: list[tuple[str, str | None, str | None]], description: str,
+                      variables: list[str]) -> str:
+    """A follow-up's first message: the earlier questions and answers (short), the context's shape (this
+    conversation starts afresh) and the REPL's variables (they live on, with `context`)."""
+    parts = ["This is a follow-up in the same session. Earlier questions:"]
+    for i, (asked, answer, stopped_by) in enumerate(earlier, start=1):
+        said = truncate(answer, FOLLOW_UP_ANSWER_CHARS) if answer else f"(no answer: stopped by {stopped_by})"
+        parts.append(f"{i}. Q: {asked}\n   A: {said}")
+    listing = ", ".join(variables) if variables else "(none besides `context`)"
+    parts.append(description)
+    parts.append(f"The REPL kept its state: `context` and your variables: {listing}.")
+    parts.append(f"New question: {question}\n\nUse what you already have where it helps; answer with FINAL(...).")
+    return "\n\n".join(parts)
+
+
 def feedback(outputs: list[str], variables: list[str], notes: list[str]) -> str:
     """The user message after a turn: each block's output, the REPL's variables, and notes."""
     parts = [f"Output of code block {i}:\n{out if out.strip() else '(no output)'}"

@@ -21,6 +21,7 @@ class Rlm:
     ready: "asyncio.Future[dict[str, Any]] | None" = None  # the kernel started and the context loaded
     skipped: dict[str, Any] = field(default_factory=dict)  # what the host's scan left out (root only)
     load_note: str = ""  # told to the model once: the loaded context differs from the scan's estimate
+    intro: str = ""  # a follow-up question's first message (earlier questions, variables), else the usual one
     cells: int = 0
     deaths: int = 0
     variables: list[str] = field(default_factory=list)

@@ -31,11 +31,10 @@ class TurnLoop:
 
     async def run(self, rlm: Rlm, info: dict[str, Any]) -> str | None:
         """Turns until a final answer; None when a limit stopped it first."""
-        messages = [{"role": "system", "content": prompts.SYSTEM_PROMPT},
-                    {"role": "user", "content": prompts.first_message(rlm.question, info, rlm.depth + 1,
-                                                                      self.limits.max_depth)}]
+        first = rlm.intro or prompts.first_message(rlm.question, info, rlm.depth + 1, self.limits.max_depth)
+        messages = [{"role": "system", "content": prompts.SYSTEM_PROMPT}, {"role": "user", "content": first}]
         sent = 0  # messages already recorded on an lm_started event
-        code_ran = False
+        code_ran = bool(rlm.intro)  # a follow-up's context was looked at by the questions before it
         for turn in range(1, self.limits.max_iterations + 1):
             if self.budget.exhausted():
                 return None

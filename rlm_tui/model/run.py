@@ -105,7 +105,8 @@ class Checkpoint:
     position: int
     nodes: dict[str, CallNode]  # the tree nodes changed since the previous checkpoint (never changed again)
     transcripts: dict[str, NodeSnapshot]  # the transcripts changed since then
-    tree_facts: tuple[str | None, float, str | None, str | None, bool]  # root, now, answer, stopped_by, finished
+    tree_facts: tuple[str | None, tuple[str, ...], float, str | None, str | None, bool]  # root, roots, now, answer,
+    # stopped_by, finished
     run: RunState
     questions: Questions
     events: int
@@ -127,7 +128,8 @@ class Checkpoints:
         snaps = {node_id: transcripts.nodes[node_id].snapshot() for node_id in transcripts.take_dirty()
                  if node_id in transcripts.nodes}
         self.items.append(Checkpoint(position, nodes, snaps,
-                                     (tree.root, tree.now, tree.answer, tree.stopped_by, tree.finished),
+                                     (tree.root, tree.roots, tree.now, tree.answer, tree.stopped_by,
+                                      tree.finished),
                                      model.run.copy(), model.questions.copy(), model.events))
 
     @property
@@ -149,7 +151,7 @@ class Checkpoints:
         model = RunModel()
         tree = model.tree
         tree.freeze(nodes)
-        tree.root, tree.now, tree.answer, tree.stopped_by, tree.finished = item.tree_facts
+        tree.root, tree.roots, tree.now, tree.answer, tree.stopped_by, tree.finished = item.tree_facts
         model.transcripts.freeze(snaps)
         model.run = item.run.copy()
         model.questions = item.questions.copy()

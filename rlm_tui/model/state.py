@@ -17,19 +17,29 @@ from .tree import CallTree, Usage
 
 
 def run_totals(tree: CallTree) -> tuple[Usage, int]:
-    """The whole run's usage and number of sub-calls: the root's subtree."""
-    if tree.root is None:
-        return Usage(), 0
-    return tree.subtree_usage(tree.root), tree.subtree_calls(tree.root)
+    """The whole run's usage and number of sub-calls: every question's root's subtree, added up."""
+    usage = Usage()
+    for root in tree.roots:
+        usage.add(tree.nodes[root].subtree)
+    return usage, sum(tree.nodes[root].calls_below for root in tree.roots)
+
+
+#: The key of the root's kernel in ``RunState.kernels``: one kernel for every question of a session.
+ROOT_KERNEL = "root"
+
+
+def _kernel_key(event: ev.Event) -> str:
+    return ROOT_KERNEL if event.parent is None else event.node or ""
 
 
 @dataclass
 class RunState:
-    HANDLES: ClassVar[frozenset[str]] = frozenset({ev.SESSION, ev.RUN_STARTED, ev.KERNEL, ev.NODE_FINISHED,
+    HANDLES: ClassVar[frozenset[str]] = frozenset({ev.SESSION, ev.RUN_STARTED, ev.QUESTION_ASKED, ev.KERNEL, ev.NODE_FINISHED,
                                                    ev.LIMIT_REACHED, ev.WARNING, ev.RUN_FINISHED})
 
     header: dict[str, Any] = field(default_factory=dict)  # the session event's fields
-    question: str = ""
+    question: str = ""  # the latest question
+    asked: tuple[str, ...] = ()  # every question of the session, in order (question_asked)
     path: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     backend: dict[str, Any] = field(default_factory=dict)  # what ran the code: run_started's kernel_backend
@@ -66,10 +76,16 @@ class RunState:
             self.backend = event.get("kernel_backend", {})
             self.resumed_from = event.get("resumed_from")
             self.session_path = self.settings.get("session_path") or self.session_path
+        elif kind == ev.QUESTION_ASKED:
+            self.question = event.get("question", "")
+            self.asked += (self.question,)
         elif kind == ev.KERNEL and event.node:
-            self.kernels[event.node] = event.get("state", "")
+            self.kernels[_kernel_key(event)] = event.get("state", "")
         elif kind == ev.NODE_FINISHED:
-            self.kernels.pop(event.node or "", None)  # its kernel went back to the pool
+            if event.parent is None and ROOT_KERNEL in self.kernels:
+                self.kernels[ROOT_KERNEL] = "idle"  # the root's kernel lives on for the next question
+            else:
+                self.kernels.pop(event.node or "", None)  # its kernel went back to the pool
         elif kind in (ev.LIMIT_REACHED, ev.WARNING) and event.node is None:
             self.notes.append(f"limit {event.get('limit')}: {event.get('detail')}" if kind == ev.LIMIT_REACHED
                               else f"warning: {event.get('message')}")
@@ -84,9 +100,11 @@ class RunState:
 
     def kernel_summary(self) -> str:
         """``busy``, or ``2 busy · 1 idle`` when children have kernels too."""
+        if self.finished:
+            return "off"
         live = [state for state in self.kernels.values() if state != "dead"]
         if not live:
-            return "off" if self.finished else ("dead" if self.kernels else "starting")
+            return "dead" if self.kernels else "starting"
         if len(live) == 1:
             return live[0]
         counts: dict[str, int] = {}

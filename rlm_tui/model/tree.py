@@ -88,7 +88,8 @@ class CallTree:
 
     def __init__(self) -> None:
         self.nodes: dict[str, CallNode] = {}
-        self.root: str | None = None
+        self.root: str | None = None  # the latest question's root node
+        self.roots: tuple[str, ...] = ()  # every question's root, in order (a session may ask several)
         self.now: float = 0.0
         self.answer: str | None = None
         self.stopped_by: str | None = None
@@ -135,8 +136,10 @@ class CallTree:
                     if node.kind != "batch":
                         for ancestor in self._ancestors(event.parent):
                             ancestor.calls_below += 1
-                elif self.root is None:
+                elif event.parent is None and (kind == ev.NODE_STARTED or self.root is None):
                     self.root = node.id
+                    self.roots += (node.id,)
+                    self.answer = None  # the answer shown is the latest question's
             node.depth = event.get("depth", node.depth)
             node.model = event.get("model", node.model)
             node.prompt = event.get("prompt", node.prompt)

@@ -109,17 +109,19 @@ def _outputs(cell: CellLog) -> list[Any]:
 def to_notebook(log: SessionLog) -> Any:
     """The root kernel's cells with their outputs, as a validated nbformat v4 notebook."""
     import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+    from nbformat.v4 import new_markdown_cell, new_notebook
 
     run = log.run
     settings = run.settings
-    question = run.question if run.started else None
-    root = log.root
+    question = (run.asked[0] if run.asked else run.question) if run.started else None
+    roots = log.tree.roots
+    root = log.root if len(roots) == 1 else None  # a session of several questions: usage per question below
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata["rlm_tui"] = {"session": str(log.path) if log.path else None, "question": question,
-                              "model": settings.get("model"), "answer": log.answer, "outcome": log.outcome()}
+                              "model": settings.get("model"), "answer": log.answer, "outcome": log.outcome(),
+                              "questions": list(run.asked)}
     intro = [f"# {question if question is not None else 'rlm-tui session'}", "",
              f"- **input**: `{run.path if run.started else '?'}`",
              f"- **root model**: `{settings.get('model', '?')}` · sub-calls `{settings.get('sub_model', '?')}`",
@@ -131,28 +133,42 @@ def to_notebook(log: SessionLog) -> Any:
               "kernel where `context` held the input and `llm_query`, `rlm_query` and friends called "
               "models; to run them again here, define those first (or use `rlm-tui resume`)."]
     nb.cells.append(new_markdown_cell("\n".join(intro)))
-    node_log = log.nodes.get(root.id) if root is not None else None
+    for index, root_id in enumerate(roots, start=1):  # the session's questions, in order
+        node = log.tree.nodes[root_id]
+        if len(roots) > 1:
+            nb.cells.append(new_markdown_cell(f"## Question {index}\n\n{node.prompt}\n\n"
+                                              f"*{usage_line(log.tree, node)}*"))
+        _root_cells(log, root_id, nb.cells, log.outcome() if len(roots) == 1 else node.error or node.status)
+    if not roots and log.answer is None:
+        nb.cells.append(new_markdown_cell(f"## No answer\n\n{log.outcome()}"))
+    nbformat.validate(nb)
+    return nb
+
+
+def _root_cells(log: SessionLog, root_id: str, cells: list[Any], why_none: str) -> None:
+    """One question's turns: the reply's prose, each cell with its outputs and sub-calls, its answer."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell
+
+    node_log = log.nodes.get(root_id)
     for turn in node_log.turns if node_log is not None else []:
         prose = _prose(turn.text)
         usage = f"{tokens(turn.tokens_in + turn.tokens_out)} tok · ${turn.cost_usd:.4f}"
-        nb.cells.append(new_markdown_cell(f"### Turn {turn.number}\n\n*{usage}*" + (f"\n\n{prose}" if prose else "")))
+        cells.append(new_markdown_cell(f"### Turn {turn.number}\n\n*{usage}*" + (f"\n\n{prose}" if prose else "")))
         for cell in turn.cells:
             code = new_code_cell(cell.code.rstrip("\n"), execution_count=cell.number, outputs=_outputs(cell))
             code.metadata["rlm_tui"] = {"status": cell.status, "duration_s": cell.duration_s,
                                         "subcalls": list(cell.children), **({"by": cell.by} if cell.by else {})}
             if cell.by == "user":
-                nb.cells.append(new_markdown_cell("*You ran the next cell yourself (not the model).*"))
-            nb.cells.append(code)
+                cells.append(new_markdown_cell("*You ran the next cell yourself (not the model).*"))
+            cells.append(code)
             if cell.children:
-                nb.cells.append(new_markdown_cell("Sub-calls of this cell:\n\n" + "\n".join(
+                cells.append(new_markdown_cell("Sub-calls of this cell:\n\n" + "\n".join(
                     _subcall_line(log, child) for child in cell.children)))
     if node_log is not None and node_log.final:
-        nb.cells.append(new_markdown_cell(f"## Answer ({node_log.final.get('source')})\n\n"
-                                          f"{node_log.final.get('answer', '')}"))
-    elif log.answer is None:
-        nb.cells.append(new_markdown_cell(f"## No answer\n\n{log.outcome()}"))
-    nbformat.validate(nb)
-    return nb
+        cells.append(new_markdown_cell(f"## Answer ({node_log.final.get('source')})\n\n"
+                                       f"{node_log.final.get('answer', '')}"))
+    else:
+        cells.append(new_markdown_cell(f"## No answer\n\n{why_none}"))
 
 
 def _subcall_line(log: SessionLog, node_id: str) -> str:

@@ -35,12 +35,13 @@ class SessionSummary:
     cost_usd: float | None = None
     size: int = 0
     resumed_from: str | None = None
+    questions: list[str] | None = None  # every question of the session (run_finished), when several were asked
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "created": self.created.isoformat() if self.created else None,
                 "question": self.question, "model": self.model, "answer": self.answer, "outcome": self.outcome,
                 "tokens": self.tokens, "cost_usd": self.cost_usd, "bytes": self.size,
-                "resumed_from": self.resumed_from}
+                "resumed_from": self.resumed_from, "questions": self.questions or [self.question]}
 
 
 def summarize(path: Path) -> SessionSummary:
@@ -65,12 +66,16 @@ def summarize(path: Path) -> SessionSummary:
                 summary.model = (run.get("settings") or {}).get("model") or ""
                 origin = run.get("resumed_from")
                 if isinstance(origin, dict):
-                    summary.resumed_from = f"{Path(str(origin.get('path'))).name} turn {origin.get('at_turn')}"
+                    where = (f"turn {origin.get('at_turn')}" if origin.get("at_turn") is not None
+                             else "with a new question")
+                    summary.resumed_from = f"{Path(str(origin.get('path'))).name} {where}"
             finished = _last_event(handle, stat.st_size)
     except OSError as exc:
         summary.outcome = f"unreadable: {exc.strerror or exc}"
         return summary
     if finished is not None:
+        asked = [q for q in finished.get("questions") or [] if isinstance(q, str)]
+        summary.questions = asked if len(asked) > 1 else None
         summary.answer = finished.get("answer")
         usage = finished.get("usage") or {}
         summary.tokens = usage.get("total_tokens")
@@ -164,6 +169,8 @@ def format_table(sessions: list[SessionSummary]) -> str:
         question = _short(s.question, 40) + (safe(f" (resumed {s.resumed_from})") if s.resumed_from else "")
         rows.append((str(number), when, question, _short(s.model, 24), _short(result or "", 40), tokens, cost,
                      safe(s.path.name)))
+        for index, follow_up in enumerate((s.questions or [])[1:], start=2):  # the answer shown is the last's
+            rows.append(("", "", _short(f"{index}. {follow_up}", 40), "", "", "", "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     right = {0, 5, 6}
     lines = []

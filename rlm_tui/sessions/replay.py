@@ -185,14 +185,28 @@ class Replayer:
         """Positions just after each finished cell (of one node, or of any)."""
         return [i + 1 for i in self.index.positions([ev.CELL_FINISHED], node)]
 
+    @property
+    def roots(self) -> list[str]:
+        """Every question's root node, in order (a session may ask several; each starts with
+        ``question_asked``, its root's ``node_started`` soon after); the one root of an older file."""
+        roots: list[str] = []
+        for asked in self.index.positions([ev.QUESTION_ASKED]):
+            for i in self.index.positions([ev.NODE_STARTED], start=asked + 1, stop=asked + 16):
+                event = self.index.event(i)
+                if event.parent is None:
+                    roots.append(event.node or "")
+                    break
+        return roots or ([self.root] if self.root is not None else [])
+
     def turn_stops(self, node: object = None) -> list[int]:
-        """Positions just after each turn of a node (the root by default) started.
+        """Positions just after each turn of a node started; of every question's root for a root or None.
 
         Stepping a turn forward shows the previous turn complete and the next
         one's beginning; stepping back lands at the start of the current turn.
         """
-        node_id = self.root if node is None else node
-        return [i + 1 for i in self.index.positions([ev.TURN_STARTED], node_id)]
+        roots = self.roots
+        nodes = roots if node is None or node in roots else [node]
+        return sorted(i + 1 for node_id in nodes for i in self.index.positions([ev.TURN_STARTED], node_id))
 
     def node_first(self, node: str) -> int | None:
         found = self.index.positions([ev.SPAWN_REQUESTED, ev.NODE_STARTED], node)

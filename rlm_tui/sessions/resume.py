@@ -1,4 +1,5 @@
-"""``rlm-tui resume FILE --at TURN``: re-run a recorded session from a turn.
+"""``rlm-tui resume FILE --at TURN`` / ``--ask QUESTION``: re-run a recorded session from a turn, or
+continue it with a new question.
 
 The root model's recorded replies for the turns before TURN are handed to the
 engine in place of the live model (``Engine.recorded``); their code runs again
@@ -9,6 +10,10 @@ replies too (``llm_query`` by model and prompt, child RLM turns by their
 question and turn), so nothing is paid twice; ``--live-subcalls`` asks the
 live model for them instead. The new run is recorded to a new session file
 whose ``run_started`` names its origin (``resumed_from``).
+
+With ``--ask`` every recorded question of the session is replayed whole, in
+order (each a question of the new session, in the one kernel that lives on),
+so the REPL holds what the recorded run built; then the new question runs live.
 """
 
 from __future__ import annotations
@@ -39,16 +44,24 @@ class RecordedReplies:
     spent) or None for "ask the live model".
     """
 
-    at: int  # the first root turn the live model writes
-    root: dict[int, str] = field(default_factory=dict)  # turn -> reply
+    at: int  # the first root turn the live model writes (in question ``question``)
+    roots: list[dict[int, str]] = field(default_factory=list)  # per recorded question: turn -> root reply
+    question: int = 0  # the question (0-based) where the live model takes over at turn ``at``
     rlm: dict[tuple[str, int], deque[str]] = field(default_factory=dict)  # (first user message, turn) -> replies
     llm: dict[tuple[str, str], deque[str]] = field(default_factory=dict)  # (model, prompt) -> replies
     subcalls: bool = True  # replay recorded sub-call replies too
     live: bool = False  # the live model has taken over
     used: int = 0  # recorded replies handed out
 
+    _ordinal: dict[str, int] = field(default_factory=dict)  # root node (of this run) -> its question, 0-based
+
     def __post_init__(self) -> None:
-        self.live = self.live or self.at <= 1
+        self.live = self.live or (self.at <= 1 and self.question == 0)
+
+    @property
+    def root(self) -> dict[int, str]:
+        """The first question's root replies (``--at`` rewinds within it)."""
+        return self.roots[0] if self.roots else {}
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event], at: int, subcalls: bool = True) -> "RecordedReplies":
@@ -57,11 +70,15 @@ class RecordedReplies:
         prompts: dict[str, str] = {}  # llm node -> prompt
         first_user: dict[str, str] = {}  # rlm node -> its first user message
         turns: dict[str, int | None] = {}  # node -> turn of its current model call
+        question: dict[str, int] = {}  # root node -> its question, 0-based
         for event in events:
             node = event.node or ""
             if event.kind == ev.NODE_STARTED:
                 kinds[node] = event.get("node_kind", "llm")
                 prompts[node] = event.get("prompt", "")
+                if kinds[node] == "root" and node not in question:
+                    question[node] = len(replies.roots)
+                    replies.roots.append({})
             elif event.kind == ev.LM_STARTED:
                 turns[node] = event.get("turn")
                 if node not in first_user:
@@ -71,8 +88,8 @@ class RecordedReplies:
                         first_user[node] = user
             elif event.kind == ev.LM_FINISHED:
                 text, turn, kind = event.get("text", ""), turns.get(node), kinds.get(node)
-                if kind == "root" and turn is not None:
-                    replies.root.setdefault(turn, text)
+                if kind == "root" and turn is not None and node in question:
+                    replies.roots[question[node]].setdefault(turn, text)
                 elif kind == "rlm" and turn is not None and node in first_user:
                     replies.rlm.setdefault((first_user[node], turn), deque()).append(text)
                 elif kind == "llm":
@@ -88,11 +105,14 @@ class RecordedReplies:
         if self.live:
             return None
         text: str | None = None
-        if parent is None:  # the root
-            if turn is None or turn >= self.at or turn not in self.root:
+        if parent is None:  # a question's root
+            ordinal = self._ordinal.setdefault(node, len(self._ordinal))
+            replies = self.roots[ordinal] if ordinal < len(self.roots) else {}
+            if (turn is None or turn not in replies or ordinal > self.question
+                    or (ordinal == self.question and turn >= self.at)):
                 self.live = True
                 return None
-            text = self.root[turn]
+            text = replies[turn]
         elif self.subcalls:
             if turn is None:  # an llm_query: one user message, the prompt
                 queue = self.llm.get((model, messages[-1].get("content", "") if messages else ""))
@@ -122,11 +142,19 @@ class ResumePlan:
     settings: Settings
     replies: RecordedReplies
     run_info: dict[str, Any]
+    then: list[str] = field(default_factory=list)  # --ask: the recorded follow-ups, then the new question
 
     def prepare(self, engine: Any) -> None:
-        """Hook the recorded replies and the origin into an Engine before it runs."""
+        """Hook the recorded replies, the origin and any further questions into an Engine before it runs."""
         engine.recorded = self.replies
         engine.run_info = dict(self.run_info)
+        if self.then:
+            rest = list(self.then)
+
+            async def next_question(answer: str | None) -> str | None:
+                return rest.pop(0) if rest else None
+
+            engine.next_question = next_question
 
 
 LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(Limits))
@@ -160,9 +188,12 @@ def _fits(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def plan(source: Path, at: int, *, overrides: dict[str, Any] | None = None, path: Path | None = None,
-         subcalls: bool = True, damaged: Callable[[list[tuple[int, str]]], None] | None = None) -> ResumePlan:
+def plan(source: Path, at: int | None, *, overrides: dict[str, Any] | None = None, path: Path | None = None,
+         subcalls: bool = True, damaged: Callable[[list[tuple[int, str]]], None] | None = None,
+         ask: str | None = None) -> ResumePlan:
     """Read ``source`` and work out the resumed run; raises ResumeError when it cannot be done.
+
+    ``ask``: instead of rewinding to turn ``at``, replay every recorded question whole, then ask this one.
 
     ``overrides`` are Settings fields (model, sub_model, api_base, api_key,
     session_path) and Limits fields by name; ``path`` replaces the recorded input.
@@ -177,12 +208,18 @@ def plan(source: Path, at: int, *, overrides: dict[str, Any] | None = None, path
     run = next((e for e in events if e.kind == ev.RUN_STARTED), None)
     if run is None:
         raise ResumeError(f"{source} has no run_started event: there is no run to resume")
+    asked = [e.get("question", "") for e in events if e.kind == ev.QUESTION_ASKED] or [run.get("question", "")]
+    if ask is not None:
+        at = 1
+    assert at is not None
     replies = RecordedReplies.from_events(events, at, subcalls=subcalls)
+    if ask is not None:
+        replies.question, replies.live = len(replies.roots), not replies.roots
     turns = replies.recorded_turns
-    if at < 1 or at > turns + 1:
+    if ask is None and (at < 1 or at > turns + 1):
         raise ResumeError(f"--at must be between 1 and {turns + 1}: the session has {turns} recorded "
                           f"root turn{'s' if turns != 1 else ''}")
-    missing = [t for t in range(1, at) if t not in replies.root]
+    missing = [t for t in range(1, at) if t not in replies.root] if ask is None else []
     if missing:
         raise ResumeError(f"turn {missing[0]}'s reply is not in the session (the file is damaged there); "
                           f"resume at a turn up to {missing[0]}")
@@ -195,6 +232,11 @@ def plan(source: Path, at: int, *, overrides: dict[str, Any] | None = None, path
             setattr(settings.limits, name, value)
         else:
             setattr(settings, name, value)
-    origin = {"path": str(Path(source).resolve()), "at_turn": at, "created": header.get("created")}
-    return ResumePlan(Path(source), at, run.get("question", ""), input_path, settings, replies,
-                      {"resumed_from": origin})
+    origin: dict[str, Any] = {"path": str(Path(source).resolve()), "created": header.get("created")}
+    if ask is None:
+        origin["at_turn"] = at
+        return ResumePlan(Path(source), at, run.get("question", ""), input_path, settings, replies,
+                          {"resumed_from": origin})
+    origin["questions"] = len(asked)  # replayed whole before the new question
+    return ResumePlan(Path(source), at, asked[0], input_path, settings, replies, {"resumed_from": origin},
+                      then=[*asked[1:], ask])

@@ -228,8 +228,8 @@ def tree_lines(tree: CallTree, max_children: int | None = 12) -> list[str]:
         if len(shown) < len(children):
             out.append(f"{inner}└─ … {len(children) - len(shown)} more")
 
-    if tree.root is not None:
-        walk(tree.root, "", True, True)
+    for root in tree.roots:  # a session of several questions: one top-level entry each
+        walk(root, "", True, True)
     return out
 
 
@@ -280,9 +280,12 @@ class Renderer:
     def render(self) -> None:
         log = self.log
         self.summary()
-        root = log.root
-        if root is not None:
-            self.node_body(root, "", level=2)
+        roots = log.tree.roots
+        for index, root in enumerate(roots, start=1):  # the session's questions, in order
+            node = log.tree.nodes[root]
+            if len(roots) > 1:
+                self.heading(2, f"Question {index}: {self._short(node.prompt)}", "")
+            self.node_body(node, "", level=2 if len(roots) == 1 else 3)
         self.heading(2, "Call tree", "")
         self.code("\n".join(tree_lines(log.tree, self.max_children)), "text", "")
         self.blank()
@@ -297,14 +300,17 @@ class Renderer:
         rows = [("file", str(log.path) if log.path else "-"),
                 ("recorded", f"{log.recorded()} · rlm-tui {run.header.get('rlm_tui_version', '?')} · "
                              f"format v{run.header.get('version', '?')}"),
-                ("question", run.question if run.started else "?"),
+                *([("question", run.question if run.started else "?")] if len(run.asked) < 2 else
+                  [(f"question {i}", asked) for i, asked in enumerate(run.asked, start=1)]),
                 ("input", run.path if run.started else "?")]
         if settings:
             rows.append(("models", f"root {settings.get('model')} · sub-calls {settings.get('sub_model')} · "
                                    f"max depth {limits.get('max_depth', '?')}"))
         if run.resumed_from:
             origin = run.resumed_from
-            rows.append(("resumed", f"from {origin.get('path')} at turn {origin.get('at_turn')}"))
+            where = (f"at turn {origin.get('at_turn')}" if origin.get("at_turn") is not None else
+                     f"with a new question after its {origin.get('questions')} recorded")
+            rows.append(("resumed", f"from {origin.get('path')} {where}"))
         self.table(rows)
 
     def table(self, rows: list[tuple[str, str]]) -> None:

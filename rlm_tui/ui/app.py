@@ -21,7 +21,7 @@ from textual.markup import escape as escape_markup
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.theme import Theme
-from textual.widgets import Footer, Tree
+from textual.widgets import Footer, Input, Tree
 
 from ..core.safe_text import safe, safe_data
 from ..core import events as ev
@@ -29,7 +29,7 @@ from ..model.questions import Questions
 from ..model.run import RunModel
 from ..model.state import RunState
 from ..model.transcript import Transcripts
-from ..model.tree import CallTree
+from ..model.tree import ACTIVE, CallTree
 from . import prefs
 from .help import HelpScreen, key_sections
 from .render import Palette
@@ -39,6 +39,7 @@ from .themes import DEFAULT_THEME, load_themes
 from .widgets.answer import AnswerPanel
 from .widgets.approval import ApprovalPanel
 from .widgets.call_tree import CallTreeView
+from .widgets.question_box import QuestionBox
 from .widgets.status import RunHeader, StatusBar
 from .widgets.transcript_view import TranscriptView
 
@@ -81,6 +82,8 @@ class RlmApp(SteeringMixin, App[None]):
         Binding("r", "show_root", "Root", tooltip="Show the root model's transcript"),
         Binding("a", "toggle_answer", "Answer", tooltip="Show or hide the final-answer panel"),
         Binding("t", "change_theme", "Theme", tooltip="Pick a colour theme (remembered for next time)"),
+        Binding("slash", "ask", "Ask", tooltip="Type the next question (between questions; enter sends it, "
+                "esc leaves the box)"),
         Binding("tab", "app.focus_next", "Switch pane", tooltip="Move between the call tree and the transcript"),
         *STEERING_BINDINGS,  # live runs only; while calls wait for approval, "a" approves them all
     ]
@@ -106,6 +109,9 @@ class RlmApp(SteeringMixin, App[None]):
         self._quit_signal: int | None = None  # SIGTERM or SIGHUP asked us to quit
         self._old_handlers: dict[int, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The session takes follow-up questions (EngineSource.ask): the question box is used.
+        self._asks = bool(getattr(source, "ask_again", False))
+        self._answered: str | None = None  # the root whose answer the panel shows (between questions)
         self._load_themes()
 
     # --- the run model's parts, by the names the widgets and tests use -------------------
@@ -156,6 +162,7 @@ class RlmApp(SteeringMixin, App[None]):
         self.transcript_view = TranscriptView(self.palette, id="transcript")
         self.answer_panel = AnswerPanel(id="answer")
         self.approval_panel = ApprovalPanel(id="approval")
+        self.question_box = QuestionBox(id="question")
         self.status_bar = StatusBar(id="status")
         yield self.header_bar
         with Horizontal(id="panes"):
@@ -163,6 +170,7 @@ class RlmApp(SteeringMixin, App[None]):
             yield self.transcript_view
         yield self.approval_panel
         yield self.answer_panel
+        yield self.question_box
         yield self.status_bar
         yield Footer()
 
@@ -174,6 +182,8 @@ class RlmApp(SteeringMixin, App[None]):
         for message in self._theme_errors:
             self.notify(message, title="Theme", severity="warning", timeout=8)
         self._refresh_status()
+        if self.waiting_for_question:
+            self.question_box.open(first=True)
         self.set_interval(FRAME_S, self._tick)
         if self.source is not None:
             self.call_after_refresh(self.source.start)  # the first frame is already on screen
@@ -252,10 +262,56 @@ class RlmApp(SteeringMixin, App[None]):
         self.steering_changed()
         if self.run_state.finished and not self.answer_panel.display:
             self._show_answer()
+        elif self._asks and self.calls.root != self._answered and self.waiting_for_question:
+            self._answered = self.calls.root  # a question ended: its answer, and the box for the next
+            self._show_answer()
+            self.question_box.open(first=False, focus=False)  # the answer is read first; q still quits
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "ask":
+            return self.waiting_for_question  # in the footer only while the session waits for a question
+        return super().check_action(action, parameters)
+
+    @property
+    def waiting_for_question(self) -> bool:
+        """The session waits for a question: none asked yet, or the latest one answered or stopped."""
+        if not self._asks or self.run_state.finished or self._stopping is not None:
+            return False
+        root = self.calls.nodes.get(self.calls.root or "")
+        if root is None:
+            return getattr(self.source, "question", None) is None
+        return root.status not in ACTIVE
 
     def _refresh_status(self) -> None:
         self.header_bar.show(self.run_state, self.palette, self.source.badge if self.source else None)
-        self.status_bar.show(self.run_state, self.calls, self.now(), self.palette, self._frame // 3)
+        self.status_bar.show(self.run_state, self.calls, self.now(), self.palette, self._frame // 3,
+                             waiting=self.waiting_for_question)
+
+    # --- asking the next question -------------------------------------------------------
+
+    def on_input_submitted(self, message: Input.Submitted) -> None:
+        if message.input is not self.question_box:
+            return
+        message.stop()
+        question = message.value.strip()
+        if not question:
+            return
+        if not self.waiting_for_question or not self.source.ask(question):  # type: ignore[union-attr]
+            self.notify("The session cannot take a question now.", severity="warning")
+            return
+        self.question_box.close()
+        self.answer_panel.display = False
+        self.tree_view.focus()
+        self.refresh_bindings()
+
+    def action_ask(self) -> None:
+        if self.waiting_for_question:
+            self.question_box.open(first=self.calls.root is None)
+        elif self._asks and not self.run_state.finished:
+            self.notify("A question is running: ask the next one when it has an answer (or stop it: k twice).")
+        else:
+            self.notify("This run takes no more questions.")
 
     def _show_answer(self) -> None:
         self.answer_panel.show(self.run_state, self.calls)
@@ -316,7 +372,7 @@ class RlmApp(SteeringMixin, App[None]):
 
     def action_toggle_answer(self) -> None:
         panel = self.answer_panel
-        if not self.run_state.finished:
+        if not self.run_state.finished and not self.waiting_for_question:
             self.notify("No answer yet: the run is still going.")
         elif panel.display:
             panel.display = False
@@ -324,8 +380,8 @@ class RlmApp(SteeringMixin, App[None]):
             self._show_answer()
 
     def action_copy_answer(self) -> None:
-        if self.run_state.answer:
-            self.copy_to_clipboard(self.run_state.answer)
+        if self.model.answer:  # the run's, or between questions the latest question's
+            self.copy_to_clipboard(self.model.answer)
             self.notify("Final answer copied to the clipboard.")
         else:
             self.notify("There is no final answer to copy yet.")

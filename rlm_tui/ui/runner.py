@@ -25,14 +25,21 @@ STOP_TIMEOUT_S = 20.0
 
 
 class EngineSource:
-    """Runs ``Engine(settings, question, path)`` in a thread; ``stop`` cancels it and waits for cleanup."""
+    """Runs ``Engine(settings, question, path)`` in a thread; ``stop`` cancels it and waits for cleanup.
+
+    With ``ask_again`` the run is a session: after each answer or stop the engine waits for ``ask``
+    (the app's question box), and only quitting ends it. Without a ``question`` nothing starts
+    before the first ``ask``.
+    """
 
     live = True
 
-    def __init__(self, settings: Settings, question: str, path: Path, *, badge: str | None = None,
-                 on_finish: Callable[[], None] | None = None, prepare: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, settings: Settings, question: str | None, path: Path, *, badge: str | None = None,
+                 on_finish: Callable[[], None] | None = None, prepare: Callable[[Any], None] | None = None,
+                 ask_again: bool = False) -> None:
         self.settings = settings
         self.question = question
+        self.ask_again = ask_again or question is None
         self.path = path
         self.badge = badge
         self._on_finish = on_finish
@@ -46,10 +53,36 @@ class EngineSource:
         self._stop_requested = threading.Event()
         self._finished_seen = False
         self._engine: Any = None
+        self._asked: asyncio.Queue[str] | None = None  # follow-ups, made on the engine's loop
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._main, name="rlm-engine", daemon=True)
-        self._thread.start()
+        """Start the engine's thread (the app calls this once its first frame is up); waits for ``ask``
+        when there is no question yet."""
+        if self.question is not None and self._thread is None:
+            self._thread = threading.Thread(target=self._main, name="rlm-engine", daemon=True)
+            self._thread.start()
+
+    def ask(self, question: str) -> bool:
+        """The next question of the session (any thread); False when the session cannot take one now."""
+        if self._stop_requested.is_set():
+            return False
+        if self.question is None:
+            self.question = question
+            self.start()
+            return True
+        loop, asked = self._loop, self._asked
+        if not self.ask_again or loop is None or asked is None or loop.is_closed():
+            return False
+        try:
+            loop.call_soon_threadsafe(asked.put_nowait, question)
+        except RuntimeError:  # the loop closed in between: the session is over
+            return False
+        return True
+
+    async def _next_question(self, answer: str | None) -> str | None:
+        """The engine waits here between questions until ``ask`` (or ``stop``, which cancels it)."""
+        assert self._asked is not None
+        return await self._asked.get()
 
     def drain(self) -> list[ev.Event]:
         events = self._events
@@ -96,6 +129,7 @@ class EngineSource:
     async def _drive(self, run: Coroutine[Any, Any, object]) -> None:
         """The engine's run as the loop's main task, so ``stop`` can cancel it from the UI thread."""
         self._task = asyncio.current_task()
+        self._asked = asyncio.Queue()
         if self._stop_requested.is_set():  # quit before the run began
             run.close()
             return
@@ -106,7 +140,9 @@ class EngineSource:
         from ..core.engine import Engine, SetupError  # here, not at import: 0.1 s off the first frame
 
         try:
-            engine = Engine(self.settings, self.question, self.path, sink=self._sink, steering=self.steering)
+            assert self.question is not None
+            engine = Engine(self.settings, self.question, self.path, sink=self._sink, steering=self.steering,
+                            next_question=self._next_question if self.ask_again else None)
             self._engine = engine
             if self._prepare is not None:
                 self._prepare(engine)

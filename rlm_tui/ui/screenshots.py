@@ -6,7 +6,7 @@ Runs the bundled demo through the engine (kernels, litellm, the scripted
 server), headless at 160x45, and saves: the main screen mid-run with the
 nested tree, the finished run, a child RLM's transcript, the help screen, and
 the finished run in every bundled theme, the same run in the replay app, steering
-and your own cell (``steering_shots.py``). The user's config and sessions
+(``steering_shots.py``), your own cell, and asking again (``ask_shots.py``). The user's config and sessions
 folders are not touched.
 """
 
@@ -81,6 +81,9 @@ async def take(out: Path) -> list[Path]:
 
     saved += await take_steering(out, SIZE)  # the demo again, with --approve ask --step cell
     saved += await take_user_cell(out, SIZE)  # and with --step turn: a cell of your own
+    from .ask_shots import take_ask
+
+    saved += await take_ask(out, SIZE)  # no question at first, then a follow-up
     return saved
 
 

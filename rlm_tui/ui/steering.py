@@ -25,6 +25,7 @@ from textual.binding import Binding
 
 from ..core.control import CellRefused
 from ..model.questions import Question, Questions
+from ..model.state import ROOT_KERNEL
 
 if TYPE_CHECKING:
     from ..core.control import Steering
@@ -257,8 +258,9 @@ class SteeringMixin:
 
     def user_cell_refusal(self) -> str | None:
         """Why a cell of yours cannot run in the root's kernel now (from the run model), or None."""
-        root = self.calls.root  # type: ignore[attr-defined]
-        state = self.run_state.kernels.get(root or "")  # type: ignore[attr-defined]
+        roots = self.calls.roots  # type: ignore[attr-defined]
+        root = roots[-1] if roots else None  # the latest question's root: its cells run in the shared kernel
+        state = self.run_state.kernels.get(ROOT_KERNEL)  # type: ignore[attr-defined]
         if self.steering is None or root is None or state is None or state == "dead":
             return "There is no live root kernel: the run is over." if self.questions.finished else \
                 "There is no live root kernel yet."

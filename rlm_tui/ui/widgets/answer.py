@@ -42,17 +42,26 @@ class AnswerPanel(VerticalScroll, can_focus=False):
         yield Static(id="answer-totals")  # the answer's Markdown is mounted when first shown (see show)
 
     def show(self, run: RunState, tree: CallTree) -> None:
-        """Fill in the answer (or why there is none) and the run's totals."""
-        self.set_class(bool(run.error) or not run.answer, "failed")
-        if run.error:
-            self.border_title, body = "Run failed", run.error
-        elif run.answer:
-            self.border_title, body = "Final answer", run.answer
+        """Fill in the answer (or why there is none) and the run's totals: the run's once it ended, else
+        the latest question's (a session between questions)."""
+        root = tree.nodes.get(tree.root or "")
+        if run.finished or root is None:
+            answer, error, stopped_by = run.answer, run.error, run.stopped_by
         else:
-            self.border_title = f"No answer: stopped by {run.stopped_by or 'unknown'}"
+            answer, error = tree.answer, root.error if root.status == "failed" else None
+            stopped_by = {"killed": "killed", "limit": "a limit"}.get(root.status)
+        self.set_class(bool(error) or not answer, "failed")
+        if error:
+            self.border_title, body = "Run failed", error
+        elif answer:
+            self.border_title, body = "Final answer", answer
+        else:
+            self.border_title = f"No answer: stopped by {stopped_by or 'unknown'}"
             body = "The run ended without a final answer."
+        if len(run.asked) > 1:
+            self.border_title += f" · question {len(run.asked)}"
         usage, calls = run_totals(tree)
-        ended = f"stopped by {run.stopped_by}" if run.stopped_by else "answered"
+        ended = f"stopped by {stopped_by}" if stopped_by else "answered"
         saved = f"session saved to {fmt.home_path(run.session_path)}" if run.session_path else "session not saved"
         from textual.widgets import Markdown  # here: markdown-it is not needed for the first frame
 

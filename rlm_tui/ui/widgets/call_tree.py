@@ -53,6 +53,8 @@ class CallTreeView(Tree[str]):
         self._now = 0.0
         self._width = 0
         self._stale: set[str] = set()  # changed since their label was made: labelled when next drawn
+        #: A session of several questions: each question's root is a top-level entry under a hidden root.
+        self._several = False
 
     def sync(self, changed: Iterable[str], now: float) -> None:
         """Add new nodes and mark changed ones and their ancestors for relabelling."""
@@ -160,7 +162,12 @@ class CallTreeView(Tree[str]):
 
     def _add(self, node: CallNode) -> None:
         """Add a node's widget, unlabelled, if its parent's is expanded (else when that opens)."""
-        if node.id == self.calls.root or not self._widgets:
+        if node.parent is None and self._widgets and not self._several and node.kind == "root":
+            self._show_several()  # a follow-up question: every root becomes a top-level entry
+            return
+        if self._several and node.parent is None:
+            widget, depth = self.root.add(Text(), data=node.id, expand=True), 0
+        elif node.id == self.calls.root or not self._widgets:
             widget, depth = self.root, 0
             widget.data = node.id
             widget.expand()
@@ -177,6 +184,20 @@ class CallTreeView(Tree[str]):
         self._widgets[node.id] = widget
         self._depths[node.id] = depth
         self._stale.add(node.id)
+
+    def _show_several(self) -> None:
+        """Rebuild the tree with a hidden root and each question's root node at the top level."""
+        self._several = True
+        self.clear()
+        self.root.data = None
+        self.root.set_label("questions")  # never drawn (show_root is off)
+        self.show_root = False
+        self._widgets.clear()
+        self._depths.clear()
+        self._stale.clear()
+        for node in list(self.calls.nodes.values()):  # parents come before their children
+            self._add(node)
+        self.relabel_all(self._now)
 
     def _fitted(self, node: CallNode, depth: int, allow_expand: bool) -> Text:
         """The node's label fitted to the pane at its depth."""

@@ -63,8 +63,12 @@ class StatusBar(Widget):
         self._facts = Text()
         self._path: Text | None = None
 
-    def show(self, run: RunState, tree: CallTree, now: float, palette: Palette, frame: int) -> None:
-        self._facts = self._run_facts(run, tree, now, palette, frame)
+    def show(self, run: RunState, tree: CallTree, now: float, palette: Palette, frame: int,
+             waiting: bool = False) -> None:
+        """``waiting``: no question asked yet; the question box takes the first."""
+        self._facts = (Text("waiting for your question: type it in the box below, enter sends it",
+                            style=palette.primary) if waiting and not tree.nodes
+                       else self._run_facts(run, tree, now, palette, frame))
         self._path = Text(fmt.home_path(run.session_path), style=palette.muted) if run.session_path else None
         self.refresh()
 
@@ -101,6 +105,8 @@ class StatusBar(Widget):
         text.append_text(Text.assemble(sep, (f"depth {depth}/{limits.get('max_depth', '?')}", palette.foreground),
                                        (f" · turn {root.turns if root else 0}/{limits.get('max_iterations', '?')}",
                                         palette.foreground)))
+        if len(run.asked) > 1:
+            text.append(f" · question {len(run.asked)}", style=palette.foreground)
         usage, calls = run_totals(tree)
         elapsed = run.duration_s if run.duration_s is not None else (root.elapsed(now) if root else 0.0)
         budgets = [("tok", usage.total_tokens, limits.get("max_tokens"), fmt.tokens),

@@ -1,0 +1,91 @@
+"""Screenshots of asking again, on the bundled demo's notes with one scripted follow-up.
+
+Called by ``python -m rlm_tui.ui.screenshots``. Saves: the app opened without a
+question (the question box waits), and the session after a follow-up whose code
+uses ``summaries``, a variable the first question's code made.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+
+from ..scripted import is_rlm_call, question_of, turn_of
+from .app import RlmApp
+
+#: Pauses of 50 ms to wait for a stage of the run before giving up.
+MAX_PAUSES = 1200
+FOLLOW_UP = "Which meetings set or moved the date?"
+FOLLOW_UP_TURNS = [
+    "The summaries from the first question are still in the REPL; no need to call the sub-model again.\n"
+    "```repl\nfor name, summary in zip(names, summaries):\n"
+    "    print(f\"{name}: {summary.splitlines()[0]}\")\n```\n",
+
+    "FINAL(Two meetings: the **2024-03-05 kick-off** set 2024-05-02, and the **2024-03-12 QA review** "
+    "moved it to 2024-05-16; the 2024-03-19 sync only confirmed the new date.)",
+]
+
+
+def script(messages: list[dict[str, Any]], model: str) -> str:
+    """The demo's scripted model, plus the follow-up's turns."""
+    from ..demo import script as demo_script
+
+    if is_rlm_call(messages) and question_of(messages) == FOLLOW_UP:
+        time.sleep(0.8)  # a reply takes a moment, as in the demo
+        return FOLLOW_UP_TURNS[min(turn_of(messages), len(FOLLOW_UP_TURNS)) - 1]
+    return demo_script(messages, model, 0.2)
+
+
+async def _until(pilot: Pilot, condition, what: str) -> None:
+    for _ in range(MAX_PAUSES):
+        if condition():
+            await pilot.pause(0.3)
+            return
+        await pilot.pause(0.05)
+    raise SystemExit(f"ask screenshots: the session never reached: {what}")
+
+
+async def take_ask(out: Path, size: tuple[int, int]) -> list[Path]:
+    import contextlib
+    import shutil
+    import tempfile
+
+    from ..demo import NOTES, QUESTION, demo_settings
+    from ..scripted import ScriptedServer
+    from .runner import EngineSource
+
+    saved: list[Path] = []
+    with contextlib.ExitStack() as stack:
+        folder = Path(tempfile.mkdtemp(prefix="rlm-tui-ask-")) / "meeting-notes"
+        folder.mkdir()
+        stack.callback(shutil.rmtree, folder.parent, ignore_errors=True)
+        for name, text in NOTES.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        server = stack.enter_context(ScriptedServer(script))
+        source = EngineSource(demo_settings(server.url), None, folder, badge="SCRIPTED · canned replies")
+        stack.callback(source.stop)
+        app = RlmApp(source, theme="rlm-midnight", remember_theme=False)
+
+        def save(name: str) -> None:
+            saved.append(Path(app.save_screenshot(f"{name}.svg", str(out))))
+
+        async with app.run_test(size=size) as pilot:
+            box = app.question_box
+            await pilot.pause(0.3)
+            box.value = QUESTION
+            await pilot.pause(0.2)
+            save("ask-first-question")
+            await pilot.press("enter")
+            await _until(pilot, lambda: bool(app.calls.nodes) and box.display, "the first answer")
+            await pilot.press("slash")
+            box.value = FOLLOW_UP
+            await pilot.press("enter")
+            await _until(pilot, lambda: len(app.calls.roots) == 2 and box.display, "the follow-up's answer")
+            app.tree_view.move_to(app.calls.roots[1])
+            await pilot.pause(0.3)
+            save("ask-follow-up")
+            await pilot.press("escape", "q")
+    return saved
