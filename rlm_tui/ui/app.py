@@ -44,9 +44,10 @@ from .widgets.status import RunHeader, StatusBar
 from .widgets.transcript_view import TranscriptView
 
 FRAME_S = 1 / 30
-#: Events in one frame's batch from which the panes are redrawn at most every FLOOD_FRAME_S.
+#: Events in one frame's batch that start a flood: until FLOOD_FRAME_S after the last such batch,
+#: the panes are redrawn at most every FLOOD_FRAME_S.
 FLOOD_EVENTS = 100
-FLOOD_FRAME_S = 0.5
+FLOOD_FRAME_S = 1.0
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 #: After a quit signal and the run's clean stop, how long restoring the terminal may take. A terminal
 #: that is gone (its window closed, tmux killed) blocks Textual's writes for ever, its loop with them.
@@ -102,6 +103,7 @@ class RlmApp(SteeringMixin, App[None]):
         self._dirty: dict[str, None] = {}  # node ids changed since the last render, in arrival order
         self._render_pending = False
         self._last_render = 0.0  # monotonic time of the last redraw of the panes (see feed)
+        self._flood_until = 0.0  # monotonic time until which redraws are spaced out (see schedule_render)
         self._last_event_clock = time.monotonic()
         self._frame = 0
         self._last_ctrl_c = 0.0
@@ -203,22 +205,33 @@ class RlmApp(SteeringMixin, App[None]):
 
         A frame costs the UI thread milliseconds of Textual's work, and that thread shares the GIL
         with the engine's: while hundreds of events arrive per frame (a big fan-out), the panes are
-        redrawn at most twice a second instead of every frame, so the engine is slowed less by them.
+        redrawn once a second instead of every frame, so the engine is slowed less by them. Events
+        no part of the model reads (a prompt's lm_started) are counted, not sanitised and folded.
         """
-        count = 0
-        for count, event in enumerate(map(shown, events), start=1):
-            node = self.model.apply(event)
+        model, reads, count = self.model, self.model.reads, 0
+        for count, event in enumerate(events, start=1):
+            if not reads(event.kind, event.node):  # e.g. each prompt's lm_started: a quarter of a batch's events
+                model.skip()
+                continue
+            node = model.apply(shown(event))
             if node is not None:
                 self._dirty[node.id] = None
         self._last_event_clock = time.monotonic()
         self.schedule_render(count)
 
     def schedule_render(self, count: int = 0) -> None:
-        """Redraw what changed (``count`` events came in) at the next chance, later in a flood."""
+        """Redraw what changed (``count`` events came in) at the next chance, later in a flood.
+
+        A flood lasts FLOOD_FRAME_S past its last big batch: the frames between big batches of a
+        fan-out bring fewer events, and redrawing at each of them cost the engine as much again.
+        """
+        clock = time.monotonic()
+        if count >= FLOOD_EVENTS:
+            self._flood_until = clock + FLOOD_FRAME_S
         if not self._render_pending:
             self._render_pending = True
-            wait = self._last_render + FLOOD_FRAME_S - time.monotonic()
-            if count >= FLOOD_EVENTS and wait > 0:
+            wait = self._last_render + FLOOD_FRAME_S - clock
+            if clock < self._flood_until and wait > 0:
                 self.set_timer(wait, self._render_changes)
             else:
                 self.call_later(self._render_changes)

@@ -31,6 +31,10 @@ class RunHeader(Static):
     }
     """
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._shown = Text()
+
     def show(self, run: RunState, palette: Palette, badge: str | None) -> None:
         text = Text.assemble(("rlm-tui", f"bold {palette.primary}"), "  ", no_wrap=True, overflow="ellipsis")
         if badge:
@@ -40,7 +44,9 @@ class RunHeader(Static):
         text.append(question or "waiting for the run to start…", style=f"bold {palette.foreground}")
         if run.path:
             text.append(f"  on {fmt.home_path(run.path)}", style=palette.muted)
-        self.update(text)
+        if text != self._shown:  # called every redraw; one line high, so a change needs no layout pass
+            self._shown = text
+            self.update(text, layout=False)
 
 
 class StatusBar(Widget):
