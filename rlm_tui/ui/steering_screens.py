@@ -8,7 +8,7 @@ a denial.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,8 +16,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static, TextArea
 
-if TYPE_CHECKING:  # steering.py opens these screens; a run-time import back would be a circle
-    from .steering import Question
+from ..model.questions import Question
 
 
 def describe(question: Question) -> str:
