@@ -30,6 +30,26 @@ def error_status(ename: str) -> str:
     return "interrupted" if ename in ("KeyboardInterrupt", "CancelledError") else "error"
 
 
+def take_iopub(kind: str, content: dict[str, Any], emit: "OutputHook", status: str,
+               error: str) -> tuple[str, str, bool]:
+    """One iopub message of the running cell (every backend's execute loop reads them the same way):
+    output goes to ``emit``; returns the cell's status and error so far, and whether it went idle."""
+    if kind == "stream":
+        emit(content.get("name", "stdout"), content.get("text", ""))
+    elif kind == "error":
+        if status == "ok":
+            status = error_status(content.get("ename", ""))
+        error = content.get("ename", "Error")
+        emit("error", "\n".join(content.get("traceback", [])) + "\n")
+    elif kind in ("execute_result", "display_data"):
+        text = content.get("data", {}).get("text/plain")
+        if text:
+            emit("result", text + "\n")
+    elif kind == "status" and content.get("execution_state") == "idle":
+        return status, error, True
+    return status, error, False
+
+
 def expression_value(result: dict) -> str:
     """The str a ``user_expressions`` entry evaluated to (its reply carries the value's repr)."""
     return ast.literal_eval(result["data"]["text/plain"])

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..bridge import Handler, Refused
-from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout, error_status
+from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout, take_iopub
 from .jupyter_api import Channels, JupyterApi, ServerError, split_url
 
 if TYPE_CHECKING:
@@ -225,18 +225,8 @@ class RemoteKernel(Kernel):
                 return ExecResult("died", time.perf_counter() - started, error="the kernel died")
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
-            if kind == "stream":
-                emit(content.get("name", "stdout"), content.get("text", ""))
-            elif kind == "error":
-                if status == "ok":
-                    status = error_status(content.get("ename", ""))
-                error = content.get("ename", "Error")
-                emit("error", "\n".join(content.get("traceback", [])) + "\n")
-            elif kind in ("execute_result", "display_data"):
-                text = content.get("data", {}).get("text/plain")
-                if text:
-                    emit("result", text + "\n")
-            elif kind == "status" and content.get("execution_state") == "idle":
+            status, error, idle = take_iopub(kind, content, emit, status, error)
+            if idle:
                 break
         if status in ("interrupted", "timeout"):
             self._cancel_calls()  # "cancel on interrupt": the kernel may not get to say so itself

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_client import AsyncKernelManager
 
 from ..redaction import kernel_env
-from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout, error_status
+from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout, take_iopub
 
 if TYPE_CHECKING:
     from ..bridge import Bridge
@@ -97,18 +97,8 @@ class JupyterKernel(Kernel):
                 continue
             kind = msg["msg_type"]
             content = msg["content"]
-            if kind == "stream":
-                emit(content.get("name", "stdout"), content.get("text", ""))
-            elif kind == "error":
-                if status == "ok":
-                    status = error_status(content.get("ename", ""))
-                error = content.get("ename", "Error")
-                emit("error", "\n".join(content.get("traceback", [])) + "\n")
-            elif kind in ("execute_result", "display_data"):
-                text = content.get("data", {}).get("text/plain")
-                if text:
-                    emit("result", text + "\n")
-            elif kind == "status" and content.get("execution_state") == "idle":
+            status, error, idle = take_iopub(kind, content, emit, status, error)
+            if idle:
                 break
         reply = await self._shell_reply(msg_id)
         return ExecResult(status, time.perf_counter() - started, reply.get("user_expressions", {}) or {}, error)
