@@ -38,6 +38,10 @@ class ProgressPrinter:
             if info.get("truncated_bytes"):
                 line += f"\n         cut: the last {info['truncated_bytes']:,} bytes were not loaded"
             return line
+        if kind == ev.KERNEL and node is not None and node.kind == "root" and event.get("state") not in ("idle", "busy"):
+            # The slow parts before the first turn (start, loading or shipping the input) and a restart.
+            detail = event.get("detail")
+            return f"[{event.t:6.1f}s] kernel: {event.get('state')}" + (f" ({one_line(detail)})" if detail else "")
         if kind == ev.QUESTION_ASKED and event.get("index", 1) > 1:  # a follow-up (resume --ask)
             return f"[{event.t:6.1f}s] question {event.get('index')}: {one_line(event.get('question', ''))}"
         if kind == ev.TURN_STARTED:

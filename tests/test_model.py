@@ -317,3 +317,25 @@ def test_one_token_formatter_for_every_presenter() -> None:
                   E(ev.RUN_FINISHED, answer="x", usage={}, calls=0, duration_s=1.0)):
         printer(event)
     assert "sub-calls · 1k tok ·" in out.getvalue().splitlines()[-1]
+
+
+def test_headless_progress_shows_the_root_kernels_slow_steps() -> None:
+    """Before the first answer a headless user sees the kernel start and the input load (shipped to a
+    remote kernel, MB by MB); a cell's busy/idle flips are not printed (the cell lines say it)."""
+    import io
+
+    from rlm_tui.headless import ProgressPrinter
+
+    out = io.StringIO()
+    printer = ProgressPrinter(out)
+    for event in (E(ev.NODE_STARTED, "n0", node_kind="root", depth=0, model="m", prompt="q"),
+                  E(ev.KERNEL, "n0", state="starting"),
+                  E(ev.KERNEL, "n0", state="loading context", detail="shipped 1.0 MB of 2.5 MB\x1b[2J"),
+                  E(ev.KERNEL, "n0", state="idle"), E(ev.KERNEL, "n0", state="busy"),
+                  E(ev.NODE_STARTED, "n1", "n0", node_kind="rlm", depth=1, model="m", prompt="c"),
+                  E(ev.KERNEL, "n1", "n0", state="starting")):
+        printer(event)
+    lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines[0] == "kernel: starting" and len(lines) == 2
+    assert lines[1].startswith("kernel: loading context (shipped 1.0 MB of 2.5 MB")
+    assert "\x1b" not in out.getvalue()  # a server's text never reaches the terminal raw
