@@ -15,13 +15,15 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 import pytest
 
 from conftest import PYTHON, cli_env, fence, run_script
 from rlm_tui.bench.jupyter_remote import Server, start_server, stop_server
 from rlm_tui.core import events as ev
+from rlm_tui.core.backends.jupyter_api import JupyterApi
+from rlm_tui.core.backends.jupyter_server import RemoteKernel
 from rlm_tui.core.config import ConfigError, read_config
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, question_of, turn_of
 
@@ -247,18 +249,23 @@ async def test_a_kernel_that_dies_or_hangs_is_restarted_through_the_server(how: 
     assert jupyter.kernels() == []
 
 
-class LateIopubRelay:
-    """A Jupyter kernel API on 127.0.0.1 whose relay hears a new websocket's iopub late, as a real one can.
+class LossyRelay:
+    """A Jupyter kernel API on 127.0.0.1 whose relay loses iopub messages the ways a real one can.
 
-    A Jupyter server relays each websocket through its own zmq sockets; the iopub subscription
-    may reach the kernel after the shell does, and what the kernel publishes before then is lost.
-    Jupyter Server waits for iopub itself ("nudge"), but not for a kernel it records as busy,
-    which after restarting a kernel stuck in a cell it does (seen in its --debug log:
-    "Nudge: not nudging busy kernel", then a cell whose status messages never came). Here every
-    connection's iopub is deaf for ``LATE_S``: the race, made certain.
+    - A new websocket's iopub is deaf for ``LATE_S``. A Jupyter server relays each websocket
+      through its own zmq sockets; the iopub subscription may reach the kernel after the shell
+      does, and what the kernel publishes before then is lost. Jupyter Server waits for iopub
+      itself ("nudge"), but not for a kernel it records as busy, which after restarting a kernel
+      stuck in a cell it does (its --debug log: "Nudge: not nudging busy kernel", then a cell
+      whose status messages never came). Here the race is made certain.
+    - A cell whose code is ``LOSE_IDLE`` has its ``idle`` status lost, as a PUB socket at its
+      high-water mark drops messages; its shell reply comes.
+
+    Its kernel echoes a cell's code on stdout.
     """
 
     LATE_S = 1.0
+    LOSE_IDLE = "# this cell's idle is lost"
 
     def __init__(self) -> None:
         from tornado.httpserver import HTTPServer
@@ -271,7 +278,7 @@ class LateIopubRelay:
 
         class Kernels(RequestHandler):
             def post(self, kernel: str = "", action: str = "") -> None:
-                self.write({"id": "0000-late-iopub", "name": "python3"} if not kernel else {})
+                self.write({"id": "0000-lossy-relay", "name": "python3"} if not kernel else {})
 
             def get(self, kernel: str = "", action: str = "") -> None:
                 self.write({"id": kernel, "execution_state": "idle"})
@@ -286,11 +293,13 @@ class LateIopubRelay:
 
             def on_message(self, raw: str | bytes) -> None:
                 msg = json.loads(raw)
-                kind = msg["header"]["msg_type"]
+                kind, code = msg["header"]["msg_type"], msg["content"].get("code")
                 self.publish(msg, "status", {"execution_state": "busy"})
-                self.send(msg, "shell", kind.replace("_request", "_reply"),
-                          {"status": "ok", "user_expressions": {}})
-                self.publish(msg, "status", {"execution_state": "idle"})
+                if code is not None:
+                    self.publish(msg, "stream", {"name": "stdout", "text": code})
+                self.send(msg, "shell", kind.replace("_request", "_reply"), {"status": "ok", "user_expressions": {}})
+                if code != relay.LOSE_IDLE:
+                    self.publish(msg, "status", {"execution_state": "idle"})
 
             def publish(self, parent: dict, kind: str, content: dict) -> None:
                 if time.monotonic() >= self.deaf_until:  # before that the relay's subscription had not joined
@@ -311,26 +320,45 @@ class LateIopubRelay:
         self.server.stop()
 
 
-async def test_a_new_socket_waits_until_it_hears_the_kernels_iopub() -> None:
-    """A cell sent before the new socket's iopub is heard would never see its ``idle`` (the restart bug)."""
-    from rlm_tui.core.backends.jupyter_api import JupyterApi
-    from rlm_tui.core.backends.jupyter_server import RemoteKernel
-
+@pytest.fixture
+async def lossy() -> AsyncIterator[tuple[LossyRelay, RemoteKernel]]:
+    """A kernel on a LossyRelay, started."""
     async def no_calls(owner: str, request: dict) -> str:
         raise AssertionError("no sub-call here")
 
-    relay = LateIopubRelay()
+    relay = LossyRelay()
     kernel = RemoteKernel(JupyterApi(relay.url, "token"), no_calls)
     try:
-        for life in ("started", "restarted"):
-            await (kernel.start() if life == "started" else kernel.restart())
-            result = await asyncio.wait_for(kernel.execute("x = 1"), 10)
-            assert result.status == "ok", (life, result)
-        assert relay.connections == 2
+        await kernel.start()
+        yield relay, kernel
     finally:
         await kernel.shutdown()
         kernel.api.close()
         relay.close()
+
+
+async def test_a_new_socket_waits_until_it_hears_the_kernels_iopub(lossy: tuple[LossyRelay, RemoteKernel]) -> None:
+    """A cell sent before the new socket's iopub is heard loses its output and its ``idle`` (the restart bug)."""
+    relay, kernel = lossy
+    for life in ("started", "restarted"):
+        if life == "restarted":
+            await kernel.restart()
+        out: list[str] = []
+        result = await asyncio.wait_for(kernel.execute("x = 1", lambda stream, text: out.append(text)), 10)
+        assert (result.status, out) == ("ok", ["x = 1"]), life
+    assert relay.connections == 2
+
+
+async def test_a_cell_whose_idle_is_lost_ends_after_its_shell_reply(lossy: tuple[LossyRelay, RemoteKernel]) -> None:
+    """Without its idle a cell would wait for its timeout, or forever (the context's loading call has none)."""
+    relay, kernel = lossy
+    started = time.perf_counter()
+    out: list[str] = []
+    result = await asyncio.wait_for(kernel.execute(relay.LOSE_IDLE, lambda stream, text: out.append(text)), 15)
+    assert (result.status, out) == ("ok", [relay.LOSE_IDLE])
+    assert time.perf_counter() - started < 8  # IDLE_GRACE_S after the reply, not the 15 s guard
+    result = await asyncio.wait_for(kernel.execute("x = 2"), 10)  # the next cell is not confused by it
+    assert result.status == "ok"
 
 
 async def test_a_server_that_goes_away_mid_run_stops_the_run_cleanly(inputs: Path, needle_dir: Path,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..bridge import Handler, Refused
-from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout, take_iopub
+from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout, error_status, take_iopub
 from .jupyter_api import Channels, JupyterApi, ServerError, split_url
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ REPLY_CHARS = 6 << 20  # characters of answer per input_reply (ASCII JSON; under
 PROGRESS_EVERY_S = 0.5  # seconds between progress reports while the input is shipped
 START_TIMEOUT = 120.0  # seconds for a kernel to answer kernel_info after the server started it
 NUDGE_S = 0.5  # seconds between kernel_info requests while a new socket waits to hear the kernel
+IDLE_GRACE_S = 3.0  # seconds a cell's iopub may stay silent after its shell reply before its idle counts as lost
 
 Progress = Callable[[int, int], None]  # (bytes shipped, bytes in all)
 
@@ -216,12 +217,17 @@ class RemoteKernel(Kernel):
         reply = self._expect(msg_id)
         emit = on_output or (lambda stream, text: None)
         interrupted_at: float | None = None
+        replied_at: float | None = None
         status, error = "ok", ""
         while True:
             try:
                 msg = await asyncio.wait_for(self._iopub.get(), 0.25)
             except asyncio.TimeoutError:
                 elapsed = time.perf_counter() - started
+                if reply.done():  # the shell says the cell is over; its idle is due on iopub
+                    replied_at = elapsed if replied_at is None else replied_at
+                    if elapsed - replied_at > IDLE_GRACE_S:
+                        break  # lost on the way (a relay drops iopub at its high-water mark): stop waiting
                 limit = timeout() if callable(timeout) else timeout
                 if limit is not None and interrupted_at is None and elapsed > limit:
                     interrupted_at, status = elapsed, "timeout"
@@ -255,6 +261,8 @@ class RemoteKernel(Kernel):
             shell = await asyncio.wait_for(reply, 10)
         except asyncio.TimeoutError:
             shell = {}
+        if status == "ok" and shell.get("status") == "error":  # the error's iopub message was lost too
+            status, error = error_status(shell.get("ename", "")), shell.get("ename", "Error")
         return ExecResult(status, time.perf_counter() - started, shell.get("user_expressions", {}) or {}, error)
 
     # ---- sub-calls over stdin -----------------------------------------------------------
