@@ -95,9 +95,9 @@ class RemoteKernel(Kernel):
         requests comes back on iopub: only then does the new socket hear everything a cell publishes.
 
         A server relays a new websocket's iopub through a new subscription, which may reach the
-        kernel after the shell does; what the kernel publishes before that is lost, and a cell whose
-        ``idle`` is lost never ends. Jupyter Server checks this itself ("nudge"), except for a kernel
-        it thinks busy, which after restarting a kernel stuck in a cell it wrongly still does.
+        kernel after the shell does; what the kernel publishes before that is lost: a first cell's
+        output and its ``idle``. Jupyter Server checks this itself ("nudge"), except for a kernel it
+        thinks busy, which after restarting a kernel stuck in a cell it wrongly still does.
         """
         deadline = time.monotonic() + START_TIMEOUT
         asked: list[str] = []
