@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..bridge import Handler, Refused
-from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout, take_iopub
+from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout, error_status, take_iopub
 from .jupyter_api import Channels, JupyterApi, ServerError, split_url
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ CHUNK_BYTES = 4 << 20  # bytes of the input per read request (5.6 MB as base64: 
 REPLY_CHARS = 6 << 20  # characters of answer per input_reply (ASCII JSON; under the server's 10 MiB cap)
 PROGRESS_EVERY_S = 0.5  # seconds between progress reports while the input is shipped
 START_TIMEOUT = 120.0  # seconds for a kernel to answer kernel_info after the server started it
+NUDGE_S = 0.5  # seconds between kernel_info requests while a new socket waits to hear the kernel
+IDLE_GRACE_S = 3.0  # seconds a cell's iopub may stay silent after its shell reply before its idle counts as lost
 
 Progress = Callable[[int, int], None]  # (bytes shipped, bytes in all)
 
@@ -89,17 +91,37 @@ class RemoteKernel(Kernel):
         await self._wait_ready()
 
     async def _wait_ready(self) -> None:
-        """Ask for kernel_info until the kernel answers (its channels may come up after the socket)."""
+        """Ask for kernel_info until the kernel answers on shell and its status for one of those
+        requests comes back on iopub: only then does the new socket hear everything a cell publishes.
+
+        A server relays a new websocket's iopub through a new subscription, which may reach the
+        kernel after the shell does; what the kernel publishes before that is lost: a first cell's
+        output and its ``idle``. Jupyter Server checks this itself ("nudge"), except for a kernel it
+        thinks busy, which after restarting a kernel stuck in a cell it wrongly still does.
+        """
         deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert self._ws is not None
-            reply = self._expect(self._ws.send("shell", "kernel_info_request", {}))
-            try:
-                await asyncio.wait_for(reply, 2.0)
-                return
-            except asyncio.TimeoutError:
+        asked: list[str] = []
+        answered = heard = False
+        try:
+            while not (answered and heard):
                 if self._closed or time.monotonic() > deadline:
-                    raise KernelDied(f"kernel {self.remote_id} on {self.api.url} did not answer") from None
+                    raise KernelDied(f"kernel {self.remote_id} on {self.api.url} did not answer")
+                assert self._ws is not None
+                asked.append(self._ws.send("shell", "kernel_info_request", {}))
+                self._expect(asked[-1])
+                ask_again = time.monotonic() + NUDGE_S
+                while not (answered and heard) and (left := ask_again - time.monotonic()) > 0:
+                    try:
+                        msg = await asyncio.wait_for(self._iopub.get(), left)
+                    except asyncio.TimeoutError:
+                        msg = {}
+                    if msg is None:
+                        raise KernelDied(f"kernel {self.remote_id} on {self.api.url} did not answer")
+                    heard = heard or msg.get("parent_header", {}).get("msg_id") in asked
+                    answered = answered or any(msg_id not in self._replies for msg_id in asked)
+        finally:
+            for msg_id in asked:
+                self._replies.pop(msg_id, None)
 
     def _expect(self, msg_id: str) -> "asyncio.Future[dict[str, Any]]":
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -195,12 +217,17 @@ class RemoteKernel(Kernel):
         reply = self._expect(msg_id)
         emit = on_output or (lambda stream, text: None)
         interrupted_at: float | None = None
+        replied_at: float | None = None
         status, error = "ok", ""
         while True:
             try:
                 msg = await asyncio.wait_for(self._iopub.get(), 0.25)
             except asyncio.TimeoutError:
                 elapsed = time.perf_counter() - started
+                if reply.done():  # the shell says the cell is over; its idle is due on iopub
+                    replied_at = elapsed if replied_at is None else replied_at
+                    if elapsed - replied_at > IDLE_GRACE_S:
+                        break  # lost on the way (a relay drops iopub at its high-water mark): stop waiting
                 limit = timeout() if callable(timeout) else timeout
                 if limit is not None and interrupted_at is None and elapsed > limit:
                     interrupted_at, status = elapsed, "timeout"
@@ -234,6 +261,8 @@ class RemoteKernel(Kernel):
             shell = await asyncio.wait_for(reply, 10)
         except asyncio.TimeoutError:
             shell = {}
+        if status == "ok" and shell.get("status") == "error":  # the error's iopub message was lost too
+            status, error = error_status(shell.get("ename", "")), shell.get("ename", "Error")
         return ExecResult(status, time.perf_counter() - started, shell.get("user_expressions", {}) or {}, error)
 
     # ---- sub-calls over stdin -----------------------------------------------------------
