@@ -187,3 +187,11 @@ async def test_a_users_cell_that_sets_the_answer_answers_the_running_question(co
     outputs = "".join(e.get("text", "") for e in events if e.kind == ev.CELL_OUTPUT and e.node == second.node)
     assert "'ready': False" in outputs  # the user's answer did not stay ready for the model's cells
     assert "A: mine" in intro_of(requests, "second")
+
+
+async def test_the_sessions_token_budget_spent_ends_the_session(corpus: Path, tmp_path: Path) -> None:
+    """Unlike a question's own limits, --max-tokens is the session's: once spent, no next question is asked."""
+    result, answers, events, _ = await session(easy, corpus, tmp_path, ["first", "second"], max_tokens=50)
+    assert answers == []  # the session did not wait for a next question
+    assert result.stopped_by == "max_tokens" and result.answer is None
+    assert roots_finished(events)[0].get("stopped_by") == "max_tokens"
