@@ -77,6 +77,7 @@ async def test_a_failed_first_question_then_a_follow_up_that_answers(corpus: Pat
             assert panel.display and panel.border_title == "Question failed"
             error = panel.query_one(Markdown).source
             assert "500" in error or "server is down" in error
+            assert shown(panel.query_one("#answer-totals")).startswith("failed · 0 sub-calls")
             assert not app.run_state.finished  # the session waits for the next question
             transcript = app.query_one(TranscriptView).plain_text()
             assert "retrying" in transcript and "■ failed after" in transcript

@@ -65,7 +65,7 @@ class AnswerPanel(VerticalScroll, can_focus=False):
         if len(run.asked) > 1:
             self.border_title += f" · question {len(run.asked)}"
         usage, calls = run_totals(tree)
-        ended = f"stopped by {stopped_by}" if stopped_by else "answered"
+        ended = "failed" if error else f"stopped by {stopped_by}" if stopped_by else "answered"
         saved = f"session saved to {fmt.home_path(run.session_path)}" if run.session_path else "session not saved"
         from textual.widgets import Markdown  # here: markdown-it is not needed for the first frame
 
