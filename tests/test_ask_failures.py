@@ -5,6 +5,8 @@ scripted model over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -195,3 +197,31 @@ async def test_the_sessions_token_budget_spent_ends_the_session(corpus: Path, tm
     assert answers == []  # the session did not wait for a next question
     assert result.stopped_by == "max_tokens" and result.answer is None
     assert roots_finished(events)[0].get("stopped_by") == "max_tokens"
+
+
+async def test_a_kernel_killed_between_questions_is_restarted_for_the_next(corpus: Path, tmp_path: Path) -> None:
+    """The root's kernel process is killed from outside (as the OOM killer would) while the session waits for
+    its next question: the follow-up starts in a fresh kernel, with the note, before its model is asked."""
+    def script(messages, model):
+        if question_of(messages) == "first":
+            return fence("kept = 41\nprint(kept)") if turn_of(messages) == 1 else "FINAL(41)"
+        return easy(messages, model)
+
+    async def between(engine: Engine, index: int) -> None:
+        kernel = engine.root.kernel  # type: ignore[union-attr]
+        os.kill(kernel.km.provisioner.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+        for _ in range(100):
+            if not await kernel.is_alive():
+                return
+            await asyncio.sleep(0.05)
+
+    result, answers, events, requests = await session(script, corpus, tmp_path, ["first", "after"], between=between)
+    assert answers == ["41", "fine"] and result.answer == "fine"
+    second = roots_finished(events)[1]
+    notes = [e.get("message") for e in events if e.kind == ev.WARNING and e.node == second.node]
+    assert notes == [RESTARTED_NOTE]
+    assert "kernel died and was restarted" in intro_of(requests, "after")
+    died = [e for e in events if e.kind == ev.CELL_FINISHED and e.get("status") == "died"]
+    assert died == []  # restarted before the follow-up's first cell, not found dead by it
+    outputs = "".join(e.get("text", "") for e in events if e.kind == ev.CELL_OUTPUT and e.node == second.node)
+    assert "dict False" in outputs
