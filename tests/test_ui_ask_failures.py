@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from textual.widgets import Markdown
+from textual.widgets import Markdown, TextArea
 
 from conftest import fence
 from rlm_tui.core import events as ev
@@ -19,6 +19,7 @@ from rlm_tui.core.session import load
 from rlm_tui.scripted import ScriptedServer, question_of, turn_of
 from rlm_tui.ui.app import RlmApp
 from rlm_tui.ui.runner import EngineSource
+from rlm_tui.ui.steering_screens import UserCellScreen
 from rlm_tui.ui.widgets.answer import AnswerPanel
 from rlm_tui.ui.widgets.call_tree import CallTreeView
 from rlm_tui.ui.widgets.question_box import QuestionBox
@@ -38,18 +39,23 @@ def script(messages, model):
         raise RuntimeError("the model server is down")
     if question == "crash":
         return fence("kept = 41") if turn == 1 else fence("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    if question == "mine":
+        return fence("x = 1") if turn == 1 else "FINAL(the model's)"
     if turn == 1:
         return fence("print(type(context).__name__, 'kept' in globals())")
     return "FINAL(fine)"
 
 
 @contextmanager
-def session_app(corpus: Path, tmp_path: Path) -> Iterator[tuple[RlmApp, Path]]:
+def session_app(corpus: Path, tmp_path: Path, step: str = "off",
+                server_out: list[ScriptedServer] | None = None) -> Iterator[tuple[RlmApp, Path]]:
     """The app opened without a question (``rlm-tui PATH``) on a live session against ``script``."""
     session = tmp_path / "session.jsonl"
     with ScriptedServer(script) as server:
+        if server_out is not None:
+            server_out.append(server)
         settings = Settings(model="openai/scripted", api_base=server.url, api_key="sk-test-not-a-real-key-1234",
-                            limits=Limits(), session_path=session, approve="auto", lm_backoff=0.05)
+                            limits=Limits(), session_path=session, approve="auto", lm_backoff=0.05, step=step)
         source = EngineSource(settings, None, corpus)
         try:
             yield RlmApp(source, theme="rlm-midnight", remember_theme=False), session
@@ -117,3 +123,36 @@ async def test_a_question_whose_kernel_is_killed_then_a_follow_up_in_a_fresh_ker
             await pilot.press("q")
             await wait_for(pilot, lambda: not app.is_running, "the app to quit")
     assert load(session).events[-1].get("answer") == "fine"
+
+
+async def test_your_cell_that_sets_the_answer_answers_the_question(corpus: Path, tmp_path: Path) -> None:
+    """At the step before the model's second turn, `p` runs a cell of yours that sets `answer` ready: the question
+    ends at once as answered by you (the second turn never goes out) and the box waits for the next question."""
+    servers: list[ScriptedServer] = []
+    with session_app(corpus, tmp_path, step="turn", server_out=servers) as (app, session):
+        async with app.run_test(size=SIZE) as pilot:
+            box, panel = app.query_one(QuestionBox), app.query_one(AnswerPanel)
+            await wait_for(pilot, lambda: box.has_focus, "the question box")
+            await ask(pilot, "mine")
+
+            def at_turn(turn: int):  # type: ignore[no-untyped-def]
+                return lambda: any(q.kind == "turn" and q.data.get("turn") == turn
+                                   for q in app.questions.items.values())
+
+            await wait_for(pilot, at_turn(1), "the step before turn 1")
+            await pilot.press("s")
+            await wait_for(pilot, at_turn(2), "the step before turn 2")
+            await pilot.press("p")
+            assert isinstance(app.screen, UserCellScreen)
+            app.screen.query_one("#code", TextArea).insert('answer["content"] = "my own"; answer["ready"] = True')
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: box.display, "the question's end")
+            assert roots(app) == ["✓ root mine"] and not app.questions.items  # the waiting step went with it
+            assert panel.border_title == "Final answer" and panel.query_one(Markdown).source == "my own"
+            assert "Your answer (your cell set it)" in app.query_one(TranscriptView).plain_text()
+            await pilot.press("q")
+            await wait_for(pilot, lambda: not app.is_running, "the app to quit")
+    assert [turn_of(r["messages"]) for r in servers[0].requests] == [1]  # the model's second turn never went out
+    events = load(session).events
+    assert [(e.get("answer"), e.get("source")) for e in events if e.kind == ev.FINAL_ANSWER] == [("my own", "user")]
+    assert events[-1].get("answer") == "my own"
