@@ -47,15 +47,15 @@ def script(messages, model):
 
 
 @contextmanager
-def session_app(corpus: Path, tmp_path: Path, step: str = "off",
-                server_out: list[ScriptedServer] | None = None) -> Iterator[tuple[RlmApp, Path]]:
+def session_app(corpus: Path, tmp_path: Path, step: str = "off", server_out: list[ScriptedServer] | None = None,
+                **limits: int) -> Iterator[tuple[RlmApp, Path]]:
     """The app opened without a question (``rlm-tui PATH``) on a live session against ``script``."""
     session = tmp_path / "session.jsonl"
     with ScriptedServer(script) as server:
         if server_out is not None:
             server_out.append(server)
         settings = Settings(model="openai/scripted", api_base=server.url, api_key="sk-test-not-a-real-key-1234",
-                            limits=Limits(), session_path=session, approve="auto", lm_backoff=0.05, step=step)
+                            limits=Limits(**limits), session_path=session, approve="auto", lm_backoff=0.05, step=step)
         source = EngineSource(settings, None, corpus)
         try:
             yield RlmApp(source, theme="rlm-midnight", remember_theme=False), session
@@ -156,3 +156,19 @@ async def test_your_cell_that_sets_the_answer_answers_the_question(corpus: Path,
     events = load(session).events
     assert [(e.get("answer"), e.get("source")) for e in events if e.kind == ev.FINAL_ANSWER] == [("my own", "user")]
     assert events[-1].get("answer") == "my own"
+
+
+async def test_the_sessions_tokens_spent_end_it_and_close_the_box(corpus: Path, tmp_path: Path) -> None:
+    """Unlike a failed question, the session's --max-tokens spent ends the session: no box for a next question."""
+    with session_app(corpus, tmp_path, max_tokens=50) as (app, session):
+        async with app.run_test(size=SIZE) as pilot:
+            box, panel = app.query_one(QuestionBox), app.query_one(AnswerPanel)
+            await wait_for(pilot, lambda: box.has_focus, "the question box")
+            await ask(pilot, "spend")
+            await wait_for(pilot, lambda: app.run_state.finished, "the session's end")
+            await pilot.pause(0.3)
+            assert not box.display and panel.display
+            assert panel.border_title == "No answer: stopped by max_tokens"
+            await pilot.press("slash")
+            assert not box.display
+            await pilot.press("q")
