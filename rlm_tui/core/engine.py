@@ -1,8 +1,9 @@
 """One session of an RLM: the wiring of its parts, its lifecycle, and each RLM's life in the tree.
 
 One ``Engine`` is one session: a first question and, when ``next_question`` is
-given, follow-ups asked after each answer or stop, each a new root node sharing
-the first root's kernel (its variables live on). It emits every happening as an event (``recorder.py``:
+given, follow-ups asked after each answer, stop or failure (a model that fails
+after its retries, a kernel that keeps dying), each a new root node sharing
+the first root's kernel (its variables live on; a dead one is restarted first). It emits every happening as an event (``recorder.py``:
 to the session file and an optional sink) and never asks its consumers for
 anything. The parts, one job each: ``budget.py`` (limits shared by the whole
 tree), ``model_calls.py`` (LM calls), ``turns.py`` (an RLM's turn loop),
@@ -175,7 +176,9 @@ class Engine:
             raise SetupError(str(exc)) from None
 
     async def run(self) -> RunResult:
-        """Run to an answer, a limit, or an error; always shuts kernels down."""
+        """Run each question to an answer, a limit, or an error, until no next question comes (or the
+        session's tokens or budget are spent, or a bad key or model would fail every question); returns the
+        last question's end. Always shuts kernels down."""
         if not self.recorder.is_open:
             self.open_session()
         self.recorder.restart_clock()
