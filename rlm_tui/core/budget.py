@@ -41,6 +41,7 @@ class Budget:
         self.totals = Totals()
         self.subcalls = 0
         self.stopped_by: str | None = None
+        self.details: dict[str, str] = {}  # each limit reached: what it said (a stopped question's reason)
         self._said: set[str] = set()
 
     def limit(self, name: str, detail: str, node: str | None = None) -> None:
@@ -48,6 +49,7 @@ class Budget:
         if name in self._said:
             return
         self._said.add(name)
+        self.details[name] = detail
         if name != "max_subcalls" and self.stopped_by is None:
             self.stopped_by = name
         self.emit(ev.LIMIT_REACHED, node, limit=name, detail=detail)

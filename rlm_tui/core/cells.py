@@ -77,15 +77,18 @@ class Cells:
             output, state = await self._execute(rlm, cell, code)
         return edited + output, state
 
-    async def run_user(self, rlm: Rlm, code: str) -> None:
+    async def run_user(self, rlm: Rlm, code: str) -> str | None:
         """Run the user's own cell in ``rlm``'s kernel now (no pause or step gate: the user is the one
-        waiting); the model is told what ran and what it printed with its next message."""
+        waiting); the model is told what ran and what it printed with its next message. Returns the answer
+        the cell gave (``answer["ready"] = True``, ``FINAL``), if any (the engine ends the question with it;
+        the next question's first step clears ``answer``)."""
         if rlm.busy.locked():
             raise CellRefused("a cell is running in the root's kernel: wait for it, or press esc to interrupt it")
         async with rlm.busy:
             rlm.cells += 1
-            output, _ = await self._execute(rlm, rlm.cells, code, by="user")
+            output, state = await self._execute(rlm, rlm.cells, code, by="user")
         self.user_notes.append(prompts.user_cell_note(code, output, rlm.variables))
+        return state.get("final")
 
     async def _execute(self, rlm: Rlm, cell: int, code: str, by: str | None = None) -> tuple[str, dict[str, Any]]:
         """One cell in the kernel, recorded as events; its output for the model (capped) and the RLM state."""
@@ -127,7 +130,7 @@ class Cells:
             notes.append(f"[the cell was stopped after {self.limits.cell_timeout:g} s (--cell-timeout)]")
             if result.restarted:
                 notes.append(f"[{result.error}; the REPL state was lost and the context reloaded]")
-                await self._reload(rlm)
+                await self.reload(rlm)
         else:
             rlm.deaths = 0
         for note in notes:  # the transcript shows what the model is told
@@ -159,16 +162,17 @@ class Cells:
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="dead")
         if rlm.deaths >= MAX_KERNEL_DEATHS:
             raise KernelDied(f"the kernel died {rlm.deaths} times in a row; stopping this RLM")
-        await self._reload(rlm)
+        await self.reload(rlm)
         return ("[the kernel died while running this cell; a fresh kernel was started and `context` "
                 "reloaded, but your other variables are gone]")
 
-    async def _reload(self, rlm: Rlm) -> None:
+    async def reload(self, rlm: Rlm) -> dict[str, Any]:
+        """A fresh kernel in place of ``rlm``'s (dead or stuck) one, the context loaded again; returns its info."""
         assert rlm.kernel is not None
         self.emit(ev.KERNEL, rlm.node, rlm.parent, state="restarting")
         await rlm.kernel.restart()
         await self.prepare_kernel(rlm.kernel)
-        await self.load_context(rlm)
+        return await self.load_context(rlm)
 
 
 def merge_skips(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:

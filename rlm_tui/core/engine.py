@@ -1,8 +1,9 @@
 """One session of an RLM: the wiring of its parts, its lifecycle, and each RLM's life in the tree.
 
 One ``Engine`` is one session: a first question and, when ``next_question`` is
-given, follow-ups asked after each answer or stop, each a new root node sharing
-the first root's kernel (its variables live on). It emits every happening as an event (``recorder.py``:
+given, follow-ups asked after each answer, stop or failure (a model that fails
+after its retries, a kernel that keeps dying), each a new root node sharing
+the first root's kernel (its variables live on; a dead one is restarted first). It emits every happening as an event (``recorder.py``:
 to the session file and an optional sink) and never asks its consumers for
 anything. The parts, one job each: ``budget.py`` (limits shared by the whole
 tree), ``model_calls.py`` (LM calls), ``turns.py`` (an RLM's turn loop),
@@ -32,7 +33,7 @@ from .compaction import Compaction
 from .config import Settings
 from .control import CellRefused, Killed, Steering
 from .errors import SetupError
-from .lm import LMClient, LMError, litellm_module
+from .lm import LMClient, LMError, LMFatalError, litellm_module
 from .model_calls import ModelCalls, Recorded
 from .recorder import Recorder, SessionUnusable
 from .redaction import known_secrets, redact
@@ -59,8 +60,15 @@ class RunResult:
 #: Asked after each question ends (its answer, None when stopped): the next question, or None to end the session.
 NextQuestion = Callable[[str | None], Awaitable[str | None]]
 
-#: Limits that stop one question, not the session (tokens, budget and sub-calls are the session's).
-PER_QUESTION = ("max_iterations", "timeout", "killed")
+#: What stops one question, not the session (tokens, budget and sub-calls are the session's).
+PER_QUESTION = ("max_iterations", "timeout", "killed", "kernel_deaths")
+
+#: Shown when a follow-up finds the root's kernel dead (told to the model in its first message too).
+RESTARTED_NOTE = ("the root's kernel had died: a fresh kernel was started and `context` reloaded; "
+                  "the variables made by earlier questions are gone")
+
+#: A question's failures that leave the session open for the next question (a bad key or model does not).
+QUESTION_FAILURES = (LMError, KernelDied, RuntimeError)
 
 
 @dataclass
@@ -70,6 +78,7 @@ class Asked:
     question: str
     answer: str | None
     stopped_by: str | None
+    error: str | None = None
 
 
 class Engine:
@@ -167,7 +176,9 @@ class Engine:
             raise SetupError(str(exc)) from None
 
     async def run(self) -> RunResult:
-        """Run to an answer, a limit, or an error; always shuts kernels down."""
+        """Run each question to an answer, a limit, or an error, until no next question comes (or the
+        session's tokens or budget are spent, or a bad key or model would fail every question); returns the
+        last question's end. Always shuts kernels down."""
         if not self.recorder.is_open:
             self.open_session()
         self.recorder.restart_clock()
@@ -194,8 +205,12 @@ class Engine:
             await self.backend.open(self.bridge)
             question: str | None = self.question
             while question is not None:
-                answer, interrupted = await self._question(question)
-                if interrupted or self.fatal is not None or self.next_question is None:
+                asked, interrupted = await self._question(question)
+                answer, error = asked.answer, asked.error  # the session reports its last question's end
+                # A question that failed or was stopped leaves the session open; quitting, a bad key or model,
+                # or the session's own tokens or budget spent end it.
+                if (interrupted or self.fatal is not None or self.next_question is None
+                        or self.budget.exhausted()):
                     break
                 try:
                     question = await self.next_question(answer)
@@ -203,11 +218,6 @@ class Engine:
                     break  # quitting while no question runs is how a session ends: not an interruption
         except SetupError as exc:
             setup_error = exc
-            error = str(exc)
-        except LMError as exc:
-            error = str(exc)
-        except KernelDied as exc:
-            self.budget.stopped_by = self.budget.stopped_by or "kernel_deaths"
             error = str(exc)
         except asyncio.CancelledError:  # cancelled again while the first cancel was being handled
             interrupted = True
@@ -250,11 +260,25 @@ class Engine:
             raise CellRefused("the root's kernel is still starting: try again in a moment")
         if root.ready.cancelled() or root.ready.exception() is not None or root.kernel is None:
             raise CellRefused("the root has no live kernel (the run is over)")
-        await self.cells.run_user(root, code)
+        answer = await self.cells.run_user(root, code)
+        if answer is not None:
+            self._answered_by_user(root, answer)
 
-    async def _question(self, question: str) -> tuple[str | None, bool]:
-        """One question as its own root node, under the per-question --timeout; returns its answer (None when
-        stopped) and whether the session was cancelled from outside."""
+    def _answered_by_user(self, root: Rlm, answer: str) -> None:
+        """The user's cell set ``answer`` ready (or called FINAL): it answers the running question, which ends
+        at once as answered by the user. Between questions there is nothing to answer: a note says so."""
+        task = self._root_task
+        if root is not self.root or task is None or task.done() or root.stop is not None:
+            self.emit(ev.WARNING, root.node, root.parent,
+                      message="your cell set an answer, but no question is running: it answers nothing "
+                              "(ask a question with /)")
+            return
+        root.stop = ("user", answer)
+        task.cancel()
+
+    async def _question(self, question: str) -> tuple[Asked, bool]:
+        """One question as its own root node, under the per-question --timeout; returns how it ended (its
+        answer, or what stopped it, or its error) and whether the session was cancelled from outside."""
         index = len(self.asked) + 1
         if index > 1:
             self.budget.new_question(PER_QUESTION)
@@ -262,31 +286,49 @@ class Engine:
         spec = {"type": "path", "path": str(self.path.resolve()), "max_file_bytes": self.limits.max_file_bytes,
                 "max_total_bytes": self.limits.max_context_bytes}
         earlier = self.root
+        if earlier is not None and earlier.ready is not None and not earlier.ready.done():
+            await asyncio.wait({earlier.ready})  # the kernel a question that failed early left loading
         self.root = root = Rlm(self._new_id(), None, 0, question, self.settings.model, spec)
         if earlier is not None and _loaded(earlier.ready):  # a follow-up: the kernel and its variables live on
             root.spec, root.kernel, root.ready, root.skipped = earlier.spec, earlier.kernel, earlier.ready, earlier.skipped
+        elif earlier is not None and earlier.kernel is not None:  # its kernel failed to load: start afresh
+            kernel, earlier.kernel = earlier.kernel, None
+            self.subcalls.owners.pop(kernel.id, None)
+            assert self.pool is not None
+            await self.pool.release(kernel)
         self._root_task = asyncio.ensure_future(self._run_rlm(root))
         self.steering.register(root.node, None, self._root_task)
         answer: str | None = None
+        error: str | None = None
         interrupted = False
         try:
             answer = await asyncio.wait_for(asyncio.shield(self._root_task), self.limits.timeout)
         except asyncio.TimeoutError:
-            self.budget.limit("timeout", f"the question took longer than {self.limits.timeout:g} s")
+            root.stop = ("timeout", f"the question took longer than {self.limits.timeout:g} s")
+            self.budget.limit("timeout", root.stop[1])
             self._root_task.cancel()
             await asyncio.gather(self._root_task, return_exceptions=True)
         except asyncio.CancelledError:
-            if self.steering.is_killed(root.node) and not _cancelling():
+            if root.stop is not None and root.stop[0] == "user" and not _cancelling():
+                answer = root.stop[1]  # the user's own cell answered it
+            elif self.steering.is_killed(root.node) and not _cancelling():
                 pass  # the user killed the root: a clean stop
             elif self.fatal is None:  # cancelled from outside: Ctrl+C, SIGTERM, the UI quitting
                 interrupted = True
                 self.budget.stopped_by = self.budget.stopped_by or "interrupted"
                 self._root_task.cancel()
                 await asyncio.gather(self._root_task, return_exceptions=True)
+        except QUESTION_FAILURES as exc:  # the question failed; the session goes on (run() decides)
+            error = str(exc)
+            if isinstance(exc, KernelDied):
+                self.budget.stopped_by = self.budget.stopped_by or "kernel_deaths"
+            elif isinstance(exc, LMFatalError):
+                self.fatal = self.fatal or error  # a bad key or an unknown model fails every question alike
         if answer is None and self.steering.is_killed(root.node):
             self.budget.stopped_by = self.budget.stopped_by or "killed"
-        self.asked.append(Asked(question, answer, self.budget.stopped_by))
-        return answer, interrupted
+        asked = Asked(question, answer, self.budget.stopped_by, error)
+        self.asked.append(asked)
+        return asked, interrupted
 
     async def _stop_question(self, root: Rlm) -> None:
         """A question stopped (limit, kill, error) in the kernel that lives on for the next one: interrupt
@@ -298,9 +340,10 @@ class Engine:
             pass
         await self.steering.stop_below(root.node)
 
-    async def _follow_up_intro(self, rlm: Rlm, info: dict[str, Any]) -> str:
-        """The first message of a follow-up: earlier questions and answers, the context's shape, the variables.
-        Clears the kernel's ``answer`` (an earlier question may have set it ready)."""
+    async def _follow_up_intro(self, rlm: Rlm, info: dict[str, Any], restarted: bool) -> str:
+        """The first message of a follow-up: earlier questions and answers (or why there was none), the
+        context's shape, the variables, and whether the REPL was restarted. Clears the kernel's ``answer``
+        (an earlier question may have set it ready)."""
         kernel = await rlm.ready_kernel()
         try:
             state = json.loads(await kernel.call('answer = {"content": "", "ready": False}', "__rlm_state()",
@@ -308,12 +351,17 @@ class Engine:
             rlm.variables = state.get("vars", [])
         except (RuntimeError, ValueError, KernelDied):
             rlm.variables = []
-        earlier = [(a.question, a.answer, a.stopped_by) for a in self.asked]
-        return prompts.follow_up_message(rlm.question, earlier, prompts.describe_context(info), rlm.variables)
+        earlier = [(a.question, a.answer, f"an error ({one_line(a.error)[:300]})" if a.error else a.stopped_by)
+                   for a in self.asked]
+        return prompts.follow_up_message(rlm.question, earlier, prompts.describe_context(info), rlm.variables,
+                                         restarted)
 
     async def _shutdown(self) -> None:
         if self.root is not None:
             self.root.kernel = None  # the session is over: no user cell, no attach from here on
+            if self.root.ready is not None and not self.root.ready.done():  # a question failed while it loaded
+                self.root.ready.cancel()
+                await asyncio.gather(self.root.ready, return_exceptions=True)
         await self.bridge.close()
         await self.lm.aclose()
         if self.pool is not None:
@@ -329,17 +377,19 @@ class Engine:
     async def _run_rlm(self, rlm: Rlm) -> str | None:
         """The loop of one RLM; returns its answer (None when stopped without one)."""
         assert self.pool is not None and self.cells is not None and self.turns is not None
-        status, answer, error = "failed", None, ""
+        status, answer, error, failure = "failed", None, "", "error"
         self.emit(ev.NODE_STARTED, rlm.node, rlm.parent, node_kind="root" if rlm.parent is None else "rlm",
                   depth=rlm.depth, model=rlm.model, prompt=rlm.question, label=one_line(rlm.question),
                   context=context_preview(rlm.spec))
         try:
             if rlm.parent is None and rlm.ready is not None:  # a follow-up in the shared kernel
-                self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
                 assert rlm.kernel is not None
                 self.subcalls.owners[rlm.kernel.id] = rlm  # its sub-calls are this question's
+                restarted = await self._revive_root(rlm)
+                if not restarted:
+                    self.emit(ev.KERNEL, rlm.node, rlm.parent, state="idle")
                 info = dict(rlm.ready.result())
-                rlm.intro = await self._follow_up_intro(rlm, info)
+                rlm.intro = await self._follow_up_intro(rlm, info, restarted)
             elif rlm.parent is None:
                 self.emit(ev.KERNEL, rlm.node, rlm.parent, state="starting")
                 info = await self._start_root(rlm)
@@ -355,27 +405,61 @@ class Engine:
             return answer
         except asyncio.CancelledError:
             status = "killed"
+            if rlm.stop is not None and rlm.stop[0] == "user":  # the user's own cell answered (see run_user_cell)
+                status, answer = "done", rlm.stop[1]
+                self.emit(ev.FINAL_ANSWER, rlm.node, rlm.parent, answer=answer, source="user")
+            elif rlm.stop is not None:  # a limit of the question (its --timeout)
+                status, error = "limit", f"{rlm.stop[0]}: {rlm.stop[1]}"
             raise
         except Killed:
             status, error = "killed", "killed by user"
             return None
         except (LMError, KernelDied, RuntimeError) as exc:
             error = str(exc)
+            failure = "kernel_deaths" if isinstance(exc, KernelDied) else "error"
             if rlm.parent is None:
                 raise
             return f"Error: {error}"
         finally:
-            if rlm.ready is not None and not rlm.ready.done():  # stopped before its kernel was ready
-                rlm.ready.cancel()
-                await asyncio.gather(rlm.ready, return_exceptions=True)
-            if rlm.parent is None and status != "done" and rlm.kernel is not None:
+            if rlm.ready is not None and not rlm.ready.done() and (rlm.parent is not None or self.next_question is None):
+                rlm.ready.cancel()  # stopped before its kernel was ready (a session's root kernel loads on: the
+                await asyncio.gather(rlm.ready, return_exceptions=True)  # next question uses it)
+            if rlm.parent is None and status != "done" and _loaded(rlm.ready) and rlm.kernel is not None:
                 await asyncio.shield(self._stop_question(rlm))
+            ended: dict[str, Any] = {}
+            if rlm.parent is None and status != "done":  # why the question has no answer, for the session file
+                ended["stopped_by"] = self._stopped_by(rlm, status, failure)
+                if status == "limit" and not error:
+                    error = f"{ended['stopped_by']}: {self.budget.details.get(ended['stopped_by'], '')}"
             self.emit(ev.NODE_FINISHED, rlm.node, rlm.parent, status=status,
-                      result=(answer or "")[:RESULT_EXCERPT], error=error)
+                      result=(answer or "")[:RESULT_EXCERPT], error=error, **ended)
             if rlm.kernel is not None and rlm.parent is not None:  # the root's kernel lives until the session ends
                 kernel, rlm.kernel = rlm.kernel, None  # gone for user cells and attach from here on
                 self.subcalls.owners.pop(kernel.id, None)
                 await asyncio.shield(self.pool.release(kernel))
+
+    def _stopped_by(self, rlm: Rlm, status: str, failure: str) -> str:
+        """What ended a question without an answer: a limit's name, ``killed``, ``kernel_deaths`` or ``error``."""
+        if status == "limit":
+            return rlm.stop[0] if rlm.stop is not None else self.budget.stopped_by or "limit"
+        return "killed" if status == "killed" else failure
+
+    async def _revive_root(self, rlm: Rlm) -> bool:
+        """Before a follow-up: a root kernel that died (in an earlier question, or between questions) is
+        restarted and ``context`` reloaded; True when it was (the earlier questions' variables are gone)."""
+        assert rlm.kernel is not None and self.cells is not None
+        try:
+            alive = await rlm.kernel.is_alive()
+        except Exception:  # noqa: BLE001 - a kernel that cannot say is treated as dead
+            alive = False
+        if alive:
+            return False
+        self.emit(ev.KERNEL, rlm.node, rlm.parent, state="dead")
+        self.emit(ev.WARNING, rlm.node, rlm.parent, message=RESTARTED_NOTE)
+        info = await self.cells.reload(rlm)
+        rlm.ready = asyncio.get_running_loop().create_future()
+        rlm.ready.set_result(info)
+        return True
 
     async def _start_root(self, rlm: Rlm) -> dict[str, Any]:
         """The input's shape from the host's scan; the kernel starts and loads it in ``rlm.ready``.

@@ -136,14 +136,16 @@ STEERING = _kind("steering", "the user steered the run",
                  _opt("spawn_kind", TEXT), _opt("nodes", LIST))
 NODE_FINISHED = _kind("node_finished", "a call node finished",
                       _f("status", TEXT, "`done`, `failed`, `killed`, `denied`, `limit`"),
-                      _f("result", TEXT, "first 2,000 characters"), _opt("error", TEXT))
+                      _f("result", TEXT, "first 2,000 characters"), _opt("error", TEXT, "or a stopped question's reason"),
+                      _opt("stopped_by", TEXT, "a question's root that ended without an answer: the limit, `killed`, "
+                                               "`kernel_deaths` or `error`"))
 COMPACTED = _kind("compacted", "older turns of an RLM node were shortened to fit its model's window",
                   _f("turns", LIST, "turn numbers shortened"), _f("chars_before", INT), _f("chars_after", INT),
                   _f("reason", TEXT), _opt("window", INT, "the window in tokens"))
 LIMIT_REACHED = _kind("limit_reached", "a limit stopped something", _f("limit", TEXT), _f("detail", TEXT))
 WARNING = _kind("warning", "something the user should know", _f("message", TEXT))
 FINAL_ANSWER = _kind("final_answer", "a node gave its answer",
-                     _f("answer", TEXT), _f("source", TEXT, "`FINAL`, `FINAL_VAR`, `answer`, `forced`"))
+                     _f("answer", TEXT), _f("source", TEXT, "`FINAL`, `FINAL_VAR`, `answer`, `forced`, `user` (your own cell)"))
 RUN_FINISHED = _kind("run_finished", "the run ended (the last line)",
                      _opt("answer", TEXT), _opt("stopped_by", TEXT),
                      _f("usage", OBJECT, fields=(*_USAGE, _opt("per_model", OBJECT, each=_USAGE))),

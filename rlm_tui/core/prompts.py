@@ -74,16 +74,21 @@ FOLLOW_UP_ANSWER_CHARS = 600  # an earlier answer as the model is reminded of it
 
 
 def follow_up_message(question: str, earlier: list[tuple[str, str | None, str | None]], description: str,
-                      variables: list[str]) -> str:
+                      variables: list[str], restarted: bool = False) -> str:
     """A follow-up's first message: the earlier questions and answers (short), the context's shape (this
-    conversation starts afresh) and the REPL's variables (they live on, with `context`)."""
+    conversation starts afresh) and the REPL's variables (they live on, with `context`, unless its kernel
+    died and was ``restarted``)."""
     parts = ["This is a follow-up in the same session. Earlier questions:"]
     for i, (asked, answer, stopped_by) in enumerate(earlier, start=1):
         said = truncate(answer, FOLLOW_UP_ANSWER_CHARS) if answer else f"(no answer: stopped by {stopped_by})"
         parts.append(f"{i}. Q: {asked}\n   A: {said}")
     listing = ", ".join(variables) if variables else "(none besides `context`)"
     parts.append(description)
-    parts.append(f"The REPL kept its state: `context` and your variables: {listing}.")
+    if restarted:
+        parts.append("The REPL's kernel died and was restarted: `context` is loaded again, but the variables "
+                     f"made for the earlier questions are gone. Variables now: {listing}.")
+    else:
+        parts.append(f"The REPL kept its state: `context` and your variables: {listing}.")
     parts.append(f"New question: {question}\n\nUse what you already have where it helps; answer with FINAL(...).")
     return "\n\n".join(parts)
 

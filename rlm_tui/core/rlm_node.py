@@ -26,6 +26,9 @@ class Rlm:
     deaths: int = 0
     variables: list[str] = field(default_factory=list)
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while a cell (the model's or yours) runs
+    #: Why a root's question was stopped from outside its turn loop: ("timeout", detail), or ("user", answer)
+    #: when the user's own cell answered it.
+    stop: tuple[str, str] | None = None
 
     async def ready_kernel(self) -> Kernel:
         """The RLM's kernel, once its context is loaded."""

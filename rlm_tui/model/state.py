@@ -83,7 +83,8 @@ class RunState:
             self.kernels[_kernel_key(event)] = event.get("state", "")
         elif kind == ev.NODE_FINISHED:
             if event.parent is None and ROOT_KERNEL in self.kernels:
-                self.kernels[ROOT_KERNEL] = "idle"  # the root's kernel lives on for the next question
+                if self.kernels[ROOT_KERNEL] != "dead":  # a dead one is restarted by the next question
+                    self.kernels[ROOT_KERNEL] = "idle"  # the root's kernel lives on for the next question
             else:
                 self.kernels.pop(event.node or "", None)  # its kernel went back to the pool
         elif kind in (ev.LIMIT_REACHED, ev.WARNING) and event.node is None:

@@ -273,8 +273,10 @@ class RlmApp(SteeringMixin, App[None]):
             view.blocks_changed(changes[view.node_id])
         self._refresh_status()
         self.steering_changed()
-        if self.run_state.finished and not self.answer_panel.display:
+        if self.run_state.finished and (not self.answer_panel.display or self.question_box.display):
+            self.question_box.close()  # the session ended (quit, or its tokens or budget spent): no next question
             self._show_answer()
+            self.refresh_bindings()
         elif self._asks and self.calls.root != self._answered and self.waiting_for_question:
             self._answered = self.calls.root  # a question ended: its answer, and the box for the next
             self._show_answer()

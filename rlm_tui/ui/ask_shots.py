@@ -2,14 +2,19 @@
 
 Called by ``python -m rlm_tui.ui.screenshots``. Saves: the app opened without a
 question (the question box waits), and the session after a follow-up whose code
-uses ``summaries``, a variable the first question's code made.
+uses ``summaries``, a variable the first question's code made; then a session whose
+first question fails (the model server answers HTTP 500 until the retries give up)
+and the same question asked again, answered.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from textual.pilot import Pilot
 
@@ -48,16 +53,13 @@ async def _until(pilot: Pilot, condition, what: str) -> None:
     raise SystemExit(f"ask screenshots: the session never reached: {what}")
 
 
-async def take_ask(out: Path, size: tuple[int, int]) -> list[Path]:
-    import contextlib
-    import shutil
-    import tempfile
-
-    from ..demo import NOTES, QUESTION, demo_settings
-    from ..scripted import ScriptedServer
+@contextlib.contextmanager
+def _session(faults: int = 0) -> Iterator[RlmApp]:
+    """The app opened without a question on the demo's notes; the first ``faults`` requests get HTTP 500."""
+    from ..demo import NOTES, demo_settings
+    from ..scripted import Fault, ScriptedServer
     from .runner import EngineSource
 
-    saved: list[Path] = []
     with contextlib.ExitStack() as stack:
         folder = Path(tempfile.mkdtemp(prefix="rlm-tui-ask-")) / "meeting-notes"
         folder.mkdir()
@@ -65,10 +67,19 @@ async def take_ask(out: Path, size: tuple[int, int]) -> list[Path]:
         for name, text in NOTES.items():
             (folder / name).write_text(text, encoding="utf-8")
         server = stack.enter_context(ScriptedServer(script))
-        source = EngineSource(demo_settings(server.url), None, folder, badge="SCRIPTED · canned replies")
+        server.faults.extend(Fault(status=500, body="the upstream model is overloaded") for _ in range(faults))
+        settings = demo_settings(server.url)
+        settings.lm_backoff = 0.3  # the retries give up in seconds
+        source = EngineSource(settings, None, folder, badge="SCRIPTED · canned replies")
         stack.callback(source.stop)
-        app = RlmApp(source, theme="rlm-midnight", remember_theme=False)
+        yield RlmApp(source, theme="rlm-midnight", remember_theme=False)
 
+
+async def take_ask(out: Path, size: tuple[int, int]) -> list[Path]:
+    from ..demo import QUESTION
+
+    saved: list[Path] = []
+    with _session() as app:
         def save(name: str) -> None:
             saved.append(Path(app.save_screenshot(f"{name}.svg", str(out))))
 
@@ -87,5 +98,32 @@ async def take_ask(out: Path, size: tuple[int, int]) -> list[Path]:
             app.tree_view.move_to(app.calls.roots[1])
             await pilot.pause(0.3)
             save("ask-follow-up")
+            await pilot.press("escape", "q")
+    return saved
+
+
+async def take_ask_failed(out: Path, size: tuple[int, int]) -> list[Path]:
+    """A first question whose model calls all fail (1 + 4 retries), then the same question again, answered."""
+    from ..demo import QUESTION
+
+    saved: list[Path] = []
+    with _session(faults=5) as app:
+        def save(name: str) -> None:
+            saved.append(Path(app.save_screenshot(f"{name}.svg", str(out))))
+
+        async with app.run_test(size=size) as pilot:
+            box = app.question_box
+            await pilot.pause(0.3)
+            box.value = QUESTION
+            await pilot.press("enter")
+            await _until(pilot, lambda: bool(app.calls.nodes) and box.display, "the failed question")
+            save("ask-failed-question")
+            await pilot.press("slash")
+            box.value = QUESTION
+            await pilot.press("enter")
+            await _until(pilot, lambda: len(app.calls.roots) == 2 and box.display, "the question asked again")
+            app.tree_view.move_to(app.calls.roots[1])
+            await pilot.pause(0.3)
+            save("ask-after-failure")
             await pilot.press("escape", "q")
     return saved

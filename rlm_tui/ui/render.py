@@ -249,7 +249,8 @@ def block(item: Block, palette: Palette) -> RenderableType:
     if kind == "response":
         return Group(Text("Response", style=f"bold {palette.foreground}"), Padding(Text(item.text), (0, 0, 0, 2)))
     if kind == "answer":
-        return answer_panel(item.text, palette)
+        return answer_panel(item.text, palette, "Your answer (your cell set it)" if item.data.get("source") == "user"
+                            else "FINAL answer")
     if kind == "end":
         return end_line(item, palette)
     return note(item, palette)

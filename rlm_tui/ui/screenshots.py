@@ -81,9 +81,10 @@ async def take(out: Path) -> list[Path]:
 
     saved += await take_steering(out, SIZE)  # the demo again, with --approve ask --step cell
     saved += await take_user_cell(out, SIZE)  # and with --step turn: a cell of your own
-    from .ask_shots import take_ask
+    from .ask_shots import take_ask, take_ask_failed
 
     saved += await take_ask(out, SIZE)  # no question at first, then a follow-up
+    saved += await take_ask_failed(out, SIZE)  # a question that fails, then one that answers
     return saved
 
 

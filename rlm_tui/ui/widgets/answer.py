@@ -45,23 +45,27 @@ class AnswerPanel(VerticalScroll, can_focus=False):
         """Fill in the answer (or why there is none) and the run's totals: the run's once it ended, else
         the latest question's (a session between questions)."""
         root = tree.nodes.get(tree.root or "")
+        reason = ""  # why a question of a live session has no answer (its root's error: "timeout: ...")
         if run.finished or root is None:
             answer, error, stopped_by = run.answer, run.error, run.stopped_by
         else:
             answer, error = tree.answer, root.error if root.status == "failed" else None
-            stopped_by = {"killed": "killed", "limit": "a limit"}.get(root.status)
+            reason = root.error if root.status in ("killed", "limit") else ""
+            limit = reason.partition(":")[0] if root.status == "limit" and reason else "a limit"
+            stopped_by = {"killed": "killed", "limit": limit}.get(root.status)
         self.set_class(bool(error) or not answer, "failed")
         if error:
-            self.border_title, body = "Run failed", error
+            self.border_title = "Run failed" if run.finished or root is None else "Question failed"
+            body = error
         elif answer:
             self.border_title, body = "Final answer", answer
         else:
             self.border_title = f"No answer: stopped by {stopped_by or 'unknown'}"
-            body = "The run ended without a final answer."
+            body = reason or "The run ended without a final answer."
         if len(run.asked) > 1:
             self.border_title += f" · question {len(run.asked)}"
         usage, calls = run_totals(tree)
-        ended = f"stopped by {stopped_by}" if stopped_by else "answered"
+        ended = "failed" if error else f"stopped by {stopped_by}" if stopped_by else "answered"
         saved = f"session saved to {fmt.home_path(run.session_path)}" if run.session_path else "session not saved"
         from textual.widgets import Markdown  # here: markdown-it is not needed for the first frame
 
