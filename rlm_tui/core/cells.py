@@ -19,10 +19,15 @@ from .rlm_node import Rlm
 
 MAX_KERNEL_DEATHS = 3  # a node stops after this many kernel deaths in a row
 
+#: rlm-tui resume: (root node, the number its next cell would get) -> the code of the user's recorded cells
+#: due by then, in their recorded order (each had that number or a lower one when the user ran it).
+RecordedCells = Callable[[str, int], list[str]]
+
 
 class Cells:
     def __init__(self, backend: KernelBackend, emit: Callable[..., Any], steering: Steering, limits: Limits,
-                 secret: str, secrets: list[str], run_dir: Path, input_path: Path) -> None:
+                 secret: str, secrets: list[str], run_dir: Path, input_path: Path,
+                 recorded: RecordedCells | None = None) -> None:
         self.backend = backend
         self.emit = emit
         self.steering = steering
@@ -33,6 +38,7 @@ class Cells:
         self.input_path = input_path
         #: What the user's own cells ran and printed, for the root model's next message (turns.py takes them).
         self.user_notes: list[str] = []
+        self.recorded = recorded
 
     async def prepare_kernel(self, kernel: Kernel) -> None:
         """Install the RLM helpers (kernels/bootstrap.py) and connect the kernel to the bridge."""
@@ -65,11 +71,13 @@ class Cells:
         await rlm.ready_kernel()
         assert rlm.kernel is not None
         await self.steering.checkpoint(rlm.node)
+        await self.replay_user(rlm)
         rlm.cells += 1
         cell = rlm.cells
         step = await self.steering.cell_gate(rlm.node, rlm.parent, cell, code)
         if step.action == "skip":
             return SKIPPED_OUTPUT, {}
+        await self.replay_user(rlm)  # one the user ran while this cell waited at its gate
         edited = ""
         if step.code is not None and step.code != code:
             code, edited = step.code, edited_cell_note(step.code)
@@ -82,6 +90,21 @@ class Cells:
         waiting); the model is told what ran and what it printed with its next message."""
         if rlm.busy.locked():
             raise CellRefused("a cell is running in the root's kernel: wait for it, or press esc to interrupt it")
+        await self._run_user(rlm, code)
+
+    async def replay_user(self, rlm: Rlm) -> None:
+        """rlm-tui resume: run the user's recorded cells due before the root's next cell or model call again,
+        so they keep their numbers and their place among the model's cells. One that fails again is
+        recorded with its error and the run goes on, as it did when the user ran it."""
+        if self.recorded is None or rlm.parent is not None:
+            return
+        due = self.recorded(rlm.node, rlm.cells + 1)
+        if due:
+            await rlm.ready_kernel()
+        for code in due:
+            await self._run_user(rlm, code)
+
+    async def _run_user(self, rlm: Rlm, code: str) -> None:
         async with rlm.busy:
             rlm.cells += 1
             output, _ = await self._execute(rlm, rlm.cells, code, by="user")

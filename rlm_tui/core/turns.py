@@ -89,6 +89,7 @@ class TurnLoop:
         """What the user's own cells ran and printed goes into the model's next message (the last, not yet
         sent, user message). Taken after a pause ends and any user cell finishes, so none is a turn late."""
         await self.steering.checkpoint(rlm.node)
+        await self.cells.replay_user(rlm)
         async with rlm.busy:
             pass
         if self.cells.user_notes:

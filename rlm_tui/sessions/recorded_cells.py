@@ -1,0 +1,65 @@
+"""The user's own recorded cells (``cell_started`` with ``by: "user"``), per question, for ``rlm-tui resume``.
+
+Each keeps the root cell number it had. Resume runs it again when the root's
+next cell would get that number (``core.cells.RecordedCells``), so it lands
+between the same model cells as when the user ran it and a later model cell
+finds what it defined. Cells the user ran after a question ended run before the
+next question starts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from ..core import events as ev
+
+
+@dataclass
+class RecordedUserCells:
+    questions: list[deque[tuple[int, str]]] = field(default_factory=list)  # per question: (cell number, code)
+
+    @classmethod
+    def from_events(cls, events: Iterable[ev.Event], until: tuple[int, int] | None = None) -> "RecordedUserCells":
+        """``until`` = (question 0-based, turn): only what the user ran before that turn was asked of the
+        model, and nothing of a later question (``resume --at``: from there on the run is written anew)."""
+        cells = cls()
+        question: dict[str, int] = {}  # root node -> its question, 0-based
+        for event in events:
+            node = event.node or ""
+            if event.kind == ev.NODE_STARTED and event.parent is None and node not in question:
+                if until is not None and len(cells.questions) > until[0]:
+                    break
+                question[node] = len(cells.questions)
+                cells.questions.append(deque())
+            elif (until is not None and event.kind == ev.LM_STARTED and node in question
+                  and (question[node], event.get("turn")) == until):
+                break
+            elif event.kind == ev.CELL_STARTED and event.get("by") == "user" and node in question:
+                number, code = event.get("cell"), event.get("code")
+                if isinstance(number, int) and isinstance(code, str):
+                    cells.questions[question[node]].append((number, code))
+        return cells
+
+    def due(self, question: int, next_cell: int) -> list[str]:
+        """The cells of ``question`` (0-based) the user had run by the time its root's cell ``next_cell`` was
+        numbered, not yet handed out."""
+        queue = self._queue(question)
+        due: list[str] = []
+        while queue and queue[0][0] <= next_cell:
+            due.append(queue.popleft()[1])
+        return due
+
+    def rest(self, question: int) -> list[str]:
+        """Every cell of ``question`` not yet handed out: the ones the user ran after it ended."""
+        queue = self._queue(question)
+        rest = [code for _, code in queue]
+        queue.clear()
+        return rest
+
+    def _queue(self, question: int) -> deque[tuple[int, str]]:
+        return self.questions[question] if 0 <= question < len(self.questions) else deque()
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self.questions)
