@@ -96,6 +96,10 @@ def resume_main(argv: list[str]) -> int:
         return fail(f"no such file: {args.file}", EXIT_USAGE, "resume")
     except (ResumeError, SessionFormatError) as exc:
         return fail(str(exc), EXIT_USAGE, "resume")
+    if args.headless:  # as for a run's config file: nobody is there to step or approve (a recorded app run's)
+        resumed.settings.step = "off"
+        if resumed.settings.approve in ("ask", "rlm"):
+            resumed.settings.approve = "auto"
     refused = preflight(resumed.settings)  # the live turns need their models: check before any kernel starts
     if refused is not None:
         return refused

@@ -19,9 +19,9 @@ from .rlm_node import Rlm
 
 MAX_KERNEL_DEATHS = 3  # a node stops after this many kernel deaths in a row
 
-#: rlm-tui resume: (root node, the number its next cell would get) -> the code of the user's recorded cells
-#: due by then, in their recorded order (each had that number or a lower one when the user ran it).
-RecordedCells = Callable[[str, int], list[str]]
+#: rlm-tui resume: (root node, the number its next cell gets, whether the model's cell numbered just before
+#: waits to run) -> the code of the user's recorded cells due by then, in their recorded order.
+RecordedCells = Callable[[str, int, bool], list[str]]
 
 
 class Cells:
@@ -77,7 +77,7 @@ class Cells:
         step = await self.steering.cell_gate(rlm.node, rlm.parent, cell, code)
         if step.action == "skip":
             return SKIPPED_OUTPUT, {}
-        await self.replay_user(rlm)  # one the user ran while this cell waited at its gate
+        await self.replay_user(rlm, waiting=True)  # one the user ran while this cell waited at its gate
         edited = ""
         if step.code is not None and step.code != code:
             code, edited = step.code, edited_cell_note(step.code)
@@ -92,13 +92,14 @@ class Cells:
             raise CellRefused("a cell is running in the root's kernel: wait for it, or press esc to interrupt it")
         await self._run_user(rlm, code)
 
-    async def replay_user(self, rlm: Rlm) -> None:
-        """rlm-tui resume: run the user's recorded cells due before the root's next cell or model call again,
-        so they keep their numbers and their place among the model's cells. One that fails again is
-        recorded with its error and the run goes on, as it did when the user ran it."""
+    async def replay_user(self, rlm: Rlm, waiting: bool = False) -> None:
+        """rlm-tui resume: run the user's recorded cells due before the root's next cell or model call again
+        (``waiting``: the model's latest cell is numbered and waits to run), so they keep their numbers and
+        their place among the model's cells. One that fails again is recorded with its error and the run
+        goes on, as it did when the user ran it."""
         if self.recorded is None or rlm.parent is not None:
             return
-        due = self.recorded(rlm.node, rlm.cells + 1)
+        due = self.recorded(rlm.node, rlm.cells + 1, waiting)
         if due:
             await rlm.ready_kernel()
         for code in due:
