@@ -13,6 +13,7 @@ import pytest
 from conftest import fence
 from rlm_tui.cli import main
 from rlm_tui.core import events as ev
+from rlm_tui.core.cells import Before
 from rlm_tui.core.session import load
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, question_of, turn_of
 from rlm_tui.sessions.export import to_markdown
@@ -228,8 +229,9 @@ def test_a_user_cell_between_questions_and_one_that_fails_again(corpus: Path, tm
     assert "ValueError\x1b[0m: mine failed" in resumed[1][3]  # its traceback, recorded again
     assert resumed[3][3] == recorded[3][3] == "table 23\n" and resumed[4][3] == "live 46\n"  # 22 files + 1
     events = load(out).events
-    second = next(e.node for e in events if e.kind == ev.NODE_STARTED and e.get("prompt") == "second")
-    assert all(e.node != second for e in events if e.kind == ev.CELL_STARTED and e.get("by") == "user")  # question 1's
+    kinds = [(e.kind, e.get("by")) for e in events]  # run after question 1's answer, as recorded; question 1's
+    assert kinds.index((ev.FINAL_ANSWER, None)) < kinds.index((ev.CELL_STARTED, "user"))
+    assert kinds.index((ev.CELL_STARTED, "user")) < [i for i, k in enumerate(kinds) if k[0] == ev.QUESTION_ASKED][1]
 
 
 def test_recorded_user_cells_are_due_in_their_place_and_stop_where_the_live_model_takes_over() -> None:
@@ -251,11 +253,18 @@ def test_recorded_user_cells_are_due_in_their_place_and_stop_where_the_live_mode
     ]
     whole = RecordedUserCells.from_events(events)
     assert len(whole) == 4
-    assert whole.due(0, 1) == [] and whole.due(0, 2, waiting=True) == []  # after model cell 1 ran, not before
-    assert whole.due(0, 2) == ["mine = 1"] and whole.due(0, 4) == ["later = 1"]
+    assert whole.due(0, Before(1, turn=1)) == [] and whole.due(0, Before(1)) == []
+    assert whole.due(0, Before(2, waiting=True)) == []  # it ran after model cell 1, not at its gate
+    assert whole.due(0, Before(2, turn=2)) == ["mine = 1"]
+    assert whole.due(0, Before(3, turn=2)) == []  # it ran while turn 2's reply was written: before the cell
+    assert whole.due(0, Before(3)) == ["later = 1"]
+    assert whole.due(0, Before(5, turn=3)) == []  # there was no turn 3 after it: it ran after the last turn
     assert whole.rest(0) == ["after = 1"] and whole.rest(0) == []
-    assert whole.due(1, 1) == [] and whole.due(1, 2, waiting=True) == ["at the gate"]
+    assert whole.due(1, Before(1, turn=1)) == [] and whole.due(1, Before(1)) == []
+    assert whole.due(1, Before(2, waiting=True)) == ["at the gate"]
     at_turn_2 = RecordedUserCells.from_events(events, until=(0, 2))
-    assert [entry[2] for entry in at_turn_2.questions[0]] == ["mine = 1"] and len(at_turn_2.questions) == 1
+    assert [cell.code for cell in at_turn_2.questions[0]] == ["mine = 1"] and len(at_turn_2.questions) == 1
     assert len(RecordedUserCells.from_events(events, until=(1, 1))) == 3
-    assert RecordedUserCells.from_events(events).due(5, 99) == []  # a question not recorded: nothing
+    assert RecordedUserCells.from_events(events).due(5, Before(99)) == []  # a question not recorded: nothing
+    skipped = RecordedUserCells.from_events(events)
+    assert skipped.due(0, Before(4)) == ["mine = 1", "later = 1"]  # passed by (a replay that ran differently)

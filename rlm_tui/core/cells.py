@@ -4,6 +4,7 @@ and a kernel's revival when it dies or ignores an interrupt."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,9 +20,21 @@ from .rlm_node import Rlm
 
 MAX_KERNEL_DEATHS = 3  # a node stops after this many kernel deaths in a row
 
-#: rlm-tui resume: (root node, the number its next cell gets, whether the model's cell numbered just before
-#: waits to run) -> the code of the user's recorded cells due by then, in their recorded order.
-RecordedCells = Callable[[str, int, bool], list[str]]
+
+
+@dataclass(frozen=True)
+class Before:
+    """Where a root is when rlm-tui resume's recorded user cells are asked for: its next cell gets number
+    ``next_cell``; before the model call for ``turn`` (else before a model cell), or with the model's cell
+    numbered just before it ``waiting`` at its step gate."""
+
+    next_cell: int
+    turn: int | None = None
+    waiting: bool = False
+
+
+#: rlm-tui resume: (root node, where it is) -> the code of the user's recorded cells due there, in recorded order.
+RecordedCells = Callable[[str, Before], list[str]]
 
 
 class Cells:
@@ -71,13 +84,13 @@ class Cells:
         await rlm.ready_kernel()
         assert rlm.kernel is not None
         await self.steering.checkpoint(rlm.node)
-        await self.replay_user(rlm)
+        await self.replay_user(rlm, Before(rlm.cells + 1))
         rlm.cells += 1
         cell = rlm.cells
         step = await self.steering.cell_gate(rlm.node, rlm.parent, cell, code)
         if step.action == "skip":
             return SKIPPED_OUTPUT, {}
-        await self.replay_user(rlm, waiting=True)  # one the user ran while this cell waited at its gate
+        await self.replay_user(rlm, Before(rlm.cells + 1, waiting=True))  # one run while this cell waited
         edited = ""
         if step.code is not None and step.code != code:
             code, edited = step.code, edited_cell_note(step.code)
@@ -92,14 +105,13 @@ class Cells:
             raise CellRefused("a cell is running in the root's kernel: wait for it, or press esc to interrupt it")
         await self._run_user(rlm, code)
 
-    async def replay_user(self, rlm: Rlm, waiting: bool = False) -> None:
-        """rlm-tui resume: run the user's recorded cells due before the root's next cell or model call again
-        (``waiting``: the model's latest cell is numbered and waits to run), so they keep their numbers and
-        their place among the model's cells. One that fails again is recorded with its error and the run
-        goes on, as it did when the user ran it."""
+    async def replay_user(self, rlm: Rlm, before: Before) -> None:
+        """rlm-tui resume: run the user's recorded cells due ``before`` the root's next cell or model call again,
+        so they keep their numbers and their place among the model's cells. One that fails again is recorded
+        with its error and the run goes on, as it did when the user ran it."""
         if self.recorded is None or rlm.parent is not None:
             return
-        due = self.recorded(rlm.node, rlm.cells + 1, waiting)
+        due = self.recorded(rlm.node, before)
         if due:
             await rlm.ready_kernel()
         for code in due:
