@@ -178,6 +178,28 @@ def test_resume_ask_uses_a_variable_the_user_defined(with_user_cell: Path, tmp_p
     assert [c[:3] for c in cells_of(out)] == [(1, None, "ok"), (2, "user", "ok"), (3, None, "ok"), (1, None, "ok")]
 
 
+def test_a_user_cell_run_at_a_model_cells_gate_runs_before_that_cell_again(corpus: Path, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Recorded in cell-step mode: the model's cell 1 waited at its gate while the user's cell 2 ran (and made
+    ``df``); resumed, cell 2 runs before cell 1 again, and turn 2's cell 3 finds ``df``."""
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.STEP_WAITING and event.get("what") == "cell" and "mine" not in ui.seen:
+            ui.seen["mine"] = ui.steering.run_cell("print('mine')\ndf = 42")
+        elif event.kind == ev.CELL_FINISHED and event.get("cell") == 2:
+            assert ui.do(ui.steering.set_step("off"))
+
+    asyncio.run(steer_run(root_using_df, corpus, tmp_path, react, approve="auto", step="cell"))
+    started = [(e.get("cell"), e.get("by")) for e in load(tmp_path / "session.jsonl").events
+               if e.kind == ev.CELL_STARTED]
+    assert started == [(2, "user"), (1, None), (3, None)]
+
+    code, result, out, _ = resume(tmp_path / "session.jsonl", tmp_path, capsys, lambda m, model: "FINAL(again)",
+                                  "--at", "3")
+    assert code == 0, result
+    assert [c[:3] for c in cells_of(out)] == [(2, "user", "ok"), (1, None, "ok"), (3, None, "ok")]
+    assert cells_of(out)[2][3] == "twice 84\n"
+
+
 def test_a_user_cell_between_questions_and_one_that_fails_again(corpus: Path, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """After question 1's answer the user runs a failing cell, then one that defines ``table``; then
