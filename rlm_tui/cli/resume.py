@@ -31,7 +31,8 @@ cells, so the model's later cells find what yours defined. One that fails again
 is recorded with its error and the run goes on, as when you ran it.
 
 Settings (models, API base, limits) are the recorded ones unless given here.
-API keys are never recorded: give --api-key or the provider's variable.
+API keys are never recorded: give --api-key or the provider's variable. A
+--headless resume never steps or waits for approvals, whatever was recorded.
 
 With --ask instead of --at, the session goes on with a new question: every
 recorded question is replayed whole (its code runs again with the recorded
