@@ -126,9 +126,9 @@ def with_user_cell(corpus: Path, tmp_path: Path) -> Path:
             ui.seen["ran"] = ui.do(ui.steering.run_cell(USER_CODE))
         assert ui.do(ui.steering.step(event.get("gate")))
 
-    run = asyncio.run(steer_run(root_using_df, corpus, tmp_path, react, approve="auto", step="turn"))
+    run = asyncio.run(steer_run(root_using_df, corpus, tmp_path, react, approve="ask", step="turn"))
     assert [(e.get("cell"), e.get("by")) for e in run.kinds(ev.CELL_STARTED)] == [(1, None), (2, "user"), (3, None)]
-    return tmp_path / "session.jsonl"  # recorded with step "turn": a headless resume must not wait for steps
+    return tmp_path / "session.jsonl"  # recorded in step mode, approving by hand: nobody does either headless
 
 
 def cells_of(path: Path) -> list[tuple[int, str | None, str]]:
@@ -160,6 +160,8 @@ def test_resume_reruns_the_users_cell_before_the_model_cell_that_uses_it(with_us
                              (4, None, "ok", "thrice 126\n")]
     mine = next(e for e in load(out).events if e.kind == ev.CELL_STARTED and e.get("by") == "user")
     assert mine.get("code") == USER_CODE
+    settings = next(e for e in load(out).events if e.kind == ev.RUN_STARTED).get("settings")
+    assert (settings["step"], settings["approve"]) == ("off", "auto")
     assert "The user ran this code" not in requests[0][-1]["content"]  # told in turn 2's message, replayed
 
 

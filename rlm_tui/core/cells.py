@@ -21,7 +21,6 @@ from .rlm_node import Rlm
 MAX_KERNEL_DEATHS = 3  # a node stops after this many kernel deaths in a row
 
 
-
 @dataclass(frozen=True)
 class Before:
     """Where a root is when rlm-tui resume's recorded user cells are asked for: its next cell gets number
@@ -33,8 +32,9 @@ class Before:
     waiting: bool = False
 
 
-#: rlm-tui resume: (root node, where it is) -> the code of the user's recorded cells due there, in recorded order.
-RecordedCells = Callable[[str, Before], list[str]]
+#: rlm-tui resume: where the latest question's root is -> the code of the user's recorded cells due there,
+#: in their recorded order.
+RecordedCells = Callable[[Before], list[str]]
 
 
 class Cells:
@@ -111,7 +111,7 @@ class Cells:
         with its error and the run goes on, as it did when the user ran it."""
         if self.recorded is None or rlm.parent is not None:
             return
-        due = self.recorded(rlm.node, before)
+        due = self.recorded(before)
         if due:
             await rlm.ready_kernel()
         for code in due:

@@ -156,7 +156,7 @@ class ResumePlan:
         engine.recorded = self.replies
         engine.run_info = dict(self.run_info)
         cells = self.user_cells
-        engine.recorded_cells = lambda node, before: cells.due(len(engine.asked), before)  # the question running
+        engine.recorded_cells = lambda before: cells.due(len(engine.asked), before)  # the question running
         if self.then:
             rest = list(self.then)
 
