@@ -97,7 +97,13 @@ def test_resume_at_a_question_or_turn_that_does_not_exist(two_questions: Path, t
     single = tmp_path / "single"
     single.mkdir()
     asyncio.run(ask_all(follow_up_script, tmp_path / "corpus", single, [FIRST]))
+    damaged = tmp_path / "damaged.jsonl"  # question 1's turn-1 reply lost
+    lines = two_questions.read_text().splitlines(keepends=True)
+    lost = next(i for i, line in enumerate(lines) if '"kind": "lm_finished"' in line)
+    damaged.write_text("".join(lines[:lost] + lines[lost + 1:]))
     for session, at, message in [
+        (damaged, "2.1", "question 1 turn 1's reply is not in the session (the file is damaged there); "
+                         "resume at a turn up to 1.1"),
         (two_questions, "3.1", "--at 3.1: the session has 2 questions; resume at one of 1.1-1.3, 2.1-2.3"),
         (two_questions, "0.1", "--at 0.1: the session has 2 questions; resume at one of 1.1-1.3, 2.1-2.3"),
         (two_questions, "2.4", "--at must be between 2.1 and 2.3: question 2 has 2 recorded root turns"),
