@@ -4,6 +4,7 @@ and a kernel's revival when it dies or ignores an interrupt."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,9 +21,26 @@ from .rlm_node import Rlm
 MAX_KERNEL_DEATHS = 3  # a node stops after this many kernel deaths in a row
 
 
+@dataclass(frozen=True)
+class Before:
+    """Where a root is when rlm-tui resume's recorded user cells are asked for: its next cell gets number
+    ``next_cell``; before the model call for ``turn`` (else before a model cell), or with the model's cell
+    numbered just before it ``waiting`` at its step gate."""
+
+    next_cell: int
+    turn: int | None = None
+    waiting: bool = False
+
+
+#: rlm-tui resume: where the latest question's root is -> the code of the user's recorded cells due there,
+#: in their recorded order.
+RecordedCells = Callable[[Before], list[str]]
+
+
 class Cells:
     def __init__(self, backend: KernelBackend, emit: Callable[..., Any], steering: Steering, limits: Limits,
-                 secret: str, secrets: list[str], run_dir: Path, input_path: Path) -> None:
+                 secret: str, secrets: list[str], run_dir: Path, input_path: Path,
+                 recorded: RecordedCells | None = None) -> None:
         self.backend = backend
         self.emit = emit
         self.steering = steering
@@ -33,6 +51,7 @@ class Cells:
         self.input_path = input_path
         #: What the user's own cells ran and printed, for the root model's next message (turns.py takes them).
         self.user_notes: list[str] = []
+        self.recorded = recorded
 
     async def prepare_kernel(self, kernel: Kernel) -> None:
         """Install the RLM helpers (kernels/bootstrap.py) and connect the kernel to the bridge."""
@@ -65,11 +84,13 @@ class Cells:
         await rlm.ready_kernel()
         assert rlm.kernel is not None
         await self.steering.checkpoint(rlm.node)
+        await self.replay_user(rlm, Before(rlm.cells + 1))
         rlm.cells += 1
         cell = rlm.cells
         step = await self.steering.cell_gate(rlm.node, rlm.parent, cell, code)
         if step.action == "skip":
             return SKIPPED_OUTPUT, {}
+        await self.replay_user(rlm, Before(rlm.cells + 1, waiting=True))  # one run while this cell waited
         edited = ""
         if step.code is not None and step.code != code:
             code, edited = step.code, edited_cell_note(step.code)
@@ -84,6 +105,21 @@ class Cells:
         the next question's first step clears ``answer``)."""
         if rlm.busy.locked():
             raise CellRefused("a cell is running in the root's kernel: wait for it, or press esc to interrupt it")
+        await self._run_user(rlm, code)
+
+    async def replay_user(self, rlm: Rlm, before: Before) -> None:
+        """rlm-tui resume: run the user's recorded cells due ``before`` the root's next cell or model call again,
+        so they keep their numbers and their place among the model's cells. One that fails again is recorded
+        with its error and the run goes on, as it did when the user ran it."""
+        if self.recorded is None or rlm.parent is not None:
+            return
+        due = self.recorded(before)
+        if due:
+            await rlm.ready_kernel()
+        for code in due:
+            await self._run_user(rlm, code)
+
+    async def _run_user(self, rlm: Rlm, code: str) -> None:
         async with rlm.busy:
             rlm.cells += 1
             output, state = await self._execute(rlm, rlm.cells, code, by="user")

@@ -28,7 +28,7 @@ from . import pricing, prompts, shape
 from .backends import KernelBackend, KernelDied, KernelPool, make_backend, refusal, url_token
 from .bridge import Bridge
 from .budget import Budget
-from .cells import Cells
+from .cells import Cells, RecordedCells
 from .compaction import Compaction
 from .config import Settings
 from .control import CellRefused, Killed, Steering
@@ -122,6 +122,8 @@ class Engine:
         self.asked: list[Asked] = []  # the questions answered or stopped so far
         #: extra run_started fields (rlm-tui resume says what it resumed from)
         self.run_info: dict[str, Any] = {}
+        #: rlm-tui resume: the user's recorded cells, run again in their place among the model's (cells.py)
+        self.recorded_cells: RecordedCells | None = None
 
     @property
     def recorded(self) -> Recorded | None:
@@ -192,7 +194,7 @@ class Engine:
         self.steering.bind(self.emit)
         self.steering.on_user_cell(self.run_user_cell)
         self.cells = Cells(self.backend, self.emit, self.steering, self.limits, self.bridge.secret, self.secrets,
-                           self._tmp, self.path)
+                           self._tmp, self.path, self.recorded_cells)
         self.turns = TurnLoop(self.calls, self.cells, self.steering, self.budget, self.limits, self.emit,
                               Compaction(self.emit, self.settings.context_window, self.settings.max_reply_tokens))
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from . import events as ev
 from . import prompts
 from .budget import Budget
-from .cells import Cells
+from .cells import Before, Cells
 from .compaction import Compaction
 from .config import Limits
 from .control import Steering
@@ -40,7 +40,7 @@ class TurnLoop:
                 return None
             if rlm.parent is None:
                 await self.steering.step_gate(rlm.node, rlm.parent, turn)
-                await self._user_cells(rlm, messages)
+                await self._user_cells(rlm, messages, turn)
             started = time.perf_counter()
             self.emit(ev.TURN_STARTED, rlm.node, rlm.parent, turn=turn)
             reply = await unless_failed(self._ask(rlm, messages, sent, turn), rlm.ready)
@@ -85,10 +85,11 @@ class TurnLoop:
             messages.append({"role": "user", "content": prompts.feedback(outputs, rlm.variables, notes)})
         return await self._last_chance(rlm, messages, sent)
 
-    async def _user_cells(self, rlm: Rlm, messages: list[dict[str, str]]) -> None:
+    async def _user_cells(self, rlm: Rlm, messages: list[dict[str, str]], turn: int) -> None:
         """What the user's own cells ran and printed goes into the model's next message (the last, not yet
         sent, user message). Taken after a pause ends and any user cell finishes, so none is a turn late."""
         await self.steering.checkpoint(rlm.node)
+        await self.cells.replay_user(rlm, Before(rlm.cells + 1, turn))
         async with rlm.busy:
             pass
         if self.cells.user_notes:
@@ -104,7 +105,7 @@ class TurnLoop:
         messages.append({"role": "user", "content": prompts.LAST_CHANCE})
         if rlm.parent is None:
             await self.steering.step_gate(rlm.node, rlm.parent, self.limits.max_iterations + 1)
-            await self._user_cells(rlm, messages)
+            await self._user_cells(rlm, messages, self.limits.max_iterations + 1)
         reply = await self._ask(rlm, messages, sent, self.limits.max_iterations + 1)
         parsed = parse_reply(reply.text)
         answer = parsed.final if parsed.final and parsed.final.strip() else reply.text.strip()

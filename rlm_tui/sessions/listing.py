@@ -66,8 +66,7 @@ def summarize(path: Path) -> SessionSummary:
                 summary.model = (run.get("settings") or {}).get("model") or ""
                 origin = run.get("resumed_from")
                 if isinstance(origin, dict):
-                    where = (f"turn {origin.get('at_turn')}" if origin.get("at_turn") is not None
-                             else "with a new question")
+                    where = (f"turn {resumed_at(origin)}" if origin.get("at_turn") is not None else "with a new question")
                     summary.resumed_from = f"{Path(str(origin.get('path'))).name} {where}"
             finished = _last_event(handle, stat.st_size)
     except OSError as exc:
@@ -87,6 +86,13 @@ def summarize(path: Path) -> SessionSummary:
         else:
             summary.outcome = f"stopped by {finished.get('stopped_by') or 'an unknown cause'}"
     return summary
+
+
+def resumed_at(origin: dict[str, Any]) -> str:
+    """Where a resumed session went live, as ``--at`` takes it: ``3``, or ``2.3`` for question 2's turn 3."""
+    question = origin.get("at_question")
+    return f"{question}.{origin.get('at_turn')}" if isinstance(question, int) and question > 1 else \
+        str(origin.get("at_turn"))
 
 
 def _json(line: bytes) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""``rlm-tui resume FILE --at TURN`` / ``--ask QUESTION``: re-run a recorded session from a turn, or
-continue it with a new question.
+"""``rlm-tui resume FILE --at [QUESTION.]TURN`` / ``--ask QUESTION``: re-run a recorded session from a
+turn of any of its questions, or continue it with a new question.
 
 The root model's recorded replies for the turns before TURN are handed to the
 engine in place of the live model (``Engine.recorded``); their code runs again
@@ -8,12 +8,15 @@ model (possibly another one, with other limits) writes the replies. While the
 recorded turns replay, sub-calls whose prompt was recorded get their recorded
 replies too (``llm_query`` by model and prompt, child RLM turns by their
 question and turn), so nothing is paid twice; ``--live-subcalls`` asks the
-live model for them instead. The new run is recorded to a new session file
-whose ``run_started`` names its origin (``resumed_from``).
+live model for them instead. The user's own recorded cells run again too, each
+in its place among the model's cells (``recorded_cells.py``). The new run is
+recorded to a new session file whose ``run_started`` names its origin
+(``resumed_from``).
 
-With ``--ask`` every recorded question of the session is replayed whole, in
-order (each a question of the new session, in the one kernel that lives on),
-so the REPL holds what the recorded run built; then the new question runs live.
+``--at QUESTION.TURN`` replays the questions before QUESTION whole, in order
+(each a question of the new session, in the one kernel that lives on), then
+QUESTION up to TURN; the session ends with QUESTION's answer. With ``--ask``
+every recorded question is replayed whole, then the new question runs live.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..core.config import Limits, Settings
 from ..core.lm import LMResult
 from ..core.safe_text import as_text
 from .index import SessionIndex
+from .recorded_cells import RecordedUserCells
 
 
 class ResumeError(Exception):
@@ -58,14 +62,14 @@ class RecordedReplies:
     def __post_init__(self) -> None:
         self.live = self.live or (self.at <= 1 and self.question == 0)
 
-    @property
-    def root(self) -> dict[int, str]:
-        """The first question's root replies (``--at`` rewinds within it)."""
-        return self.roots[0] if self.roots else {}
+    def turns(self, question: int = 0) -> dict[int, str]:
+        """A recorded question's root replies by turn (``question`` 0-based; {} when there is no such question)."""
+        return self.roots[question] if 0 <= question < len(self.roots) else {}
 
     @classmethod
-    def from_events(cls, events: Iterable[ev.Event], at: int, subcalls: bool = True) -> "RecordedReplies":
-        replies = cls(at=at, subcalls=subcalls)
+    def from_events(cls, events: Iterable[ev.Event], at: int, subcalls: bool = True,
+                    question: int = 0) -> "RecordedReplies":
+        replies = cls(at=at, subcalls=subcalls, question=question)
         kinds: dict[str, str] = {}  # node -> node_kind
         prompts: dict[str, str] = {}  # llm node -> prompt
         first_user: dict[str, str] = {}  # rlm node -> its first user message
@@ -98,7 +102,8 @@ class RecordedReplies:
 
     @property
     def recorded_turns(self) -> int:
-        return max(self.root, default=0)
+        """The root turns recorded for the question the live model takes over."""
+        return max(self.turns(self.question), default=0)
 
     def __call__(self, node: str, parent: str | None, model: str, turn: int | None,
                  messages: list[dict[str, str]]) -> LMResult | None:
@@ -133,7 +138,7 @@ def _messages(value: Any) -> list[dict[str, Any]]:
 
 @dataclass
 class ResumePlan:
-    """Everything a resumed run needs: what to ask, with which settings, and the recorded replies."""
+    """Everything a resumed run needs: what to ask, with which settings, and what was recorded."""
 
     source: Path
     at: int
@@ -142,17 +147,25 @@ class ResumePlan:
     settings: Settings
     replies: RecordedReplies
     run_info: dict[str, Any]
-    then: list[str] = field(default_factory=list)  # --ask: the recorded follow-ups, then the new question
+    then: list[str] = field(default_factory=list)  # the recorded follow-ups replayed, then (--ask) the new question
+    user_cells: RecordedUserCells = field(default_factory=RecordedUserCells)
 
     def prepare(self, engine: Any) -> None:
-        """Hook the recorded replies, the origin and any further questions into an Engine before it runs."""
+        """Hook the recorded replies and user cells, the origin and any further questions into an Engine
+        before it runs."""
         engine.recorded = self.replies
         engine.run_info = dict(self.run_info)
+        cells = self.user_cells
+        engine.recorded_cells = lambda before: cells.due(len(engine.asked), before)  # the question running
         if self.then:
             rest = list(self.then)
 
             async def next_question(answer: str | None) -> str | None:
-                return rest.pop(0) if rest else None
+                if not rest:
+                    return None
+                for code in cells.rest(len(engine.asked) - 1):  # run after the question that just ended
+                    await engine.run_user_cell(code)
+                return rest.pop(0)
 
             engine.next_question = next_question
 
@@ -190,10 +203,12 @@ def _fits(value: Any, default: Any) -> bool:
 
 def plan(source: Path, at: int | None, *, overrides: dict[str, Any] | None = None, path: Path | None = None,
          subcalls: bool = True, damaged: Callable[[list[tuple[int, str]]], None] | None = None,
-         ask: str | None = None) -> ResumePlan:
+         ask: str | None = None, question: int = 1) -> ResumePlan:
     """Read ``source`` and work out the resumed run; raises ResumeError when it cannot be done.
 
-    ``ask``: instead of rewinding to turn ``at``, replay every recorded question whole, then ask this one.
+    ``question`` (1-based) and ``at``: the live model writes that question's turn ``at`` on; the
+    questions before it are replayed whole. ``ask``: instead, replay every recorded question whole,
+    then ask this one.
 
     ``overrides`` are Settings fields (model, sub_model, api_base, api_key,
     session_path) and Limits fields by name; ``path`` replaces the recorded input.
@@ -210,19 +225,14 @@ def plan(source: Path, at: int | None, *, overrides: dict[str, Any] | None = Non
         raise ResumeError(f"{source} has no run_started event: there is no run to resume")
     asked = [e.get("question", "") for e in events if e.kind == ev.QUESTION_ASKED] or [run.get("question", "")]
     if ask is not None:
-        at = 1
-    assert at is not None
-    replies = RecordedReplies.from_events(events, at, subcalls=subcalls)
-    if ask is not None:
+        replies = RecordedReplies.from_events(events, 1, subcalls=subcalls)
         replies.question, replies.live = len(replies.roots), not replies.roots
-    turns = replies.recorded_turns
-    if ask is None and (at < 1 or at > turns + 1):
-        raise ResumeError(f"--at must be between 1 and {turns + 1}: the session has {turns} recorded "
-                          f"root turn{'s' if turns != 1 else ''}")
-    missing = [t for t in range(1, at) if t not in replies.root] if ask is None else []
-    if missing:
-        raise ResumeError(f"turn {missing[0]}'s reply is not in the session (the file is damaged there); "
-                          f"resume at a turn up to {missing[0]}")
+        user_cells = RecordedUserCells.from_events(events)
+    else:
+        assert at is not None
+        replies = RecordedReplies.from_events(events, at, subcalls=subcalls, question=question - 1)
+        _check_turn(replies, question, at)
+        user_cells = RecordedUserCells.from_events(events, until=(question - 1, at))
     input_path = path or Path(run.get("path", ""))
     if not input_path.exists():
         raise ResumeError(f"the recorded input {input_path} does not exist here; give it with --path")
@@ -235,8 +245,43 @@ def plan(source: Path, at: int | None, *, overrides: dict[str, Any] | None = Non
     origin: dict[str, Any] = {"path": str(Path(source).resolve()), "created": header.get("created")}
     if ask is None:
         origin["at_turn"] = at
-        return ResumePlan(Path(source), at, run.get("question", ""), input_path, settings, replies,
-                          {"resumed_from": origin})
+        if question > 1:
+            origin["at_question"] = question
+        return ResumePlan(Path(source), at, asked[0], input_path, settings, replies, {"resumed_from": origin},
+                          then=asked[1:question], user_cells=user_cells)
     origin["questions"] = len(asked)  # replayed whole before the new question
-    return ResumePlan(Path(source), at, asked[0], input_path, settings, replies, {"resumed_from": origin},
-                      then=[*asked[1:], ask])
+    return ResumePlan(Path(source), 1, asked[0], input_path, settings, replies, {"resumed_from": origin},
+                      then=[*asked[1:], ask], user_cells=user_cells)
+
+
+def parse_at(text: str) -> tuple[int, int]:
+    """``--at TURN`` (question 1) or ``--at QUESTION.TURN``: (question, turn), both 1-based."""
+    head, dot, tail = text.strip().partition(".")
+    try:
+        return (int(head), int(tail)) if dot else (1, int(head))
+    except ValueError:
+        raise ResumeError(f"--at takes TURN or QUESTION.TURN (like 3 or 2.3), not {text!r}") from None
+
+
+def _check_turn(replies: RecordedReplies, question: int, at: int) -> None:
+    """A one-line ResumeError unless the session has ``question`` and can go live at its turn ``at``."""
+    count = len(replies.roots)
+    if count > 1 and not 1 <= question <= count:
+        listing = ", ".join(f"{q}.1-{q}.{max(replies.turns(q - 1), default=0) + 1}" for q in range(1, count + 1))
+        raise ResumeError(f"--at {question}.{at}: the session has {count} questions; resume at one of {listing}")
+    if count <= 1 and question != 1:
+        raise ResumeError(f"--at {question}.{at}: the session has one question; give --at TURN")
+    turns = max(replies.turns(question - 1), default=0)
+    where = f"question {question} has" if count > 1 else "the session has"
+    name = f"{question}." if count > 1 else ""
+    if not 1 <= at <= turns + 1:
+        raise ResumeError(f"--at must be between {name}1 and {name}{turns + 1}: {where} {turns} recorded "
+                          f"root turn{'s' if turns != 1 else ''}")
+    for q in range(1, question + 1):  # the questions before it are replayed whole, this one up to the turn
+        recorded = replies.turns(q - 1)
+        last = at - 1 if q == question else max(recorded, default=0)
+        missing = [t for t in range(1, last + 1) if t not in recorded]
+        if missing:
+            raise ResumeError(f"{'question ' + str(q) + ' ' if count > 1 else ''}turn {missing[0]}'s reply is not "
+                              f"in the session (the file is damaged there); resume at a turn up to "
+                              f"{str(q) + '.' if count > 1 else ''}{missing[0]}")

@@ -25,6 +25,7 @@ from ..model.state import RunState
 from ..model.transcript import Block
 from ..model.tree import CallNode, CallTree
 from .index import SessionIndex
+from .listing import resumed_at
 
 
 @dataclass
@@ -308,7 +309,7 @@ class Renderer:
                                    f"max depth {limits.get('max_depth', '?')}"))
         if run.resumed_from:
             origin = run.resumed_from
-            where = (f"at turn {origin.get('at_turn')}" if origin.get("at_turn") is not None else
+            where = (f"at turn {resumed_at(origin)}" if origin.get("at_turn") is not None else
                      f"with a new question after its {origin.get('questions')} recorded")
             rows.append(("resumed", f"from {origin.get('path')} {where}"))
         self.table(rows)
