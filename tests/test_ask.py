@@ -15,41 +15,9 @@ from rlm_tui.core.engine import Engine
 from rlm_tui.core.session import load
 from rlm_tui.model.run import RunModel
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, question_of, turn_of
+from ask_sample import ask_all, follow_up_script
 
 pytestmark = pytest.mark.kernel
-
-
-def follow_up_script(messages, model):
-    """Q1 makes `hits` in the kernel; Q2's code only works if `hits` is still there."""
-    if not is_rlm_call(messages):
-        return "sub"
-    question, turn = question_of(messages), turn_of(messages)
-    if question.startswith("Which file"):
-        if turn == 1:
-            return fence("hits = [k for k, v in context.items() if 'magic number' in v]\nprint(hits)")
-        return "FINAL(src/deep/needle.txt)"
-    if turn == 1:
-        return fence("import re\nnumber = re.search(r'magic number is (\\d+)', context[hits[0]]).group(1)\n"
-                     "print(number)")
-    return "FINAL_VAR(number)"
-
-
-async def ask_all(script, path: Path, tmp_path: Path, questions: list[str], **limits) -> tuple:
-    """A session: the first question, then each follow-up as the previous one ends."""
-    events: list[ev.Event] = []
-    answers: list[str | None] = []
-    rest = list(questions[1:])
-
-    async def next_question(answer: str | None) -> str | None:
-        answers.append(answer)
-        return rest.pop(0) if rest else None
-
-    with ScriptedServer(script) as server:
-        settings = Settings(model="openai/scripted", api_base=server.url, api_key="sk-test-not-a-real-key-1234",
-                            limits=Limits(**limits), session_path=tmp_path / "session.jsonl")
-        result = await Engine(settings, questions[0], path, sink=events.append, next_question=next_question).run()
-        requests = list(server.requests)
-    return result, answers, events, requests
 
 
 async def test_a_follow_up_uses_a_variable_made_by_the_first_question(corpus: Path, tmp_path: Path) -> None:

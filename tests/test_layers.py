@@ -113,3 +113,17 @@ def test_the_command_line_loads_only_what_its_command_needs() -> None:
             "file=sys.stderr)\n")
     proc = subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, env=cli_env())
     assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test helpers live in conftest or plain modules (README: Tests): importing a test module
+    runs its module-level code and collects its tests twice over."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.name}: {name}" for name in names if name.split(".")[0].startswith("test_")]
+    assert offenders == []

@@ -15,14 +15,13 @@ from rlm_tui.cli import main
 from rlm_tui.core import events as ev
 from rlm_tui.core.cells import Before
 from rlm_tui.core.session import load
-from rlm_tui.scripted import ScriptedServer, is_rlm_call, question_of, turn_of
+from rlm_tui.scripted import ScriptedServer, question_of, turn_of
 from rlm_tui.sessions.export import to_markdown
 from rlm_tui.sessions.listing import summarize
 from rlm_tui.sessions.recorded_cells import RecordedUserCells
 from rlm_tui.sessions.transcript import SessionLog
-from test_ask import ask_all, follow_up_script
-from test_steer import FakeUI, steer_run
-from test_user_cells import USER_CODE, root_using_df
+from ask_sample import USER_CODE, ask_all, follow_up_script, root_using_df
+from steer_sample import FakeUI, steer_run
 
 pytestmark = pytest.mark.kernel
 
@@ -298,3 +297,29 @@ def test_recorded_user_cells_are_due_in_their_place_and_stop_where_the_live_mode
     assert RecordedUserCells.from_events(events).due(5, Before(99)) == []  # a question not recorded: nothing
     skipped = RecordedUserCells.from_events(events)
     assert skipped.due(0, Before(4)) == ["mine = 1", "later = 1"]  # passed by (a replay that ran differently)
+
+
+def test_a_recorded_user_cell_that_answered_answers_again_on_resume(corpus: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """At the step before turn 2 the user's cell set the answer: question 1 ended as answered by the user.
+    Resumed with --ask, the replayed cell ends question 1 the same way (the model's turn 2 never goes out,
+    live or recorded) and the new question runs live in the same kernel."""
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind != ev.STEP_WAITING:
+            return
+        if event.get("turn") == 2 and "ran" not in ui.seen:
+            ui.seen["ran"] = ui.do(ui.steering.run_cell('answer["content"] = f"mine {x}"; answer["ready"] = True'))
+        ui.do(ui.steering.step(event.get("gate")))
+
+    run = asyncio.run(steer_run(root_using_df, corpus, tmp_path, react, approve="auto", step="turn"))
+    assert run.result.answer == "mine 1"
+
+    def live(messages, model):
+        assert question_of(messages) == "And x?", "question 1 went on past the user's answer"
+        return "FINAL_VAR(x)"
+
+    code, result, out, requests = resume(tmp_path / "session.jsonl", tmp_path, capsys, live, "--ask", "And x?")
+    assert code == 0, result
+    assert result["answer"] == "1" and len(requests) == 1
+    finals = [(e.get("answer"), e.get("source")) for e in load(out).events if e.kind == ev.FINAL_ANSWER]
+    assert finals[0] == ("mine 1", "user")

@@ -8,49 +8,29 @@ of pilot pauses, a guard against hanging rather than a timing assertion.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
 from textual.widgets import Input, TextArea
 
 from rlm_tui.core import events as ev
-from rlm_tui.core.config import Limits, Settings
 from rlm_tui.core.control import KILLED_RESULT
 from rlm_tui.core.session import load
-from rlm_tui.scripted import ScriptedServer, is_rlm_call, question_of, turn_of
+from rlm_tui.scripted import is_rlm_call, question_of, turn_of
 from rlm_tui.ui.app import RlmApp
 from rlm_tui.ui.help import HelpScreen
-from rlm_tui.ui.runner import EngineSource
 from rlm_tui.ui.steering import STEERING_BINDINGS
 from rlm_tui.ui.steering_screens import DenyScreen, EditCellScreen, EditSpawnScreen
 from rlm_tui.ui.widgets.approval import ApprovalPanel
 from rlm_tui.ui.widgets.transcript_view import TranscriptView
 
+from app_sample import SIZE, footer_keys, live_app
 from conftest import fed_root, fence
 from screen import shown, wait_for
 
 pytestmark = [pytest.mark.ui, pytest.mark.kernel, pytest.mark.usefixtures("isolated_dirs")]
 
-SIZE = (160, 45)
 MAX_PAUSES = 1200
-
-
-@contextmanager
-def live_app(script, corpus: Path, tmp_path: Path, *, approve: str = "ask", step: str = "off",
-             **limits: Any) -> Iterator[tuple[RlmApp, ScriptedServer, Path]]:
-    session = tmp_path / "session.jsonl"
-    with ScriptedServer(script) as server:
-        settings = Settings(model="openai/scripted", api_base=server.url, api_key="sk-test-not-a-real-key-1234",
-                            limits=Limits(**limits), session_path=session, approve=approve, step=step,
-                            lm_backoff=0.05)
-        source = EngineSource(settings, "What is the answer?", corpus)
-        try:
-            yield RlmApp(source, theme="rlm-midnight", remember_theme=False), server, session
-        finally:
-            source.stop()
-
 
 def waiting_prompt(app: RlmApp, prompt: str):
     return lambda: any(q.data.get("prompt") == prompt for q in app.questions.items.values())
@@ -60,10 +40,6 @@ def panel_text(app: RlmApp) -> str:
     """The approval panel's title, body and key hints as drawn."""
     panel = app.query_one(ApprovalPanel)
     return f"{panel.border_title}\n{shown(panel.query_one('#approval-body'))}\n{panel.border_subtitle}"
-
-
-def footer_keys(app: RlmApp) -> dict[str, str]:
-    return {key: active.binding.action for key, active in app.screen.active_bindings.items()}
 
 
 def cell_text(session: Path, node: str | None = None) -> str:

@@ -21,7 +21,7 @@ from rlm_tui.ui.widgets.question_box import QuestionBox
 from rlm_tui.ui.widgets.status import StatusBar
 
 from screen import shown, tree_rows, wait_for
-from test_ask import follow_up_script
+from ask_sample import follow_up_script
 
 pytestmark = [pytest.mark.ui, pytest.mark.kernel, pytest.mark.usefixtures("isolated_dirs")]
 

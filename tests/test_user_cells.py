@@ -1,7 +1,7 @@
 """Your own cells in the root's REPL, without the app: run through the same command interface the app
 uses (``Steering.run_cell``), on a real run (kernel, scripted model over HTTP).
 
-Each test reacts to events on a thread of its own (``test_steer.FakeUI``), as the app would.
+Each test reacts to events on a thread of its own (``steer_sample.FakeUI``), as the app would.
 """
 
 from __future__ import annotations
@@ -20,24 +20,12 @@ from rlm_tui.core.engine import Engine
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, turn_of
 from rlm_tui.sessions.export import to_markdown, to_notebook
 from rlm_tui.sessions.transcript import SessionLog, render_text
-from test_steer import FakeUI, steer_run
+from ask_sample import USER_CODE, root_using_df
+from steer_sample import FakeUI, steer_run
 
 from conftest import fence
 
 pytestmark = pytest.mark.kernel
-
-USER_CODE = "df = 41 + 1; print(df)"
-
-
-def root_using_df(messages, model):
-    """Turn 1 makes a variable; turn 2 uses the user's ``df``; turn 3 answers."""
-    turn = turn_of(messages)
-    if turn == 1:
-        return fence("x = 1\nprint('model', x)")
-    if turn == 2:
-        return fence("print('twice', df * 2)")
-    return "FINAL(done)"
-
 
 def root_requests(run) -> list[list[dict]]:
     return [r["messages"] for r in run.server.requests if is_rlm_call(r["messages"])]

@@ -17,7 +17,7 @@ from rlm_tui.ui.widgets.transcript_view import TranscriptView
 
 from conftest import fence
 from screen import wait_for
-from test_steer_ui import SIZE, footer_keys, live_app
+from app_sample import SIZE, footer_keys, live_app
 
 pytestmark = [pytest.mark.ui, pytest.mark.kernel, pytest.mark.usefixtures("isolated_dirs")]
 

@@ -40,7 +40,8 @@ RecordedCells = Callable[[Before], list[str]]
 class Cells:
     def __init__(self, backend: KernelBackend, emit: Callable[..., Any], steering: Steering, limits: Limits,
                  secret: str, secrets: list[str], run_dir: Path, input_path: Path,
-                 recorded: RecordedCells | None = None) -> None:
+                 recorded: RecordedCells | None = None,
+                 answered: Callable[[Rlm, str], None] | None = None) -> None:
         self.backend = backend
         self.emit = emit
         self.steering = steering
@@ -52,6 +53,9 @@ class Cells:
         #: What the user's own cells ran and printed, for the root model's next message (turns.py takes them).
         self.user_notes: list[str] = []
         self.recorded = recorded
+        #: Called when a cell of the user's (run now or replayed by resume) sets the answer: the engine ends
+        #: the running question with it, as answered by the user.
+        self.answered = answered
 
     async def prepare_kernel(self, kernel: Kernel) -> None:
         """Install the RLM helpers (kernels/bootstrap.py) and connect the kernel to the bridge."""
@@ -98,11 +102,11 @@ class Cells:
             output, state = await self._execute(rlm, cell, code)
         return edited + output, state
 
-    async def run_user(self, rlm: Rlm, code: str) -> str | None:
+    async def run_user(self, rlm: Rlm, code: str) -> None:
         """Run the user's own cell in ``rlm``'s kernel now (no pause or step gate: the user is the one
-        waiting); the model is told what ran and what it printed with its next message. Returns the answer
-        the cell gave (``answer["ready"] = True``, ``FINAL``), if any (the engine ends the question with it;
-        the next question's first step clears ``answer``)."""
+        waiting); the model is told what ran and what it printed with its next message. An answer the cell
+        gives (``answer["ready"] = True``, ``FINAL``) goes to ``answered`` (the next question's first step
+        clears ``answer``)."""
         if rlm.busy.locked():
             raise CellRefused("a cell is running in the root's kernel: wait for it, or press esc to interrupt it")
         await self._run_user(rlm, code)
@@ -124,7 +128,8 @@ class Cells:
             rlm.cells += 1
             output, state = await self._execute(rlm, rlm.cells, code, by="user")
         self.user_notes.append(prompts.user_cell_note(code, output, rlm.variables))
-        return state.get("final")
+        if state.get("final") is not None and self.answered is not None:
+            self.answered(rlm, state["final"])
 
     async def _execute(self, rlm: Rlm, cell: int, code: str, by: str | None = None) -> tuple[str, dict[str, Any]]:
         """One cell in the kernel, recorded as events; its output for the model (capped) and the RLM state."""

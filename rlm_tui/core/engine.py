@@ -194,7 +194,7 @@ class Engine:
         self.steering.bind(self.emit)
         self.steering.on_user_cell(self.run_user_cell)
         self.cells = Cells(self.backend, self.emit, self.steering, self.limits, self.bridge.secret, self.secrets,
-                           self._tmp, self.path, self.recorded_cells)
+                           self._tmp, self.path, self.recorded_cells, self._answered_by_user)
         self.turns = TurnLoop(self.calls, self.cells, self.steering, self.budget, self.limits, self.emit,
                               Compaction(self.emit, self.settings.context_window, self.settings.max_reply_tokens))
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
@@ -262,9 +262,7 @@ class Engine:
             raise CellRefused("the root's kernel is still starting: try again in a moment")
         if root.ready.cancelled() or root.ready.exception() is not None or root.kernel is None:
             raise CellRefused("the root has no live kernel (the run is over)")
-        answer = await self.cells.run_user(root, code)
-        if answer is not None:
-            self._answered_by_user(root, answer)
+        await self.cells.run_user(root, code)
 
     def _answered_by_user(self, root: Rlm, answer: str) -> None:
         """The user's cell set ``answer`` ready (or called FINAL): it answers the running question, which ends

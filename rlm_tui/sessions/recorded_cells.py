@@ -6,7 +6,8 @@ step gate (that cell then ran after it). Resume runs it again at the same point
 of the root's turns and cells (``core.cells.Before``), so it keeps its number
 and its place among the model's cells, and a later model cell finds what it
 defined. Cells the user ran after a question's last turn run before the next
-question starts.
+question starts; one that answered its question (``final_answer`` from the user) runs where the
+question's next turn would have, and answers it again.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class RecordedUserCells:
         model, and nothing of a later question (``resume --at``: from there on the run is written anew)."""
         cells = cls()
         question: dict[str, int] = {}  # root node -> its question, 0-based
+        asked: dict[str, int] = {}  # root node -> the last turn asked of its model
         for event in events:
             node = event.node or ""
             if event.kind == ev.NODE_STARTED and event.parent is None and node not in question:
@@ -59,8 +61,14 @@ class RecordedUserCells:
             elif event.kind == ev.LM_STARTED and isinstance(event.get("turn"), int):
                 if (question[node], event.get("turn")) == until:
                     break
+                asked[node] = event.get("turn")
                 for cell in cells.questions[question[node]]:
                     cell.next_turn = cell.next_turn or event.get("turn")
+            elif event.kind == ev.FINAL_ANSWER and event.get("source") == "user":
+                # The user's last cell answered the question: it stands where the next turn would have.
+                waiting = [cell for cell in cells.questions[question[node]] if cell.next_turn is None]
+                if waiting:
+                    waiting[-1].next_turn = asked.get(node, 0) + 1
             elif event.kind == ev.CELL_STARTED and isinstance(event.get("cell"), int):
                 number, code, queue = event.get("cell"), event.get("code"), cells.questions[question[node]]
                 if event.get("by") == "user" and isinstance(code, str):
