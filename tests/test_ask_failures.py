@@ -188,7 +188,7 @@ async def test_a_users_cell_that_sets_the_answer_answers_the_running_question(co
     assert len(late) == 1 and late[0].node == first.node
     outputs = "".join(e.get("text", "") for e in events if e.kind == ev.CELL_OUTPUT and e.node == second.node)
     assert "'ready': False" in outputs  # the user's answer did not stay ready for the model's cells
-    assert "A: mine" in intro_of(requests, "second")
+    assert "A: (the user answered it with their own code) mine" in intro_of(requests, "second")
 
 
 async def test_the_sessions_token_budget_spent_ends_the_session(corpus: Path, tmp_path: Path) -> None:

@@ -79,6 +79,7 @@ class Asked:
     answer: str | None
     stopped_by: str | None
     error: str | None = None
+    by_user: bool = False  # the user's own cell gave the answer
 
 
 class Engine:
@@ -326,7 +327,8 @@ class Engine:
                 self.fatal = self.fatal or error  # a bad key or an unknown model fails every question alike
         if answer is None and self.steering.is_killed(root.node):
             self.budget.stopped_by = self.budget.stopped_by or "killed"
-        asked = Asked(question, answer, self.budget.stopped_by, error)
+        by_user = answer is not None and root.stop is not None and root.stop[0] == "user"
+        asked = Asked(question, answer, self.budget.stopped_by, error, by_user)
         self.asked.append(asked)
         return asked, interrupted
 
@@ -351,8 +353,8 @@ class Engine:
             rlm.variables = state.get("vars", [])
         except (RuntimeError, ValueError, KernelDied):
             rlm.variables = []
-        earlier = [(a.question, a.answer, f"an error ({one_line(a.error)[:300]})" if a.error else a.stopped_by)
-                   for a in self.asked]
+        earlier = [(a.question, a.answer, f"an error ({one_line(a.error)[:300]})" if a.error else a.stopped_by,
+                    a.by_user) for a in self.asked]
         return prompts.follow_up_message(rlm.question, earlier, prompts.describe_context(info), rlm.variables,
                                          restarted)
 

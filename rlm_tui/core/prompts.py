@@ -73,14 +73,16 @@ def first_message(question: str, info: dict[str, Any], depth: int, max_depth: in
 FOLLOW_UP_ANSWER_CHARS = 600  # an earlier answer as the model is reminded of it
 
 
-def follow_up_message(question: str, earlier: list[tuple[str, str | None, str | None]], description: str,
+def follow_up_message(question: str, earlier: list[tuple[str, str | None, str | None, bool]], description: str,
                       variables: list[str], restarted: bool = False) -> str:
     """A follow-up's first message: the earlier questions and answers (short), the context's shape (this
     conversation starts afresh) and the REPL's variables (they live on, with `context`, unless its kernel
-    died and was ``restarted``)."""
+    died and was ``restarted``). An answer the user's own cell gave is marked as theirs."""
     parts = ["This is a follow-up in the same session. Earlier questions:"]
-    for i, (asked, answer, stopped_by) in enumerate(earlier, start=1):
+    for i, (asked, answer, stopped_by, by_user) in enumerate(earlier, start=1):
         said = truncate(answer, FOLLOW_UP_ANSWER_CHARS) if answer else f"(no answer: stopped by {stopped_by})"
+        if answer and by_user:
+            said = f"(the user answered it with their own code) {said}"
         parts.append(f"{i}. Q: {asked}\n   A: {said}")
     listing = ", ".join(variables) if variables else "(none besides `context`)"
     parts.append(description)
