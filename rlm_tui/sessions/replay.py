@@ -13,6 +13,7 @@ folds on from there, so every move costs a restore plus a short fold, on a
 from __future__ import annotations
 
 import bisect
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -123,7 +124,14 @@ class Replayer:
             self._moved_over(min(start, self.position), max(start, self.position))
             self.position = start
         if position > self.position:
-            self._fold(self.position, position)
+            paused = gc.isenabled() and position - self.position >= CHECKPOINT_EVENTS
+            if paused:  # a long fold makes only objects that live on: a cycle search over them finds nothing
+                gc.disable()
+            try:
+                self._fold(self.position, position)
+            finally:
+                if paused:
+                    gc.enable()
         self.position = position
         self.model.tree.now = self.time_at(position)
         return self.model.tree
