@@ -7,7 +7,9 @@ folds the new events; moving back, or far forward to where the replay has
 been before, restores the nearest checkpoint of the whole model
 (``model.run.Checkpoints``, taken every ``CHECKPOINT_EVENTS`` events) and
 folds on from there, so every move costs a restore plus a short fold, on a
-100 MB file as on a small one.
+100 MB file as on a small one. An llm call's own transcript is folded when it
+is first read, from its events in the file (``Transcripts.load``): most of a
+long run's sub-calls are never opened.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import bisect
 import gc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..core.safe_text import is_plain
 from ..core import events as ev
@@ -58,7 +60,7 @@ class Replayer:
     def __init__(self, index: SessionIndex) -> None:
         self.index = index
         self.position = 0
-        self.model = RunModel()
+        self.model = self._lazy(RunModel())
         self._checkpoints = Checkpoints()
         self._checkpoints.take(0, self.model)
         self._changed: dict[str, None] = {}
@@ -120,7 +122,7 @@ class Replayer:
         at = checkpoints.before(position)
         start = checkpoints.items[at].position
         if position < self.position or start > self.position + RESTORE_GAIN:
-            self.model = checkpoints.restore(at)
+            self.model = self._lazy(checkpoints.restore(at))
             self._moved_over(min(start, self.position), max(start, self.position))
             self.position = start
         if position > self.position:
@@ -241,6 +243,26 @@ class Replayer:
 
     # ---- folding ----------------------------------------------------------------------
 
+    def _lazy(self, model: RunModel) -> RunModel:
+        """The model, with its llm calls' own transcripts folded from the file when first read."""
+        model.transcripts.load = self._node_events
+        return model
+
+    def _node_events(self, node: str) -> Iterator[ev.Event]:
+        """One node's events that the model has folded (its position may trail ``position`` mid-fold)."""
+        stop = self.model.events
+        for i in self.index.node_positions(node):
+            if i >= stop:
+                break
+            yield self._decoded(i)
+
+    def _decoded(self, i: int) -> ev.Event:
+        """Event ``i`` as the model folds it: made safe to draw when the app asks and its line is not plain."""
+        event = self.index.event(i, keep=False)
+        if self.sanitize is not None and not is_plain(self.index.raw(i)):
+            event = self.sanitize(event)
+        return event
+
     def _fold(self, start: int, stop: int) -> None:
         """Fold events ``start .. stop-1``, taking checkpoints past the last one on the way.
 
@@ -249,7 +271,7 @@ class Replayer:
         ``stop``; no checkpoint is taken while such a reply is open, so each holds its chunks.
         """
         index, model, checkpoints, changed = self.index, self.model, self._checkpoints, self._changed
-        sanitize, reads = self.sanitize, model.reads
+        decoded, reads = self._decoded, model.reads
         kinds, nodes, kind_names, node_names = index.kinds, index.nodes, index.kind_names, index.node_names
         chunk, finished = index.kind_code(ev.LM_CHUNK), index.kind_code(ev.LM_FINISHED)
         covered = self._covered_chunks(start, stop)
@@ -262,10 +284,7 @@ class Replayer:
             elif not reads(kind_names[kind], node_names[node_code]):
                 model.skip()
             else:
-                event = index.event(i, keep=False)
-                if sanitize is not None and not is_plain(index.raw(i)):
-                    event = sanitize(event)
-                node = model.apply(event)
+                node = model.apply(decoded(i))
                 if node is not None:
                     changed[node.id] = None
                 if kind == finished:
