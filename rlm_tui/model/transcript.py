@@ -219,7 +219,7 @@ class Transcripts:
             return
         if parent.kind == "batch" and phase in ("waiting", "decided"):
             return
-        usage = self.tree.subtree_usage(node.id) if phase == "finished" else node.usage
+        usage = node.subtree if phase == "finished" else node.usage  # read, not kept: no copy
         if first:  # where the call appeared: the cell of the parent running then
             extra = {**extra, "first": True, "cell": self._entry(node.parent).open_cell}
         self._append(node.parent, Block("spawn", node.label, {

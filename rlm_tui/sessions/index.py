@@ -349,9 +349,13 @@ class SessionIndex:
         self.bad_lines.append(second_header(lineno))
         self._closed_at = lineno
 
-    def _decode(self, i: int) -> ev.Event:
+    def decode(self, i: int, raw: bytes) -> ev.Event:
+        """Event ``i`` from its line's bytes (``raw(i)``, which a reader may need too), not cached."""
+        return self._decode(i, raw)
+
+    def _decode(self, i: int, raw: bytes | None = None) -> ev.Event:
         found: list[tuple[int, str]] = []
-        obj = decode_line(self.raw(i), 0, found)
+        obj = decode_line(self.raw(i) if raw is None else raw, 0, found)
         if obj is not None and not found:
             return ev.Event.from_dict(obj)
         lineno = self.line_number(i)
