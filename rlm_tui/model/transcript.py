@@ -150,10 +150,10 @@ class Transcripts:
             return
         node = self.tree.nodes.get(node_id)
         handler = _HANDLERS.get(kind)
-        if handler is not None and (kind in _PARENT_LINES or not self._waits(node)):
+        if handler is not None and (kind in _PARENT_LINES or not self._deferred(node)):
             handler(self, event, node_id, node)
 
-    def _waits(self, node: CallNode | None) -> bool:
+    def _deferred(self, node: CallNode | None) -> bool:
         """An llm call whose own blocks are not folded yet (``load`` folds them when they are read)."""
         return (node is not None and node.kind == "llm" and self.load is not None and node.id not in self.nodes
                 and node.id not in self._frozen)
@@ -178,7 +178,7 @@ class Transcripts:
             snapshot = self._frozen.pop(node_id, None)
             if snapshot is not None:
                 entry = snapshot.restore()
-            elif self._waits(self.tree.nodes.get(node_id)):
+            elif self._deferred(self.tree.nodes.get(node_id)):
                 entry = self._fold_loaded(node_id)
             else:
                 entry = NodeTranscript()
@@ -194,7 +194,7 @@ class Transcripts:
     def _node_started(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is None:
             return
-        if not self._waits(node):
+        if not self._deferred(node):
             self._header(node)
         self._spawn_line(node, "started", self.tree.created == node.id)
 
@@ -205,7 +205,7 @@ class Transcripts:
 
     def _spawn_decided(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is not None:  # an edited prompt replaces the requested one
-            if not self._waits(node):
+            if not self._deferred(node):
                 self._header(node)
             self._spawn_line(node, "decided", decision=event.get("decision", ""), by=event.get("by", ""),
                              reason=event.get("reason", ""))
@@ -215,7 +215,7 @@ class Transcripts:
         if node.parent is None or node.parent not in self.tree.nodes:
             return
         parent = self.tree.nodes[node.parent]
-        if self._waits(parent):  # a (damaged) file's call under an llm call: not in its lazily folded blocks
+        if self._deferred(parent):  # a (damaged) file's call under an llm call: not in its lazily folded blocks
             return
         if parent.kind == "batch" and phase in ("waiting", "decided"):
             return
@@ -229,7 +229,7 @@ class Transcripts:
 
     def _spawn_requested(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is not None:
-            if not self._waits(node):
+            if not self._deferred(node):
                 self._header(node)  # a waiting call's own transcript shows what it asks, while it waits
             self._spawn_line(node, "waiting", self.tree.created == node.id)
 
@@ -348,7 +348,7 @@ class Transcripts:
     def _node_finished(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is None:
             return
-        if not self._waits(node):
+        if not self._deferred(node):
             self._append(node_id, Block("end", node.error or node.result, {
                 "status": node.status, "elapsed": node.elapsed(self.tree.now)}))
         self._spawn_line(node, "finished")
