@@ -167,7 +167,7 @@ def memory(path: Path) -> None:
 
     replay = Replayer.open(path)
     tracemalloc.start()
-    model = RunModel()
+    model = replay._lazy(RunModel())  # as the replay's: llm calls' own transcripts folded when read
     for event in replay.index.iter_events():
         model.apply(event)
     alone = tracemalloc.get_traced_memory()[0]
@@ -181,7 +181,8 @@ def memory(path: Path) -> None:
     with_checkpoints = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     count = len(replay._checkpoints)
-    ROWS.append(("memory: the model at the end, MB", alone / 1e6, None, None, "decoded strings included"))
+    ROWS.append(("memory: the model at the end, MB", alone / 1e6, None, None,
+                 "decoded strings included; no llm call read"))
     ROWS.append(("memory: checkpoints on top of it, MB", (with_checkpoints - alone) / 1e6, None, None,
                  f"{count} checkpoints, {(with_checkpoints - alone) / max(count, 1) / 1e3:.0f} KB each"))
     replay.close()
