@@ -3,7 +3,9 @@ the blocks are the eager fold's at every position, in any order of moves, and as
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,25 @@ def test_a_call_read_earlier_is_not_restored_from_an_old_checkpoint(tmp_path: Pa
     replay.to_end()  # folded on from the start (no restore: the last checkpoint is near), l2 not read
     replay.step(-1)  # restores the checkpoint just before the end
     assert model_state(replay.model) == fold(replay, len(replay) - 1)
+
+
+def test_a_model_a_view_still_holds_reads_at_its_own_position(replay: Replayer) -> None:
+    started = replay.index.positions([ev.NODE_STARTED], "l3")[0]
+    replay.seek(started + 2)  # l3 asked, its response not yet in
+    held = replay.model
+    replay.seek(1)  # back: a restored model; the view's is the old one until it rebinds
+    assert replay.model is not held
+    assert model_state(held) == fold(replay, started + 2)
+
+
+def test_a_model_a_move_replaced_is_freed_at_once(replay: Replayer) -> None:
+    """No reference cycle through the loader: a replaced model (all of a big file's) goes with its last
+    reference, not at some later full collection."""
+    replay.to_end()
+    replaced = weakref.ref(replay.model)
+    gc.disable()
+    try:
+        replay.seek(1)
+        assert replaced() is None
+    finally:
+        gc.enable()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import gc
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -245,13 +246,16 @@ class Replayer:
     # ---- folding ----------------------------------------------------------------------
 
     def _lazy(self, model: RunModel) -> RunModel:
-        """The model, with its llm calls' own transcripts folded from the file when first read."""
-        model.transcripts.load = self._node_events
+        """The model, with its llm calls' own transcripts folded from the file when first read, up to its
+        own position. Held weakly: a model a move replaced (100 MB at the end of a big file) is freed at
+        once, not left to a cycle search."""
+        replayer, folded = weakref.ref(self), weakref.ref(model)
+        model.transcripts.load = lambda node: replayer()._node_events(node, folded().events)  # type: ignore[union-attr]
         return model
 
-    def _node_events(self, node: str) -> Iterator[ev.Event]:
-        """One node's events that the model has folded (its position may trail ``position`` mid-fold)."""
-        stop = self.model.events
+    def _node_events(self, node: str, stop: int) -> Iterator[ev.Event]:
+        """One node's events before ``stop`` (the events its model has folded: mid-fold, fewer than
+        ``position``; a model a view still holds after a move, its own)."""
         for i in self.index.node_positions(node):
             if i >= stop:
                 break
