@@ -150,12 +150,12 @@ class Transcripts:
             return
         node = self.tree.nodes.get(node_id)
         handler = _HANDLERS.get(kind)
-        if handler is not None and (kind in _PARENT_LINES or not self._deferred(node)):
+        if handler is not None and (self.load is None or kind in _PARENT_LINES or not self._deferred(node)):
             handler(self, event, node_id, node)
 
     def _deferred(self, node: CallNode | None) -> bool:
         """An llm call whose own blocks are not folded yet (``load`` folds them when they are read)."""
-        return (node is not None and node.kind == "llm" and self.load is not None and node.id not in self.nodes
+        return (self.load is not None and node is not None and node.kind == "llm" and node.id not in self.nodes
                 and node.id not in self._frozen)
 
     def _fold_loaded(self, node_id: str) -> NodeTranscript:
