@@ -169,6 +169,21 @@ def coerce(obj: dict[str, Any]) -> list[str]:
     what was wrong, for the reader to report with the line number.
     """
     problems: list[str] = []
+    get = obj.get
+    if not (type(get("kind")) is str and type(get("node")) in _TEXT_OR_NULL and type(get("parent")) in _TEXT_OR_NULL
+            and type(get("t", 0.0)) in _NUMBER and type(get("seq", 0)) in _SEQ):  # else one of them is wrong
+        _coerce_envelope(obj, problems)
+    plan = _PLANS.get(get("kind"))  # type: ignore[arg-type]
+    if plan is None:
+        return problems
+    for name, fine, spec in plan:  # the kind's fields: the common case, each of its type, costs a lookup
+        value = get(name, _OK)
+        if value is not _OK and type(value) not in fine:
+            coerce_fields((spec,), obj, problems)
+    return problems
+
+
+def _coerce_envelope(obj: dict[str, Any], problems: list[str]) -> None:
     for key in _ENVELOPE_TEXT:
         value = obj.get(key)
         if value is not None and type(value) is not str:
@@ -181,10 +196,6 @@ def coerce(obj: dict[str, Any]) -> list[str]:
     if not isinstance(obj.get("seq", 0), int):
         problems.append(f"seq is {_kind_of(obj['seq'])}")
         obj["seq"] = 0
-    kind = KINDS.get(obj.get("kind"))  # type: ignore[arg-type]
-    if kind is not None:
-        coerce_fields(kind.fields, obj, problems)
-    return problems
 
 
 def coerce_data(kind: str, data: dict[str, Any]) -> list[str]:
@@ -227,6 +238,16 @@ _FINE: dict[str, frozenset[type]] = {TEXT: frozenset({str}), INT: frozenset({int
                                      NUMBER: frozenset({int, float}), BOOL: frozenset({bool}),
                                      OBJECT: frozenset({dict}), LIST: frozenset({list}),
                                      ANY: frozenset({str, int, float, bool, dict, list, type(None)})}
+
+
+_TEXT_OR_NULL = frozenset({str, type(None)})
+_NUMBER = frozenset({int, float})
+_SEQ = frozenset({int, bool})  # a decoder makes no other int (isinstance(True, int): seq was never checked for bool)
+#: Per kind, each field's name, the Python types it needs no look inside for (none when it has fields
+#: of its own to check), and its definition: ``coerce``'s loop with nothing to look up.
+_PLANS: dict[str, tuple[tuple[str, frozenset[type], Field], ...]] = {
+    name: tuple((f.name, frozenset() if f.fields or f.each else _FINE[f.type], f) for f in kind.fields)
+    for name, kind in KINDS.items()}
 
 
 def _fixed(type_: str, value: Any) -> Any:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
+import orjson
+
 from .. import __version__
 from . import events as ev
 from .safe_text import as_text
@@ -144,10 +146,21 @@ class LoadedSession:
     bad_lines: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
 
 
+def loads(line: str | bytes) -> Any:
+    """A line's JSON: orjson (three times as fast: replay decodes tens of thousands of lines), and json
+    for what orjson refuses (lone surrogates, NaN and Infinity, 1e400, a BOM, nesting past 1,024), so a
+    line reads as it always did, or fails with json's one-line error. One difference: an integer beyond
+    64 bits reads as the nearest float, a value json gives for the same number written with an exponent."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
+
+
 def decode_line(line: str | bytes, number: int, bad: list[tuple[int, str]]) -> dict[str, Any] | None:
     """One line as a repaired event object, or None (and a note in ``bad``) when unreadable."""
     try:
-        obj = json.loads(line)
+        obj = loads(line)
     except RecursionError:
         bad.append((number, f"line {number}: unreadable (nested too deeply)"))
         return None

@@ -9,12 +9,18 @@ last block, the current turn's separator and the open cells' status lines
 change after they are added. Every change is recorded as the lowest block
 index touched, so a view re-renders only from there, and a checkpoint
 (``snapshot``) is a list length plus copies of those few open blocks.
+
+A replay sets ``Transcripts.load``: then an llm call's own blocks (its prompt,
+response, notes and end; a replay of 12,780 sub-calls opens a few of them) are
+folded only when first read, from that node's events so far, and are kept out
+of checkpoints (a restored model folds them again when read). The lines its
+parent shows about it are folded as they come, as before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Iterable
 
 from ..core import events as ev
 from .tree import CallNode, CallTree
@@ -97,11 +103,14 @@ class Transcripts:
         self._changed: dict[str, int] = {}
         self.dirty: set[str] = set()  # nodes changed since the last take_dirty (for checkpoints)
         self._frozen: dict[str, NodeSnapshot] = {}  # restored from a checkpoint, rebuilt when first used
+        #: A node's events folded so far (a replay's file): set, an llm call's own blocks wait until read.
+        self.load: Callable[[str], Iterable[ev.Event]] | None = None
+        self._loaded: set[str] = set()  # llm calls folded when read: never checkpointed
 
     def freeze(self, snapshots: dict[str, NodeSnapshot]) -> None:
         """Start from checkpointed transcripts; each is rebuilt only when it is read or changed."""
         self.nodes, self._frozen = {}, dict(snapshots)
-        self._changed, self.dirty = {}, set()
+        self._changed, self.dirty, self._loaded = {}, set(), set()
 
     def take_dirty(self) -> set[str]:
         dirty, self.dirty = self.dirty, set()
@@ -121,7 +130,8 @@ class Transcripts:
 
     def _touch(self, node_id: str, index: int) -> None:
         self._changed[node_id] = min(index, self._changed.get(node_id, index))
-        self.dirty.add(node_id)
+        if node_id not in self._loaded:
+            self.dirty.add(node_id)
 
     def _append(self, node_id: str, block: Block) -> int:
         entry = self._entry(node_id)
@@ -140,8 +150,25 @@ class Transcripts:
             return
         node = self.tree.nodes.get(node_id)
         handler = _HANDLERS.get(kind)
-        if handler is not None:
+        if handler is not None and (self.load is None or kind in _PARENT_LINES or not self._deferred(node)):
             handler(self, event, node_id, node)
+
+    def _deferred(self, node: CallNode | None) -> bool:
+        """An llm call whose own blocks are not folded yet (``load`` folds them when they are read)."""
+        return (self.load is not None and node is not None and node.kind == "llm" and node.id not in self.nodes
+                and node.id not in self._frozen)
+
+    def _fold_loaded(self, node_id: str) -> NodeTranscript:
+        """An llm call's blocks, folded from its own events so far: what the eager fold gives it (its
+        header, response, notes and end depend only on its own events)."""
+        assert self.load is not None
+        tree = CallTree()
+        alone = Transcripts(tree)
+        for event in self.load(node_id):
+            tree.apply(event)
+            alone.apply(event)
+        self._loaded.add(node_id)
+        return alone.nodes.get(node_id) or NodeTranscript()
 
     # --- one method per event kind -------------------------------------------------
 
@@ -149,7 +176,13 @@ class Transcripts:
         entry = self.nodes.get(node_id)
         if entry is None:
             snapshot = self._frozen.pop(node_id, None)
-            entry = self.nodes[node_id] = snapshot.restore() if snapshot is not None else NodeTranscript()
+            if snapshot is not None:
+                entry = snapshot.restore()
+            elif self._deferred(self.tree.nodes.get(node_id)):
+                entry = self._fold_loaded(node_id)
+            else:
+                entry = NodeTranscript()
+            self.nodes[node_id] = entry
         return entry
 
     def _known(self, node_id: str) -> bool:
@@ -161,9 +194,9 @@ class Transcripts:
     def _node_started(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is None:
             return
-        first = not self._known(node.id)
-        self._header(node)
-        self._spawn_line(node, "started", first)
+        if not self._deferred(node):
+            self._header(node)
+        self._spawn_line(node, "started", self.tree.created == node.id)
 
     def _header(self, node: CallNode) -> None:
         header = self._entry(node.id).blocks[0]
@@ -172,7 +205,8 @@ class Transcripts:
 
     def _spawn_decided(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is not None:  # an edited prompt replaces the requested one
-            self._header(node)
+            if not self._deferred(node):
+                self._header(node)
             self._spawn_line(node, "decided", decision=event.get("decision", ""), by=event.get("by", ""),
                              reason=event.get("reason", ""))
 
@@ -181,9 +215,11 @@ class Transcripts:
         if node.parent is None or node.parent not in self.tree.nodes:
             return
         parent = self.tree.nodes[node.parent]
+        if self._deferred(parent):  # a (damaged) file's call under an llm call: not in its lazily folded blocks
+            return
         if parent.kind == "batch" and phase in ("waiting", "decided"):
             return
-        usage = self.tree.subtree_usage(node.id) if phase == "finished" else node.usage
+        usage = node.subtree if phase == "finished" else node.usage  # read, not kept: no copy
         if first:  # where the call appeared: the cell of the parent running then
             extra = {**extra, "first": True, "cell": self._entry(node.parent).open_cell}
         self._append(node.parent, Block("spawn", node.label, {
@@ -193,9 +229,9 @@ class Transcripts:
 
     def _spawn_requested(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is not None:
-            first = not self._known(node.id)
-            self._header(node)  # a waiting call's own transcript shows what it asks, while it waits
-            self._spawn_line(node, "waiting", first)
+            if not self._deferred(node):
+                self._header(node)  # a waiting call's own transcript shows what it asks, while it waits
+            self._spawn_line(node, "waiting", self.tree.created == node.id)
 
     def _context_loaded(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         info = event.get("info") or {}
@@ -312,8 +348,9 @@ class Transcripts:
     def _node_finished(self, event: ev.Event, node_id: str, node: CallNode | None) -> None:
         if node is None:
             return
-        self._append(node_id, Block("end", node.error or node.result, {
-            "status": node.status, "elapsed": node.elapsed(self.tree.now)}))
+        if not self._deferred(node):
+            self._append(node_id, Block("end", node.error or node.result, {
+                "status": node.status, "elapsed": node.elapsed(self.tree.now)}))
         self._spawn_line(node, "finished")
 
 
@@ -339,6 +376,8 @@ _HANDLERS = {
     ev.NODE_FINISHED: Transcripts._node_finished,
 }
 Transcripts.HANDLES = frozenset(_HANDLERS)
+#: The kinds that add a line to the parent's transcript: folded also for an llm call whose own blocks wait.
+_PARENT_LINES = frozenset({ev.NODE_STARTED, ev.SPAWN_REQUESTED, ev.SPAWN_DECIDED, ev.NODE_FINISHED})
 
 
 def compacted_line(event: ev.Event) -> str:

@@ -94,6 +94,7 @@ class CallTree:
         self.answer: str | None = None
         self.stopped_by: str | None = None
         self.finished: bool = False
+        self.created: str | None = None  # the node the last event added (its first line in the parent's transcript)
         self._dirty: set[str] = set()  # changed since the last share_dirty
         self._shared: set[str] = set()  # held by a checkpoint: copy before changing
 
@@ -122,10 +123,12 @@ class CallTree:
     def apply(self, event: ev.Event) -> CallNode | None:
         """Update the tree; returns the node that changed, if any."""
         self.now = max(self.now, event.t)
+        self.created = None
         kind = event.kind
         if kind in (ev.NODE_STARTED, ev.SPAWN_REQUESTED):
             node = self._write(event.node)
             if node is None:
+                self.created = event.node or ""
                 node = CallNode(id=event.node or "", parent=event.parent, kind=event.get("node_kind", "llm"),
                                 started_t=event.t)
                 self.nodes[node.id] = node

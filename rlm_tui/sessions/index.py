@@ -131,7 +131,7 @@ class SessionIndex:
         if cached is not None:
             self._cache.move_to_end(i)
             return cached
-        event = self._decode(i)
+        event = self.decode(i)
         if keep:
             self._cache[i] = event
             if len(self._cache) > _CACHE_SIZE:
@@ -349,9 +349,10 @@ class SessionIndex:
         self.bad_lines.append(second_header(lineno))
         self._closed_at = lineno
 
-    def _decode(self, i: int) -> ev.Event:
+    def decode(self, i: int, raw: bytes | None = None) -> ev.Event:
+        """Event ``i`` decoded, not cached; ``raw``: its line's bytes, when the caller has read them."""
         found: list[tuple[int, str]] = []
-        obj = decode_line(self.raw(i), 0, found)
+        obj = decode_line(self.raw(i) if raw is None else raw, 0, found)
         if obj is not None and not found:
             return ev.Event.from_dict(obj)
         lineno = self.line_number(i)

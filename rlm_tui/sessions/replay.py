@@ -7,15 +7,19 @@ folds the new events; moving back, or far forward to where the replay has
 been before, restores the nearest checkpoint of the whole model
 (``model.run.Checkpoints``, taken every ``CHECKPOINT_EVENTS`` events) and
 folds on from there, so every move costs a restore plus a short fold, on a
-100 MB file as on a small one.
+100 MB file as on a small one. An llm call's own transcript is folded when it
+is first read, from its events in the file (``Transcripts.load``): most of a
+long run's sub-calls are never opened.
 """
 
 from __future__ import annotations
 
 import bisect
+import gc
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..core.safe_text import is_plain
 from ..core import events as ev
@@ -57,7 +61,7 @@ class Replayer:
     def __init__(self, index: SessionIndex) -> None:
         self.index = index
         self.position = 0
-        self.model = RunModel()
+        self.model = self._lazy(RunModel())
         self._checkpoints = Checkpoints()
         self._checkpoints.take(0, self.model)
         self._changed: dict[str, None] = {}
@@ -119,11 +123,19 @@ class Replayer:
         at = checkpoints.before(position)
         start = checkpoints.items[at].position
         if position < self.position or start > self.position + RESTORE_GAIN:
-            self.model = checkpoints.restore(at)
+            self.model = self._lazy(checkpoints.restore(at))
             self._moved_over(min(start, self.position), max(start, self.position))
             self.position = start
         if position > self.position:
-            self._fold(self.position, position)
+            paused = gc.isenabled() and position - self.position >= CHECKPOINT_EVENTS
+            if paused:  # a long fold makes only objects that live on: a cycle search over them finds nothing
+                gc.disable()
+            try:
+                self._fold(self.position, position)
+            finally:
+                if paused:
+                    _to_oldest_generation()
+                    gc.enable()
         self.position = position
         self.model.tree.now = self.time_at(position)
         return self.model.tree
@@ -233,6 +245,30 @@ class Replayer:
 
     # ---- folding ----------------------------------------------------------------------
 
+    def _lazy(self, model: RunModel) -> RunModel:
+        """The model, with its llm calls' own transcripts folded from the file when first read, up to its
+        own position. Held weakly: a model a move replaced (100 MB at the end of a big file) is freed at
+        once, not left to a cycle search."""
+        replayer, folded = weakref.ref(self), weakref.ref(model)
+        model.transcripts.load = lambda node: replayer()._node_events(node, folded().events)  # type: ignore[union-attr]
+        return model
+
+    def _node_events(self, node: str, stop: int) -> Iterator[ev.Event]:
+        """One node's events before ``stop`` (the events its model has folded: mid-fold, fewer than
+        ``position``; a model a view still holds after a move, its own)."""
+        for i in self.index.node_positions(node):
+            if i >= stop:
+                break
+            yield self._decoded(i)
+
+    def _decoded(self, i: int) -> ev.Event:
+        """Event ``i`` as the model folds it: made safe to draw when the app asks and its line is not plain."""
+        raw = self.index.raw(i)
+        event = self.index.decode(i, raw)
+        if self.sanitize is not None and not is_plain(raw):
+            event = self.sanitize(event)
+        return event
+
     def _fold(self, start: int, stop: int) -> None:
         """Fold events ``start .. stop-1``, taking checkpoints past the last one on the way.
 
@@ -241,7 +277,7 @@ class Replayer:
         ``stop``; no checkpoint is taken while such a reply is open, so each holds its chunks.
         """
         index, model, checkpoints, changed = self.index, self.model, self._checkpoints, self._changed
-        sanitize, reads = self.sanitize, model.reads
+        decoded, reads = self._decoded, model.reads
         kinds, nodes, kind_names, node_names = index.kinds, index.nodes, index.kind_names, index.node_names
         chunk, finished = index.kind_code(ev.LM_CHUNK), index.kind_code(ev.LM_FINISHED)
         covered = self._covered_chunks(start, stop)
@@ -254,10 +290,7 @@ class Replayer:
             elif not reads(kind_names[kind], node_names[node_code]):
                 model.skip()
             else:
-                event = index.event(i, keep=False)
-                if sanitize is not None and not is_plain(index.raw(i)):
-                    event = sanitize(event)
-                node = model.apply(event)
+                node = model.apply(decoded(i))
                 if node is not None:
                     changed[node.id] = None
                 if kind == finished:
@@ -289,6 +322,15 @@ class Replayer:
             elif kind == started or kind == retry:
                 ends.discard(nodes[i])
         return covered
+
+
+def _to_oldest_generation() -> None:
+    """Move every tracked object to the oldest generation without a collection (CPython counts only
+    those a younger collection moves there towards the next full one): otherwise the 100,000 a long
+    fold leaves cost two searches of the whole heap (0.1 s at open-at-end, in the app). They are still
+    searched by the next full collection, which comes when the run's own objects call for it."""
+    gc.freeze()
+    gc.unfreeze()
 
 
 class Player:
