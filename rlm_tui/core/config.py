@@ -20,7 +20,7 @@ class Limits:
     concurrency: int = 32  # sub-calls in flight at once
     max_tokens: int | None = 5_000_000  # tokens in+out over the whole run
     budget: float | None = 10.0  # US dollars over the whole run (models with a known price)
-    timeout: float | None = 3600.0  # wall seconds for the whole run
+    timeout: float | None = 3600.0  # wall seconds for one question (each question of a session has its own)
     cell_timeout: float | None = 300.0  # seconds one code cell may run
     output_chars: int = 20_000  # a cell's output fed back to the model is cut to this
     max_file_bytes: int = 10_000_000  # larger files in a directory are skipped (and reported)
@@ -137,7 +137,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("concurrency", int, "limits", "sub-calls in flight at once"),
     Option("max_tokens", int, "limits", "tokens in+out over the whole run"),
     Option("budget", float, "limits", "US dollars over the whole run"),
-    Option("timeout", float, "limits", "wall seconds for the whole run"),
+    Option("timeout", float, "limits", "wall seconds for a question (each question of a session has its own)"),
     Option("cell_timeout", float, "limits", "seconds one code cell may run"),
     Option("output_chars", int, "limits", "a cell's output shown to the model is cut to this"),
     Option("approve", str, "steering", "which sub-calls wait for your approval: ask = every llm_query/rlm_query, "
