@@ -20,9 +20,8 @@ from textual.pilot import Pilot
 
 from ..scripted import is_rlm_call, question_of, turn_of
 from .app import RlmApp
+from .steering_shots import until
 
-#: Pauses of 50 ms to wait for a stage of the run before giving up.
-MAX_PAUSES = 1200
 FOLLOW_UP = "Which meetings set or moved the date?"
 FOLLOW_UP_TURNS = [
     "The summaries from the first question are still in the REPL; no need to call the sub-model again.\n"
@@ -44,13 +43,14 @@ def script(messages: list[dict[str, Any]], model: str) -> str:
     return demo_script(messages, model, 0.2)
 
 
-async def _until(pilot: Pilot, condition, what: str) -> None:
-    for _ in range(MAX_PAUSES):
-        if condition():
-            await pilot.pause(0.3)
-            return
-        await pilot.pause(0.05)
-    raise SystemExit(f"ask screenshots: the session never reached: {what}")
+async def _ask_again(pilot: Pilot, app: RlmApp, question: str, what: str) -> None:
+    """`/`, the next question, its end; then its root is shown."""
+    await pilot.press("slash")
+    app.question_box.value = question
+    await pilot.press("enter")
+    await until(pilot, lambda: len(app.calls.roots) == 2 and app.question_box.display, what, settle=0.3)
+    app.tree_view.move_to(app.calls.roots[1])
+    await pilot.pause(0.3)
 
 
 @contextlib.contextmanager
@@ -90,13 +90,8 @@ async def take_ask(out: Path, size: tuple[int, int]) -> list[Path]:
             await pilot.pause(0.2)
             save("ask-first-question")
             await pilot.press("enter")
-            await _until(pilot, lambda: bool(app.calls.nodes) and box.display, "the first answer")
-            await pilot.press("slash")
-            box.value = FOLLOW_UP
-            await pilot.press("enter")
-            await _until(pilot, lambda: len(app.calls.roots) == 2 and box.display, "the follow-up's answer")
-            app.tree_view.move_to(app.calls.roots[1])
-            await pilot.pause(0.3)
+            await until(pilot, lambda: bool(app.calls.nodes) and box.display, "the first answer", settle=0.3)
+            await _ask_again(pilot, app, FOLLOW_UP, "the follow-up's answer")
             save("ask-follow-up")
             await pilot.press("escape", "q")
     return saved
@@ -116,14 +111,9 @@ async def take_ask_failed(out: Path, size: tuple[int, int]) -> list[Path]:
             await pilot.pause(0.3)
             box.value = QUESTION
             await pilot.press("enter")
-            await _until(pilot, lambda: bool(app.calls.nodes) and box.display, "the failed question")
+            await until(pilot, lambda: bool(app.calls.nodes) and box.display, "the failed question", settle=0.3)
             save("ask-failed-question")
-            await pilot.press("slash")
-            box.value = QUESTION
-            await pilot.press("enter")
-            await _until(pilot, lambda: len(app.calls.roots) == 2 and box.display, "the question asked again")
-            app.tree_view.move_to(app.calls.roots[1])
-            await pilot.pause(0.3)
+            await _ask_again(pilot, app, QUESTION, "the question asked again")
             save("ask-after-failure")
             await pilot.press("escape", "q")
     return saved

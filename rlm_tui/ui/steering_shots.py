@@ -18,13 +18,14 @@ from .app import RlmApp
 MAX_PAUSES = 1200
 
 
-async def _until(pilot: Pilot, condition, what: str) -> None:
+async def until(pilot: Pilot, condition, what: str, settle: float = 0.2) -> None:
+    """Wait for a stage of a screenshot's run (then ``settle`` seconds, for the screen to catch up)."""
     for _ in range(MAX_PAUSES):
         if condition():
-            await pilot.pause(0.2)
+            await pilot.pause(settle)
             return
         await pilot.pause(0.05)
-    raise SystemExit(f"steering screenshots: the demo run never reached: {what}")
+    raise SystemExit(f"screenshots: the run never reached: {what}")
 
 
 async def take_steering(out: Path, size: tuple[int, int]) -> list[Path]:
@@ -47,19 +48,19 @@ async def take_steering(out: Path, size: tuple[int, int]) -> list[Path]:
 
     try:
         async with app.run_test(size=size) as pilot:
-            await _until(pilot, lambda: waiting("cell"), "a cell waiting in step mode")
+            await until(pilot, lambda: waiting("cell"), "a cell waiting in step mode")
             save("steering-step-cell")
             await pilot.press("c")  # leave step mode
-            await _until(pilot, lambda: waiting("batch"), "the batch waiting for approval")
+            await until(pilot, lambda: waiting("batch"), "the batch waiting for approval")
             await pilot.press("o")  # decide it prompt by prompt
-            await _until(pilot, lambda: len(questions.items) == 3, "the batch's prompts waiting")
+            await until(pilot, lambda: len(questions.items) == 3, "the batch's prompts waiting")
             app.tree_view.root.expand_all()
             await pilot.pause(0.2)
             app.tree_view.move_to(list(questions.items)[1])
             await pilot.pause(0.2)
             save("steering-approval")
             await pilot.press("a")
-            await _until(pilot, lambda: waiting("rlm"), "the child RLM waiting for approval")
+            await until(pilot, lambda: waiting("rlm"), "the child RLM waiting for approval")
             app.tree_view.move_to(next(q.node for q in questions.items.values() if q.spawn_kind == "rlm"))
             await pilot.press("e")
             await pilot.pause(0.2)
@@ -103,16 +104,16 @@ async def take_user_cell(out: Path, size: tuple[int, int]) -> list[Path]:
 
     try:
         async with app.run_test(size=size) as pilot:
-            await _until(pilot, lambda: at_turn(1), "the step before turn 1")
+            await until(pilot, lambda: at_turn(1), "the step before turn 1")
             await pilot.press("s")
-            await _until(pilot, lambda: at_turn(2), "the step before turn 2")
+            await until(pilot, lambda: at_turn(2), "the step before turn 2")
             await pilot.press("p")
             await pilot.pause(0.2)
             app.screen.query_one("#code", TextArea).insert(USER_CELL)
             await pilot.pause(0.2)
             save("user-cell-editor")
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: "is the longest note" in app.transcript_view.plain_text(), "your cell's output")
+            await until(pilot, lambda: "is the longest note" in app.transcript_view.plain_text(), "your cell's output")
             save("user-cell")
             await pilot.press("q")
     finally:
