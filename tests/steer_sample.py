@@ -112,3 +112,18 @@ async def steer_run(script, path: Path, tmp_path: Path, react: React | None = No
     assert not (guarded and result.stopped_by == "timeout"), \
         f"the run hit the test's {GUARD_S:g} s guard: a decision it waited for never came"
     return SteerRun(result, ui.events, server, load(session).events, ui)
+
+
+def cell_at_turn_step(code: str, turn: int = 2, *, step_taken: bool = True) -> React:
+    """React: at the step before the root's ``turn`` run the user's ``code`` once (``ui.seen["ran"]``),
+    and go on at every step; ``step_taken``: each step must still be waiting (a cell that answers the
+    question settles it first)."""
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind != ev.STEP_WAITING:
+            return
+        if event.get("turn") == turn and "ran" not in ui.seen:
+            ui.seen["ran"] = ui.do(ui.steering.run_cell(code))
+        taken = ui.do(ui.steering.step(event.get("gate")))
+        assert taken or not step_taken
+
+    return react

@@ -21,7 +21,7 @@ from rlm_tui.sessions.listing import summarize
 from rlm_tui.sessions.recorded_cells import RecordedUserCells
 from rlm_tui.sessions.transcript import SessionLog
 from ask_sample import USER_CODE, ask_all, follow_up_script, root_using_df
-from steer_sample import FakeUI, steer_run
+from steer_sample import FakeUI, cell_at_turn_step, steer_run
 
 pytestmark = pytest.mark.kernel
 
@@ -124,12 +124,7 @@ def test_resume_at_a_question_or_turn_that_does_not_exist(two_questions: Path, t
 def with_user_cell(corpus: Path, tmp_path: Path) -> Path:
     """A recorded run: turn 1 the model's cell 1; at the step before turn 2 the user runs cell 2 (``df``);
     turn 2's model cell 3 uses ``df``; turn 3 answers."""
-    def react(ui: FakeUI, event: ev.Event) -> None:
-        if event.kind != ev.STEP_WAITING:
-            return
-        if event.get("turn") == 2 and "ran" not in ui.seen:
-            ui.seen["ran"] = ui.do(ui.steering.run_cell(USER_CODE))
-        assert ui.do(ui.steering.step(event.get("gate")))
+    react = cell_at_turn_step(USER_CODE)
 
     run = asyncio.run(steer_run(root_using_df, corpus, tmp_path, react, approve="ask", step="turn"))
     assert [(e.get("cell"), e.get("by")) for e in run.kinds(ev.CELL_STARTED)] == [(1, None), (2, "user"), (3, None)]
@@ -304,13 +299,7 @@ def test_a_recorded_user_cell_that_answered_answers_again_on_resume(corpus: Path
     """At the step before turn 2 the user's cell set the answer: question 1 ended as answered by the user.
     Resumed with --ask, the replayed cell ends question 1 the same way (the model's turn 2 never goes out,
     live or recorded) and the new question runs live in the same kernel."""
-    def react(ui: FakeUI, event: ev.Event) -> None:
-        if event.kind != ev.STEP_WAITING:
-            return
-        if event.get("turn") == 2 and "ran" not in ui.seen:
-            ui.seen["ran"] = ui.do(ui.steering.run_cell('answer["content"] = f"mine {x}"; answer["ready"] = True'))
-        ui.do(ui.steering.step(event.get("gate")))
-
+    react = cell_at_turn_step('answer["content"] = f"mine {x}"; answer["ready"] = True', step_taken=False)
     run = asyncio.run(steer_run(root_using_df, corpus, tmp_path, react, approve="auto", step="turn"))
     assert run.result.answer == "mine 1"
 

@@ -5,32 +5,26 @@ via its pilot, a real kernel, the scripted model over HTTP."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from textual.widgets import Markdown, TextArea
 
 from conftest import fence
 from rlm_tui.core import events as ev
-from rlm_tui.core.config import Limits, Settings
 from rlm_tui.core.session import load
-from rlm_tui.scripted import ScriptedServer, question_of, turn_of
+from rlm_tui.scripted import question_of, turn_of
 from rlm_tui.ui.app import RlmApp
-from rlm_tui.ui.runner import EngineSource
 from rlm_tui.ui.steering_screens import UserCellScreen
 from rlm_tui.ui.widgets.answer import AnswerPanel
 from rlm_tui.ui.widgets.call_tree import CallTreeView
 from rlm_tui.ui.widgets.question_box import QuestionBox
 from rlm_tui.ui.widgets.transcript_view import TranscriptView
 
+from app_sample import SIZE, live_app, type_question
 from screen import shown, tree_rows, wait_for
 
 pytestmark = [pytest.mark.ui, pytest.mark.kernel, pytest.mark.usefixtures("isolated_dirs")]
-
-SIZE = (160, 45)
-
 
 def script(messages, model):
     """`broken`: the server fails (HTTP 500); `crash`: every cell after the first kills its kernel; else an answer."""
@@ -46,25 +40,11 @@ def script(messages, model):
     return "FINAL(fine)"
 
 
-@contextmanager
-def session_app(corpus: Path, tmp_path: Path, step: str = "off", server_out: list[ScriptedServer] | None = None,
-                **limits: int) -> Iterator[tuple[RlmApp, Path]]:
-    """The app opened without a question (``rlm-tui PATH``) on a live session against ``script``."""
-    session = tmp_path / "session.jsonl"
-    with ScriptedServer(script) as server:
-        if server_out is not None:
-            server_out.append(server)
-        settings = Settings(model="openai/scripted", api_base=server.url, api_key="sk-test-not-a-real-key-1234",
-                            limits=Limits(**limits), session_path=session, approve="auto", lm_backoff=0.05, step=step)
-        source = EngineSource(settings, None, corpus)
-        try:
-            yield RlmApp(source, theme="rlm-midnight", remember_theme=False), session
-        finally:
-            source.stop()
-
-
-async def ask(pilot, text: str) -> None:  # type: ignore[no-untyped-def]
-    await pilot.press(*["space" if c == " " else c for c in text], "enter")
+async def ask_follow_up(pilot, app: RlmApp, text: str) -> None:  # type: ignore[no-untyped-def]
+    """`/`, the next question, and its end (a second root in the tree)."""
+    await pilot.press("slash")
+    await type_question(pilot, text)
+    await wait_for(pilot, lambda: app.question_box.display and len(roots(app)) == 2, "the follow-up's answer")
 
 
 def roots(app: RlmApp) -> list[str]:
@@ -73,11 +53,11 @@ def roots(app: RlmApp) -> list[str]:
 
 
 async def test_a_failed_first_question_then_a_follow_up_that_answers(corpus: Path, tmp_path: Path) -> None:
-    with session_app(corpus, tmp_path) as (app, session):
+    with live_app(script, corpus, tmp_path, question=None, approve="auto") as (app, _, session):
         async with app.run_test(size=SIZE) as pilot:
             box, panel = app.query_one(QuestionBox), app.query_one(AnswerPanel)
             await wait_for(pilot, lambda: box.has_focus, "the question box")
-            await ask(pilot, "broken")
+            await type_question(pilot, "broken")
             await wait_for(pilot, lambda: box.display, "the first question's end")
             assert roots(app) == ["✗ root broken"]
             assert panel.display and panel.border_title == "Question failed"
@@ -87,9 +67,7 @@ async def test_a_failed_first_question_then_a_follow_up_that_answers(corpus: Pat
             assert not app.run_state.finished  # the session waits for the next question
             transcript = app.query_one(TranscriptView).plain_text()
             assert "retrying" in transcript and "■ failed after" in transcript
-            await pilot.press("slash")
-            await ask(pilot, "again")
-            await wait_for(pilot, lambda: box.display and len(roots(app)) == 2, "the follow-up's answer")
+            await ask_follow_up(pilot, app, "again")
             assert roots(app) == ["✗ root broken", "✓ root again"]
             assert panel.border_title == "Final answer · question 2" and panel.query_one(Markdown).source == "fine"
             await pilot.press("q")
@@ -102,18 +80,16 @@ async def test_a_failed_first_question_then_a_follow_up_that_answers(corpus: Pat
 
 async def test_a_question_whose_kernel_is_killed_then_a_follow_up_in_a_fresh_kernel(corpus: Path,
                                                                                    tmp_path: Path) -> None:
-    with session_app(corpus, tmp_path) as (app, session):
+    with live_app(script, corpus, tmp_path, question=None, approve="auto") as (app, _, session):
         async with app.run_test(size=SIZE) as pilot:
             box, panel = app.query_one(QuestionBox), app.query_one(AnswerPanel)
             await wait_for(pilot, lambda: box.has_focus, "the question box")
-            await ask(pilot, "crash")
+            await type_question(pilot, "crash")
             await wait_for(pilot, lambda: box.display, "the first question's end")
             assert roots(app) == ["✗ root crash"] and panel.border_title == "Question failed"
             assert "died 3 times in a row" in panel.query_one(Markdown).source
             assert app.run_state.kernel_summary() == "dead"
-            await pilot.press("slash")
-            await ask(pilot, "after")
-            await wait_for(pilot, lambda: box.display and len(roots(app)) == 2, "the follow-up's answer")
+            await ask_follow_up(pilot, app, "after")
             assert roots(app) == ["✗ root crash", "✓ root after"]
             await pilot.press("r")  # the latest question's root
             transcript = app.query_one(TranscriptView).plain_text()
@@ -128,12 +104,11 @@ async def test_a_question_whose_kernel_is_killed_then_a_follow_up_in_a_fresh_ker
 async def test_your_cell_that_sets_the_answer_answers_the_question(corpus: Path, tmp_path: Path) -> None:
     """At the step before the model's second turn, `p` runs a cell of yours that sets `answer` ready: the question
     ends at once as answered by you (the second turn never goes out) and the box waits for the next question."""
-    servers: list[ScriptedServer] = []
-    with session_app(corpus, tmp_path, step="turn", server_out=servers) as (app, session):
+    with live_app(script, corpus, tmp_path, question=None, approve="auto", step="turn") as (app, server, session):
         async with app.run_test(size=SIZE) as pilot:
             box, panel = app.query_one(QuestionBox), app.query_one(AnswerPanel)
             await wait_for(pilot, lambda: box.has_focus, "the question box")
-            await ask(pilot, "mine")
+            await type_question(pilot, "mine")
 
             def at_turn(turn: int):  # type: ignore[no-untyped-def]
                 return lambda: any(q.kind == "turn" and q.data.get("turn") == turn
@@ -152,7 +127,7 @@ async def test_your_cell_that_sets_the_answer_answers_the_question(corpus: Path,
             assert "Your answer (your cell set it)" in app.query_one(TranscriptView).plain_text()
             await pilot.press("q")
             await wait_for(pilot, lambda: not app.is_running, "the app to quit")
-    assert [turn_of(r["messages"]) for r in servers[0].requests] == [1]  # the model's second turn never went out
+    assert [turn_of(r["messages"]) for r in server.requests] == [1]  # the model's second turn never went out
     events = load(session).events
     assert [(e.get("answer"), e.get("source")) for e in events if e.kind == ev.FINAL_ANSWER] == [("my own", "user")]
     assert events[-1].get("answer") == "my own"
@@ -160,11 +135,11 @@ async def test_your_cell_that_sets_the_answer_answers_the_question(corpus: Path,
 
 async def test_the_sessions_tokens_spent_end_it_and_close_the_box(corpus: Path, tmp_path: Path) -> None:
     """Unlike a failed question, the session's --max-tokens spent ends the session: no box for a next question."""
-    with session_app(corpus, tmp_path, max_tokens=50) as (app, session):
+    with live_app(script, corpus, tmp_path, question=None, approve="auto", max_tokens=50) as (app, _, session):
         async with app.run_test(size=SIZE) as pilot:
             box, panel = app.query_one(QuestionBox), app.query_one(AnswerPanel)
             await wait_for(pilot, lambda: box.has_focus, "the question box")
-            await ask(pilot, "spend")
+            await type_question(pilot, "spend")
             await wait_for(pilot, lambda: app.run_state.finished, "the session's end")
             await pilot.pause(0.3)
             assert not box.display and panel.display

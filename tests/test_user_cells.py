@@ -21,7 +21,7 @@ from rlm_tui.scripted import ScriptedServer, is_rlm_call, turn_of
 from rlm_tui.sessions.export import to_markdown, to_notebook
 from rlm_tui.sessions.transcript import SessionLog, render_text
 from ask_sample import USER_CODE, root_using_df
-from steer_sample import FakeUI, steer_run
+from steer_sample import FakeUI, cell_at_turn_step, steer_run
 
 from conftest import fence
 
@@ -33,12 +33,7 @@ def root_requests(run) -> list[list[dict]]:
 
 async def test_a_user_cell_at_a_step_runs_in_the_root_kernel_and_the_model_is_told(corpus: Path,
                                                                                    tmp_path: Path) -> None:
-    def react(ui: FakeUI, event: ev.Event) -> None:
-        if event.kind != ev.STEP_WAITING:
-            return
-        if event.get("turn") == 2 and "ran" not in ui.seen:
-            ui.seen["ran"] = ui.do(ui.steering.run_cell(USER_CODE))
-        assert ui.do(ui.steering.step(event.get("gate")))
+    react = cell_at_turn_step(USER_CODE)
 
     run = await steer_run(root_using_df, corpus, tmp_path, react, approve="auto", step="turn")
     assert run.result.answer == "done" and run.ui.seen["ran"] is True

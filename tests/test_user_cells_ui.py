@@ -18,11 +18,9 @@ from rlm_tui.ui.widgets.transcript_view import TranscriptView
 from conftest import fence
 from screen import wait_for
 from app_sample import SIZE, footer_keys, live_app
+from ask_sample import USER_CODE
 
 pytestmark = [pytest.mark.ui, pytest.mark.kernel, pytest.mark.usefixtures("isolated_dirs")]
-
-USER_CODE = "df = 41 + 1; print(df)"
-
 
 def root(messages, model):
     turn = turn_of(messages)
