@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any, Callable
 
 import pytest
@@ -21,7 +22,6 @@ JSON_READS = {
     "1e400": b'{"kind": "lm_finished", "cost_usd": 1e400}',
     "a BOM": b'\xef\xbb\xbf{"kind": "warning", "message": "bom"}',
     "an encoded surrogate": b'{"kind": "warning", "message": "\xed\xa0\x80"}',
-    "nesting past 1,024": b'{"kind": "warning", "message": ' + b"[" * 1100 + b"]" * 1100 + b"}",
 }
 #: Lines json refuses too: the same one-line error either way.
 BOTH_REFUSE = {
@@ -69,6 +69,22 @@ def test_deep_nesting_is_reported_not_raised() -> None:
     bad: list[tuple[int, str]] = []
     assert decode_line(b'{"kind": "warning", "m": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 3, bad) is None
     assert bad == [(3, "line 3: unreadable (nested too deeply)")]
+
+
+@pytest.mark.parametrize("recursion_limit", [1000, 20_000])
+def test_nesting_past_1024_is_refused_whatever_the_recursion_limit(recursion_limit: int) -> None:
+    """json's cut-off moves with sys.getrecursionlimit (hypothesis raises it while it runs, and CI once
+    read such a line with json where a lone run refused it); the reader's answer must not move."""
+    line = b'{"kind": "warning", "message": ' + b"[" * 1100 + b"]" * 1100 + b"}"
+    ok = b'{"kind": "warning", "message": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(recursion_limit)
+    try:
+        bad: list[tuple[int, str]] = []
+        assert decode_line(line, 4, bad) is None and bad == [(4, "line 4: unreadable (nested too deeply)")]
+        assert decode_line(ok, 5, bad) is not None and "unreadable" not in bad[-1][1]  # read, then repaired
+    finally:
+        sys.setrecursionlimit(before)
 
 
 def test_duplicate_keys_keep_the_last_as_json_does() -> None:

@@ -148,12 +148,16 @@ class LoadedSession:
 
 def loads(line: str | bytes) -> Any:
     """A line's JSON: orjson (three times as fast: replay decodes tens of thousands of lines), and json
-    for what orjson refuses (lone surrogates, NaN and Infinity, 1e400, a BOM, nesting past 1,024), so a
-    line reads as it always did, or fails with json's one-line error. One difference: an integer beyond
-    64 bits reads as the nearest float, a value json gives for the same number written with an exponent."""
+    for what orjson refuses (lone surrogates, NaN and Infinity, 1e400, a BOM), so a line reads as it
+    always did, or fails with json's one-line error. Two differences: nesting past 1,024 raises
+    RecursionError whatever the interpreter's recursion limit is (json's own cut-off moves with it, and
+    test tools raise it), and an integer beyond 64 bits reads as the nearest float, a value json gives
+    for the same number written with an exponent."""
     try:
         return orjson.loads(line)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if exc.msg == "depth limit exceeded":
+            raise RecursionError("nested past 1,024") from None
         return json.loads(line)
 
 
