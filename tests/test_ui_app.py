@@ -185,3 +185,28 @@ async def test_unknown_theme_falls_back_with_a_notice() -> None:
         await pilot.pause()
         assert app.theme == "rlm-midnight"
         assert any("theme 'nope' not found" in n.message for n in app._notifications)
+
+
+async def test_footer_is_rebuilt_only_when_its_keys_change() -> None:
+    """Textual's footer rebuilds every key widget on each bindings refresh (six times while a replay
+    opens at the end of a big session); ours keeps them while the keys shown stay the same."""
+    from textual.widgets._footer import FooterKey
+
+    from rlm_tui.ui.widgets.footer import KeysFooter
+
+    events, _ = sample_events()
+    app = RlmApp(theme="rlm-midnight", remember_theme=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await fed(app, pilot, events)
+        footer = app.query_one(KeysFooter)
+        before = list(footer.query(FooterKey))
+        assert before
+        for _ in range(3):
+            app.refresh_bindings()
+        await pilot.pause()
+        assert list(footer.query(FooterKey)) == before  # the same widgets: nothing was rebuilt
+        app.bind("f9", "bell", description="Ring")
+        app.refresh_bindings()
+        await pilot.pause()
+        after = list(footer.query(FooterKey))
+        assert "Ring" in [key.description for key in after] and after != before

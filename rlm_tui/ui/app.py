@@ -21,7 +21,7 @@ from textual.markup import escape as escape_markup
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.theme import Theme
-from textual.widgets import Footer, Input, Tree
+from textual.widgets import Input, Tree
 
 from ..core.safe_text import safe, safe_data
 from ..core import events as ev
@@ -39,6 +39,7 @@ from .themes import DEFAULT_THEME, load_themes
 from .widgets.answer import AnswerPanel
 from .widgets.approval import ApprovalPanel
 from .widgets.call_tree import CallTreeView
+from .widgets.footer import KeysFooter
 from .widgets.question_box import QuestionBox
 from .widgets.status import RunHeader, StatusBar
 from .widgets.transcript_view import TranscriptView
@@ -174,7 +175,7 @@ class RlmApp(SteeringMixin, App[None]):
         yield self.answer_panel
         yield self.question_box
         yield self.status_bar
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.tree_view.border_title = "Calls"
