@@ -33,8 +33,10 @@ from ..core.session import SessionFormatError, check_header, decode_line, second
 
 # One line: the prefix Event.to_json writes (kind and node captured) up to a closing brace,
 # or any other line (no groups: decoded in full, or reported as damaged).
-_LINE = re.compile(rb'\{"seq": -?\d+, "t": [^,\n]*, "kind": "([A-Za-z0-9_]+)", "node": (?:null|"([^"\\\n]*)")'
-                   rb'[^\n]*\}[ \t\r]*\n|[^\n]*\n')
+#: The start of a line as the writer writes it (kind and node read without decoding); such a line
+#: that ends with ``}`` is indexed as it is, any other is decoded.
+_HEAD = re.compile(rb'\{"seq": -?\d+, "t": [^,\n]*, "kind": "([A-Za-z0-9_]+)", "node": (?:null|"([^"\\\n]*)")')
+_BRACE = ord("}")
 _CACHE_SIZE = 4096
 ANY = object()  # positions(): events of any node
 
@@ -248,21 +250,25 @@ class SessionIndex:
         offsets, kinds, nodes = self.offsets, self.kinds, self.nodes
         kind_codes, node_codes = self._kind_codes, self._node_codes
         lineno = self._lineno
-        end = pos
-        for m in _LINE.finditer(data, pos, stop):  # type: ignore[call-overload]
+        find, head = data.find, _HEAD.match
+        while pos < stop:  # a line at a time: memchr finds its end, the prefix is matched in place
+            nl = find(b"\n", pos, stop)
+            if nl == -1:
+                break
+            start, pos = pos, nl + 1
             lineno += 1
-            end = m.end()
-            kind, node = m.group(1, 2)
-            if kind is None:  # not in the usual shape (or blank, or damaged): decode it
-                raw = m[0].strip()
+            m = head(data, start, nl)
+            if m is None or data[nl - 1] != _BRACE:  # not in the usual shape (or blank, or damaged): decode it
+                raw = data[start:nl].strip()
                 if raw:
                     decoded = self._check_line(raw, lineno, False)
                     if decoded is not None and decoded[0] == ev.SESSION:
                         self._second_header(lineno)
                         break
                     if decoded is not None:
-                        self._add(m.start(), *decoded)
+                        self._add(start, *decoded)
                 continue
+            kind, node = m.group(1, 2)
             if kind == b"session":
                 self._second_header(lineno)
                 break
@@ -272,10 +278,9 @@ class SessionIndex:
             ncode = node_codes.get(node)
             if ncode is None:
                 ncode = self._new_node(node)
-            offsets.append(m.start())
+            offsets.append(start)
             kinds.append(code)
             nodes.append(ncode)
-        pos = end
         self._lineno = lineno
         if self._closed_at is not None:
             self._scanned = size
