@@ -1,5 +1,6 @@
-"""A replay folds an llm call's own transcript only when it is read, from the file (pure, no kernels):
-the blocks are the eager fold's at every position, in any order of moves, and as safe to draw."""
+"""A replay folds an llm call's own transcript, and a small batch's, only when it is read, from the file
+(pure, no kernels): the blocks are the eager fold's at every position, in any order of moves, and as safe
+to draw."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from model_state import model_state
 from rlm_tui.core import events as ev
 from rlm_tui.core.session import SessionWriter
+from rlm_tui.model import transcript as transcript_mod
 from rlm_tui.model.run import RunModel
 from rlm_tui.sessions import replay as replay_mod
 from rlm_tui.sessions.replay import Replayer
@@ -36,7 +38,8 @@ def llm_call(node: str, parent: str, text: str, *, retry: bool = False) -> list[
 
 def session(path: Path) -> list[ev.Event]:
     """A root turn with a batch of three llm calls (one retried, one answering with terminal controls),
-    an edited llm call straight under the root, and one still running at the end."""
+    an edited llm call straight under the root, a batch from a file older than ``item_kind``, and an llm
+    call still running at the end."""
     events = [
         E(ev.RUN_STARTED, question="q?", path="/in", settings={"model": "m"}),
         E(ev.NODE_STARTED, "n0", node_kind="root", depth=0, model="m", prompt="q?", label="q?"),
@@ -44,13 +47,17 @@ def session(path: Path) -> list[ev.Event]:
         E(ev.LM_FINISHED, "n0", model="m", text="```repl\nllm_query_batched(ps)\n```", tokens_in=100,
           tokens_out=9, cost_usd=0.01),
         E(ev.CELL_STARTED, "n0", cell=1, code="llm_query_batched(ps)"),
-        E(ev.NODE_STARTED, "b1", "n0", node_kind="batch", depth=1, model="s", n=3, prompt="ps",
+        E(ev.NODE_STARTED, "b1", "n0", node_kind="batch", depth=1, model="s", n=3, item_kind="llm", prompt="ps",
           label="llm_query_batched × 3"),
         *llm_call("l1", "b1", "one"), *llm_call("l2", "b1", "two", retry=True), *llm_call("l3", "b1", HOSTILE),
         E(ev.NODE_FINISHED, "b1", "n0", status="done", result="3 of 3"),
         E(ev.SPAWN_REQUESTED, "l4", "n0", node_kind="llm", depth=1, model="s", prompt="first ask", waiting=1),
         E(ev.SPAWN_DECIDED, "l4", "n0", decision="edit", by="user", prompt="edited ask", model="s"),
         *llm_call("l4", "n0", "four"),
+        E(ev.NODE_STARTED, "b2", "n0", node_kind="batch", depth=1, model="s", n=1, prompt="old",
+          label="llm_query_batched × 1"),
+        *llm_call("l6", "b2", "six"),
+        E(ev.NODE_FINISHED, "b2", "n0", status="done", result="1 of 1"),
         E(ev.CELL_OUTPUT, "n0", cell=1, stream="stdout", text="['one', 'two']\n"),
         E(ev.CELL_FINISHED, "n0", cell=1, status="ok", duration_s=1.0),
         E(ev.NODE_STARTED, "l5", "n0", node_kind="llm", depth=1, model="s", prompt="still running"),
@@ -79,14 +86,25 @@ def fold(replay: Replayer, position: int) -> dict:
     return model_state(model)
 
 
-def test_llm_calls_are_folded_only_when_read(replay: Replayer) -> None:
+def test_llm_calls_and_small_batches_are_folded_only_when_read(replay: Replayer) -> None:
     replay.to_end()
     transcripts = replay.model.transcripts
-    assert {"n0", "b1"} <= set(transcripts.nodes)  # the root and the batch: as they come
-    assert not {"l1", "l2", "l3", "l4", "l5"} & set(transcripts.nodes)  # the llm calls: not yet
+    assert {"n0", "b2"} <= set(transcripts.nodes)  # the root, and a batch of unknown calls: as they come
+    assert not {"b1", "l1", "l2", "l3", "l4", "l5"} & set(transcripts.nodes)  # not yet
     blocks = transcripts.blocks("l2")  # now, from the file
     assert [(b.kind, b.text) for b in blocks][2:] == [("note", "slow"), ("response", "two"), ("end", "two")]
-    assert "l2" in transcripts.nodes and not {"l1", "l3"} & set(transcripts.nodes)
+    assert "l2" in transcripts.nodes and not {"b1", "l1", "l3"} & set(transcripts.nodes)
+    lines = [(b.data["child"], b.data["phase"]) for b in transcripts.blocks("b1") if b.kind == "spawn"]
+    assert lines == [(f"l{i}", phase) for i in (1, 2, 3) for phase in ("started", "finished")]
+    assert "b1" in transcripts.nodes and not {"l1", "l3"} & set(transcripts.nodes)
+
+
+def test_a_batch_bigger_than_lazy_batch_is_folded_as_it_comes(replay: Replayer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folded again after every restore, a batch of 50,000 calls would make each step back slow."""
+    monkeypatch.setattr(transcript_mod, "LAZY_BATCH", 2)
+    replay.to_end()
+    assert "b1" in replay.model.transcripts.nodes
 
 
 def test_every_position_in_any_order_equals_the_eager_fold(replay: Replayer) -> None:

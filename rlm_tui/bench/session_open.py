@@ -97,7 +97,7 @@ def generate(path: Path, megabytes: float, shape: str) -> None:
             size, prompt = (8, piece[:3000]) if shape == "turns" else (100, piece)
             batch = g.new_id()
             g.emit(ev.NODE_STARTED, batch, root, node_kind="batch", depth=1, model="openai/gpt-5-mini", n=size,
-                   prompt=piece[:200], label=f"llm_query_batched × {size}")
+                   item_kind="llm", prompt=piece[:200], label=f"llm_query_batched × {size}")
             for _ in range(size):
                 node = g.new_id()
                 g.emit(ev.NODE_STARTED, node, batch, node_kind="llm", depth=1, model="openai/gpt-5-mini",

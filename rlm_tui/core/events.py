@@ -87,6 +87,7 @@ QUESTION_ASKED = _kind("question_asked", "a question of the session starts (the 
 NODE_STARTED = _kind("node_started", "a call node starts",
                      _f("node_kind", TEXT, "`root`, `rlm`, `llm`, `batch`"), _f("depth", INT), _f("model", TEXT),
                      _opt("label", TEXT), _f("prompt", TEXT), _opt("n", INT, "batch size"),
+                     _opt("item_kind", TEXT, "a batch's calls: `llm` or `rlm`"),
                      _opt("context", ANY, "a child's context preview"))
 CONTEXT_LOADED = _kind("context_loaded", "the input is loaded into the node's kernel",
                        _f("info", OBJECT, fields=(

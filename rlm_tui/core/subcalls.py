@@ -158,7 +158,7 @@ class SubCalls:
         if decision.action == "edit":
             prompts_ = decision.prompts if decision.prompts is not None else prompts_
             model = decision.model or model
-        self.emit(ev.NODE_STARTED, node, owner.node, node_kind="batch", depth=depth, model=model, n=n,
+        self.emit(ev.NODE_STARTED, node, owner.node, node_kind="batch", depth=depth, model=model, n=n, item_kind=kind,
                   prompt=prompts_[0] if prompts_ else "", label=f"{'rlm' if rlm else 'llm'}_query_batched × {n}")
         status = "done"
         try:

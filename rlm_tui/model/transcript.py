@@ -11,10 +11,12 @@ index touched, so a view re-renders only from there, and a checkpoint
 (``snapshot``) is a list length plus copies of those few open blocks.
 
 A replay sets ``Transcripts.load``: then an llm call's own blocks (its prompt,
-response, notes and end; a replay of 12,780 sub-calls opens a few of them) are
-folded only when first read, from that node's events so far, and are kept out
-of checkpoints (a restored model folds them again when read). The lines its
-parent shows about it are folded as they come, as before.
+response, notes and end; a replay of 12,780 sub-calls opens a few of them), and
+a batch's of at most ``LAZY_BATCH`` llm calls (a line per call starting and
+ending), are folded only when first read, from the events of that node (and of
+a batch's calls) so far, and are kept out of checkpoints (a restored model folds
+them again when read: bounded work). The lines its parent shows about it are
+folded as they come, as before.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from .tree import CallNode, CallTree
 
 #: Output chunks of one stream are merged into one block up to this size.
 MERGE_CHARS = 1024
+#: A replay folds the blocks of a batch of at most this many llm calls when they are read (about four
+#: events a call: a few milliseconds, again after each restore); a bigger batch's as they come.
+LAZY_BATCH = 256
 
 
 @dataclass(slots=True)
@@ -103,9 +108,10 @@ class Transcripts:
         self._changed: dict[str, int] = {}
         self.dirty: set[str] = set()  # nodes changed since the last take_dirty (for checkpoints)
         self._frozen: dict[str, NodeSnapshot] = {}  # restored from a checkpoint, rebuilt when first used
-        #: A node's events folded so far (a replay's file): set, an llm call's own blocks wait until read.
-        self.load: Callable[[str], Iterable[ev.Event]] | None = None
-        self._loaded: set[str] = set()  # llm calls folded when read: never checkpointed
+        #: The events of some nodes folded so far, in order (a replay's file): set, an llm call's own blocks,
+        #: and a small batch's, wait until read.
+        self.load: Callable[[list[str]], Iterable[ev.Event]] | None = None
+        self._loaded: set[str] = set()  # folded when read: never checkpointed
 
     def freeze(self, snapshots: dict[str, NodeSnapshot]) -> None:
         """Start from checkpointed transcripts; each is rebuilt only when it is read or changed."""
@@ -154,21 +160,25 @@ class Transcripts:
             handler(self, event, node_id, node)
 
     def _deferred(self, node: CallNode | None) -> bool:
-        """An llm call whose own blocks are not folded yet (``load`` folds them when they are read)."""
-        return (self.load is not None and node is not None and node.kind == "llm" and node.id not in self.nodes
-                and node.id not in self._frozen)
+        """An llm call, or a batch of at most LAZY_BATCH llm calls, whose own blocks are not folded yet
+        (``load`` folds them when they are read)."""
+        return (self.load is not None and node is not None and node.id not in self.nodes
+                and node.id not in self._frozen
+                and (node.kind == "llm" or (node.kind == "batch" and node.item_kind == "llm"
+                                            and node.size <= LAZY_BATCH)))
 
-    def _fold_loaded(self, node_id: str) -> NodeTranscript:
-        """An llm call's blocks, folded from its own events so far: what the eager fold gives it (its
-        header, response, notes and end depend only on its own events)."""
+    def _fold_loaded(self, node: CallNode) -> NodeTranscript:
+        """A deferred node's blocks, folded from its events so far: what the eager fold gives it. An llm
+        call's header, response, notes and end depend only on its own events; a batch's lines on its own
+        and its calls' (each an llm call: its usage is its own)."""
         assert self.load is not None
         tree = CallTree()
         alone = Transcripts(tree)
-        for event in self.load(node_id):
+        for event in self.load([node.id, *node.children] if node.kind == "batch" else [node.id]):
             tree.apply(event)
             alone.apply(event)
-        self._loaded.add(node_id)
-        return alone.nodes.get(node_id) or NodeTranscript()
+        self._loaded.add(node.id)
+        return alone.nodes.get(node.id) or NodeTranscript()
 
     # --- one method per event kind -------------------------------------------------
 
@@ -176,10 +186,11 @@ class Transcripts:
         entry = self.nodes.get(node_id)
         if entry is None:
             snapshot = self._frozen.pop(node_id, None)
+            node = self.tree.nodes.get(node_id)
             if snapshot is not None:
                 entry = snapshot.restore()
-            elif self._deferred(self.tree.nodes.get(node_id)):
-                entry = self._fold_loaded(node_id)
+            elif node is not None and self._deferred(node):
+                entry = self._fold_loaded(node)
             else:
                 entry = NodeTranscript()
             self.nodes[node_id] = entry

@@ -59,6 +59,7 @@ class CallNode:
     error: str = ""
     turns: int = 0
     size: int = 0  # prompts in a batch
+    item_kind: str = ""  # a batch's calls: llm or rlm ("" in files written before it was recorded)
     subtree: Usage = field(default_factory=Usage)  # own usage plus all descendants', kept up to date
     calls_below: int = 0  # llm and rlm nodes below this one, kept up to date
     children_done: int = 0  # direct children no longer active (a batch's "12/40"), kept up to date
@@ -67,7 +68,8 @@ class CallNode:
         """An independent copy (a replay checkpoint); tests/test_model.py checks no field is missed."""
         return CallNode(self.id, self.parent, self.kind, self.depth, self.model, self.label, self.prompt, self.status,
                         self.started_t, self.finished_t, self.usage.copy(), self.children.copy(), self.result,
-                        self.error, self.turns, self.size, self.subtree.copy(), self.calls_below, self.children_done)
+                        self.error, self.turns, self.size, self.item_kind, self.subtree.copy(), self.calls_below,
+                        self.children_done)
 
     def elapsed(self, now: float) -> float:
         end = self.finished_t if self.finished_t is not None else now
@@ -148,6 +150,7 @@ class CallTree:
             node.prompt = event.get("prompt", node.prompt)
             node.label = event.get("label") or one_line(node.prompt)
             node.size = event.get("n", node.size)
+            node.item_kind = event.get("item_kind", node.item_kind)
             self._set_status(node, "waiting" if kind == ev.SPAWN_REQUESTED else "running")
             if kind == ev.NODE_STARTED:
                 node.started_t = event.t

@@ -8,14 +8,15 @@ been before, restores the nearest checkpoint of the whole model
 (``model.run.Checkpoints``, taken every ``CHECKPOINT_EVENTS`` events) and
 folds on from there, so every move costs a restore plus a short fold, on a
 100 MB file as on a small one. An llm call's own transcript is folded when it
-is first read, from its events in the file (``Transcripts.load``): most of a
-long run's sub-calls are never opened.
+is first read, from its events in the file (``Transcripts.load``), and so is a
+small batch's: most of a long run's sub-calls are never opened.
 """
 
 from __future__ import annotations
 
 import bisect
 import gc
+import heapq
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,17 +247,18 @@ class Replayer:
     # ---- folding ----------------------------------------------------------------------
 
     def _lazy(self, model: RunModel) -> RunModel:
-        """The model, with its llm calls' own transcripts folded from the file when first read, up to its
-        own position. Held weakly: a model a move replaced (100 MB at the end of a big file) is freed at
-        once, not left to a cycle search."""
+        """The model, with its llm calls' and small batches' own transcripts folded from the file when first
+        read, up to its own position. Held weakly: a model a move replaced (100 MB at the end of a big file) is
+        freed at once, not left to a cycle search."""
         replayer, folded = weakref.ref(self), weakref.ref(model)
-        model.transcripts.load = lambda node: replayer()._node_events(node, folded().events)  # type: ignore[union-attr]
+        model.transcripts.load = (  # type: ignore[union-attr]
+            lambda nodes: replayer()._node_events(nodes, folded().events))  # type: ignore[union-attr]
         return model
 
-    def _node_events(self, node: str, stop: int) -> Iterator[ev.Event]:
-        """One node's events before ``stop`` (the events its model has folded: mid-fold, fewer than
-        ``position``; a model a view still holds after a move, its own)."""
-        for i in self.index.node_positions(node):
+    def _node_events(self, nodes: list[str], stop: int) -> Iterator[ev.Event]:
+        """The events of ``nodes`` before ``stop``, in file order (the events its model has folded: mid-fold,
+        fewer than ``position``; a model a view still holds after a move, its own)."""
+        for i in heapq.merge(*(self.index.node_positions(node) for node in nodes)):
             if i >= stop:
                 break
             yield self._decoded(i)
