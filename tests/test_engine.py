@@ -79,7 +79,7 @@ print('ordered', len(out))
     assert "ordered 100" in run.cell_text()
     assert run.result.calls == 100
     batch = [e for e in run.kinds(ev.NODE_STARTED) if e.get("node_kind") == "batch"]
-    assert len(batch) == 1 and batch[0].get("n") == 100
+    assert len(batch) == 1 and batch[0].get("n") == 100 and batch[0].get("item_kind") == "llm"  # replay folds it lazily
     llm_nodes = [e for e in run.kinds(ev.NODE_STARTED) if e.get("node_kind") == "llm"]
     assert len(llm_nodes) == 100 and {e.parent for e in llm_nodes} == {batch[0].node}
 
