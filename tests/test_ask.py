@@ -81,8 +81,9 @@ async def test_max_iterations_applies_per_question(corpus: Path, tmp_path: Path)
     result, answers, events, _ = await ask_all(script, corpus, tmp_path, ["endless", "easy"], max_iterations=2)
     assert answers == ["no idea", "found"]
     assert result.answer == "found" and result.stopped_by is None
-    limits = [e.get("limit") for e in events if e.kind == ev.LIMIT_REACHED]
-    assert limits == ["max_iterations"]
+    limits = [(e.get("limit"), e.node) for e in events if e.kind == ev.LIMIT_REACHED]
+    first_root = next(e.node for e in events if e.kind == ev.NODE_STARTED and e.parent is None)
+    assert limits == [("max_iterations", first_root)]  # on the question it stopped, not run-wide
 
 
 async def test_a_killed_question_leaves_the_session_open_for_the_next(corpus: Path, tmp_path: Path) -> None:
@@ -128,6 +129,8 @@ async def test_timeout_is_per_question_and_a_timed_out_cell_does_not_block_the_n
     assert "42" in "".join(e.get("text", "") for e in events if e.kind == ev.CELL_OUTPUT)
     assert result.stopped_by is None and asyncio.get_running_loop().time() - started < 30
     assert [e.get("limit") for e in events if e.kind == ev.LIMIT_REACHED] == ["timeout"]
+    roots = [e.node for e in events if e.kind == ev.NODE_STARTED and e.parent is None]
+    assert [e.node for e in events if e.kind == ev.LIMIT_REACHED] == roots[:1]  # on the question it stopped
 
 
 def resume_ask(session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], question: str, script):

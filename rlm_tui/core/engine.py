@@ -306,7 +306,7 @@ class Engine:
             answer = await asyncio.wait_for(asyncio.shield(self._root_task), self.limits.timeout)
         except asyncio.TimeoutError:
             root.stop = ("timeout", f"the question took longer than {self.limits.timeout:g} s")
-            self.budget.limit("timeout", root.stop[1])
+            self.budget.limit("timeout", root.stop[1], root.node)  # on the question it stopped
             self._root_task.cancel()
             await asyncio.gather(self._root_task, return_exceptions=True)
         except asyncio.CancelledError:

@@ -99,7 +99,8 @@ class TurnLoop:
     async def _last_chance(self, rlm: Rlm, messages: list[dict[str, str]], sent: int) -> str | None:
         """Out of turns: ask once for the best final answer."""
         if rlm.parent is None:
-            self.budget.limit("max_iterations", f"{self.limits.max_iterations} turns used without a final answer")
+            self.budget.limit("max_iterations", f"{self.limits.max_iterations} turns used without a final answer",
+                              rlm.node)  # on the question's root: a session may ask several
         if self.budget.exhausted():
             return None
         messages.append({"role": "user", "content": prompts.LAST_CHANCE})
