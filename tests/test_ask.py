@@ -194,9 +194,10 @@ async def test_sessions_list_export_and_replay_show_every_question_in_order(
     summary = summarize(session)
     assert summary.as_dict()["questions"] == ["Which file has the magic number?", "What is the number?"]
     assert summary.answer == "7316" and summary.outcome == "answered"
+    assert summary.outcomes == ["src/deep/needle.txt", "7316"]  # each question's own answer
     table = format_table([summary]).splitlines()
-    assert "Which file has the magic number?" in table[1] and "7316" in table[1]
-    assert table[2].split() == ["2.", "What", "is", "the", "number?"]
+    assert "Which file has the magic number?" in table[1] and "src/deep/needle.txt" in table[1]
+    assert table[2].split() == ["2.", "What", "is", "the", "number?", "7316"]
     log = SessionLog.read(session)
     markdown = to_markdown(log)
     first, second = markdown.index("Question 1: Which file"), markdown.index("Question 2: What is the number?")

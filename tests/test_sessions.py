@@ -195,6 +195,34 @@ def test_sessions_are_listed_newest_first_from_head_and_tail(tmp_path: Path) -> 
     assert by_name["junk.jsonl"].outcome.startswith("unreadable")
 
 
+def test_each_question_of_a_session_is_listed_with_how_it_ended(tmp_path: Path) -> None:
+    """run_finished's ``outcomes``: each row of a session of several questions says how its own question
+    ended; a damaged entry reads as unknown, and a file written before ``outcomes`` lists as it did."""
+    from rlm_tui.sessions.listing import format_table
+
+    def asked(outcomes: object | None) -> list[ev.Event]:
+        events = small_run("first question", "forty-two")
+        events[-1].data["questions"] = ["first question", "second question", "third question"]
+        if outcomes is not None:
+            events[-1].data["outcomes"] = outcomes
+        return events
+
+    newer = summarize(write_session(tmp_path / "new.jsonl", asked([
+        {"answer": None, "stopped_by": "timeout", "error": None},
+        {"answer": None, "stopped_by": "error", "error": "HTTP 500 \x1b[2J"},
+        {"answer": "forty-two", "stopped_by": None, "error": None}])))
+    assert newer.outcomes == ["stopped by timeout", "error: HTTP 500 \x1b[2J", "forty-two"]
+    rows = format_table([newer]).splitlines()[1:]
+    assert "first question" in rows[0] and "stopped by timeout" in rows[0] and "forty-two" not in rows[0]
+    assert "2. second question" in rows[1] and "error: HTTP 500 \\x1b[2J" in rows[1] and "\x1b" not in rows[1]
+    assert "3. third question" in rows[2] and rows[2].rstrip().endswith("forty-two")
+    damaged = summarize(write_session(tmp_path / "damaged.jsonl", asked([7, {"answer": ["x"]}, None])))
+    assert damaged.outcomes == ["unknown", "stopped by an unknown cause", "unknown"]
+    older = summarize(write_session(tmp_path / "old.jsonl", asked(None)))
+    assert older.outcomes is None and older.answer == "forty-two"
+    assert "forty-two" in format_table([older]).splitlines()[1]  # the last answer, on the first row as before
+
+
 def test_summary_reads_only_head_and_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     events = small_run("big one", None, finished=False)
     events += [ev.Event(ev.CELL_OUTPUT, "n0", None, {"cell": 1, "stream": "stdout", "text": "x" * 10_000})

@@ -244,7 +244,7 @@ class Engine:
                            time.perf_counter() - self.recorder.t0, error)
         self.emit(ev.RUN_FINISHED, answer=answer, stopped_by=budget.stopped_by, usage=result.usage,
                   calls=budget.subcalls, duration_s=round(result.duration_s, 3), error=error,
-                  questions=[asked.question for asked in self.asked])
+                  questions=[asked.question for asked in self.asked], outcomes=[self._outcome(a) for a in self.asked])
         self.recorder.close()
         if setup_error is not None:
             raise setup_error
@@ -276,6 +276,12 @@ class Engine:
             return
         root.stop = ("user", answer)
         task.cancel()
+
+    def _outcome(self, asked: Asked) -> dict[str, str | None]:
+        """How one question ended, for run_finished (what ``sessions`` lists), secrets redacted."""
+        def clean(text: str | None) -> str | None:
+            return redact(text, self.secrets) if text is not None else None
+        return {"answer": clean(asked.answer), "stopped_by": asked.stopped_by, "error": clean(asked.error)}
 
     async def _question(self, question: str) -> tuple[Asked, bool]:
         """One question as its own root node, under the per-question --timeout; returns how it ended (its

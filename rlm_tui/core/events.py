@@ -153,7 +153,8 @@ RUN_FINISHED = _kind("run_finished", "the run ended (the last line)",
                      _opt("answer", TEXT), _opt("stopped_by", TEXT),
                      _f("usage", OBJECT, fields=(*_USAGE, _opt("per_model", OBJECT, each=_USAGE))),
                      _f("calls", INT), _f("duration_s", NUMBER), _opt("error", TEXT),
-                     _opt("questions", LIST, "every question of the session, in order (`answer` is the last's)"))
+                     _opt("questions", LIST, "every question of the session, in order (`answer` is the last's)"),
+                     _opt("outcomes", LIST, "how each question ended, in order: {`answer`, `stopped_by`, `error`}"))
 
 #: Node statuses a UI can show.
 NODE_STATUSES = ("waiting", "queued", "running", "done", "denied", "killed", "failed", "limit")

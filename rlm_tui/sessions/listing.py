@@ -36,12 +36,14 @@ class SessionSummary:
     size: int = 0
     resumed_from: str | None = None
     questions: list[str] | None = None  # every question of the session (run_finished), when several were asked
+    outcomes: list[str] | None = None  # how each of those ended: its answer, or how it stopped (newer files)
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "created": self.created.isoformat() if self.created else None,
                 "question": self.question, "model": self.model, "answer": self.answer, "outcome": self.outcome,
                 "tokens": self.tokens, "cost_usd": self.cost_usd, "bytes": self.size,
-                "resumed_from": self.resumed_from, "questions": self.questions or [self.question]}
+                "resumed_from": self.resumed_from, "questions": self.questions or [self.question],
+                "outcomes": self.outcomes or [self.answer if self.outcome == "answered" else self.outcome]}
 
 
 def summarize(path: Path) -> SessionSummary:
@@ -75,6 +77,8 @@ def summarize(path: Path) -> SessionSummary:
     if finished is not None:
         asked = [q for q in finished.get("questions") or [] if isinstance(q, str)]
         summary.questions = asked if len(asked) > 1 else None
+        outcomes = [_outcome(o) for o in finished.get("outcomes") or []]
+        summary.outcomes = outcomes if summary.questions and len(outcomes) == len(asked) else None
         summary.answer = finished.get("answer")
         usage = finished.get("usage") or {}
         summary.tokens = usage.get("total_tokens")
@@ -86,6 +90,18 @@ def summarize(path: Path) -> SessionSummary:
         else:
             summary.outcome = f"stopped by {finished.get('stopped_by') or 'an unknown cause'}"
     return summary
+
+
+def _outcome(recorded: object) -> str:
+    """One question's line: its answer, or how it stopped (a damaged entry reads as unknown)."""
+    if not isinstance(recorded, dict):
+        return "unknown"
+    answer, error, stopped_by = recorded.get("answer"), recorded.get("error"), recorded.get("stopped_by")
+    if isinstance(answer, str):
+        return answer
+    if isinstance(error, str) and error:
+        return f"error: {error}"
+    return f"stopped by {stopped_by if isinstance(stopped_by, str) else 'an unknown cause'}"
 
 
 def resumed_at(origin: dict[str, Any]) -> str:
@@ -170,13 +186,16 @@ def format_table(sessions: list[SessionSummary]) -> str:
     for number, s in enumerate(sessions, 1):
         when = _aware(s.created).astimezone().strftime("%Y-%m-%d %H:%M") if s.created else "?"
         result = s.answer if s.outcome == "answered" and s.answer is not None else s.outcome
+        if s.outcomes:  # several questions: each row says how its own question ended
+            result = s.outcomes[0]
         tokens = f"{s.tokens:,}" if s.tokens is not None else "-"
         cost = f"${s.cost_usd:.4f}" if s.cost_usd is not None else "-"
         question = _short(s.question, 40) + (safe(f" (resumed {s.resumed_from})") if s.resumed_from else "")
         rows.append((str(number), when, question, _short(s.model, 24), _short(result or "", 40), tokens, cost,
                      safe(s.path.name)))
-        for index, follow_up in enumerate((s.questions or [])[1:], start=2):  # the answer shown is the last's
-            rows.append(("", "", _short(f"{index}. {follow_up}", 40), "", "", "", "", ""))
+        for index, follow_up in enumerate((s.questions or [])[1:], start=2):
+            outcome = s.outcomes[index - 1] if s.outcomes else ""  # older files: row 1 shows the last's answer
+            rows.append(("", "", _short(f"{index}. {follow_up}", 40), "", _short(outcome, 40), "", "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     right = {0, 5, 6}
     lines = []
