@@ -31,10 +31,8 @@ from typing import Iterable, Iterator
 from ..core import events as ev
 from ..core.session import SessionFormatError, check_header, decode_line, second_header
 
-# One line: the prefix Event.to_json writes (kind and node captured) up to a closing brace,
-# or any other line (no groups: decoded in full, or reported as damaged).
-#: The start of a line as the writer writes it (kind and node read without decoding); such a line
-#: that ends with ``}`` is indexed as it is, any other is decoded.
+#: The start of a line as Event.to_json writes it (kind and node captured without decoding); such a
+#: line that ends with ``}`` is indexed as it is, any other is decoded in full (or reported as damaged).
 _HEAD = re.compile(rb'\{"seq": -?\d+, "t": [^,\n]*, "kind": "([A-Za-z0-9_]+)", "node": (?:null|"([^"\\\n]*)")')
 _BRACE = ord("}")
 _CACHE_SIZE = 4096
