@@ -210,3 +210,34 @@ async def test_footer_is_rebuilt_only_when_its_keys_change() -> None:
         await pilot.pause()
         after = list(footer.query(FooterKey))
         assert "Ring" in [key.description for key in after] and after != before
+
+
+async def test_a_long_transcript_opens_as_a_window_at_its_end_and_widens_up_to_its_top() -> None:
+    """300 cells of 8 lines: the end is drawn from a window of a few screens (not all 2,400+ lines),
+    and scrolling to the top renders the rest, block by block, down to the first cell."""
+    def cell(n: int) -> list[ev.Event]:
+        return [ev.Event(ev.TURN_STARTED, "n0", None, {"turn": n}),
+                ev.Event(ev.CELL_STARTED, "n0", None, {"cell": n, "code": f"print_part({n})"}),
+                ev.Event(ev.CELL_OUTPUT, "n0", None, {"cell": n, "stream": "stdout",
+                                                     "text": "".join(f"part {n} line {k}\n" for k in range(8))}),
+                ev.Event(ev.CELL_FINISHED, "n0", None, {"cell": n, "status": "ok", "duration_s": 0.1})]
+
+    events = [ev.Event(ev.NODE_STARTED, "n0", None, {"node_kind": "root", "depth": 0, "model": "m",
+                                                    "prompt": "q", "label": "q"})]
+    for n in range(1, 301):
+        events += cell(n)
+    app = RlmApp(theme="rlm-midnight", remember_theme=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await fed(app, pilot, events)
+        view = app.query_one(TranscriptView)
+        full = view.plain_text().splitlines()
+        assert len(full) > 3000
+        assert "part 300 line 5" in shown(view)  # at the end
+        assert view.virtual_size.height < len(full) // 5  # a window, not the whole transcript
+        for _ in range(200):  # scroll to the top: each approach to the window's edge renders more above
+            if view.scroll_offset.y == 0 and "part 1 line 0" in shown(view):
+                break
+            view.scroll_home(animate=False, immediate=True)
+            await pilot.pause()
+        assert "✓ cell 1 · 0.1s" in shown(view) and "part 1 line 0" in shown(view)
+        assert view.virtual_size.height >= len(full) - 1  # all rendered now

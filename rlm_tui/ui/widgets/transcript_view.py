@@ -23,8 +23,9 @@ from ..render import Palette
 from ...model.transcript import Block
 
 
-#: Lines rendered around what is shown when a transcript is longer (more as the user scrolls).
-PAGE_LINES = 400
+#: Lines rendered around what is shown when a transcript is longer (more as the user scrolls): a few
+#: screens, so the first frame of a long transcript renders one or two big outputs, not ten screens' worth.
+PAGE_LINES = 160
 #: New blocks rendered at once below the window; more while following re-windows at the end.
 PAGE_BLOCKS = 64
 #: Rendered lines kept for blocks of the same content (all dropped when more are rendered).
