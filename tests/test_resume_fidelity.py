@@ -123,13 +123,83 @@ def test_without_the_recorded_decisions_the_skipped_cell_runs(stepped: tuple[Pat
     """The attack the recorded decisions stop: the same session without its ``step_decided`` lines runs the
     destructive cell the recorded reply still holds, and the model's code instead of the user's edit."""
     session, marker = stepped
-    bare = tmp_path / "no-decisions.jsonl"
-    bare.write_text("".join(line for line in session.read_text().splitlines(keepends=True)
-                            if '"kind": "step_decided"' not in line))
-    code, result, _, _ = resume(bare, tmp_path, capsys, no_live_turn_of_the_recording([]), "--ask", NEW,
+    code, result, _, _ = resume(without_decisions(session, tmp_path), tmp_path, capsys, no_live_turn_of_the_recording([]), "--ask", NEW,
                                 *UNSANDBOXED)
     assert code == 0, result
     assert marker.read_text() == "the skipped cell ran" and result["answer"] == "original"
+
+
+def test_a_child_rlms_skipped_cell_is_skipped_again(corpus: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A child RLM's cell is found by the child's first message and its number, as its turns are."""
+    marker = tmp_path / "marker.txt"
+
+    def script(messages, model):
+        if question_of(messages).startswith("child task"):
+            if turn_of(messages) == 1:
+                return fence(f"open({str(marker)!r}, 'w').write('the skipped cell ran')")
+            return "FINAL(child ok)"
+        return fence("print(rlm_query('child task'))") if turn_of(messages) == 1 else "FINAL(done)"
+
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.STEP_WAITING:
+            skip = str(marker) in (event.get("code") or "")
+            assert ui.do(ui.steering.deny(event.get("gate")) if skip else ui.steering.step(event.get("gate")))
+
+    run = asyncio.run(steer_run(script, corpus, tmp_path, react, approve="auto", step="cell", max_depth=2))
+    assert run.result.answer == "done"
+    session = tmp_path / "session.jsonl"
+    for source in (session, without_decisions(session, tmp_path)):
+        code, result, out, requests = resume(source, tmp_path, capsys, lambda m, model: "FINAL(live)",
+                                             "--ask", NEW, *UNSANDBOXED)
+        assert code == 0 and result["answer"] == "live" and len(requests) == 1, result
+        if source is session:
+            assert not marker.exists(), "the child's cell the user skipped ran again"
+            child = next(e for e in load(out).events if e.kind == ev.STEP_DECIDED and e.parent == "n0")
+            assert child.get("decision") == "skip" and child.get("replayed") is True
+    assert marker.read_text() == "the skipped cell ran"  # without the recorded decision it runs
+
+
+@pytest.mark.parametrize("args, live", [(["--ask", NEW], [f"{NEW} turn 1"]), (["--at", "2"], [f"{QUESTION} turn 2"])],
+                         ids=["ask", "at"])
+def test_a_kill_at_a_cells_step_gate_is_not_run_again(corpus: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str], args: list[str],
+                                                     live: list[str]) -> None:
+    """The user killed the run at the marker cell's gate: replayed whole, the question ends killed there
+    (--ask); in the question --at goes live in, the cell does not run and the live model goes on."""
+    marker = tmp_path / "marker.txt"
+
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.STEP_WAITING and str(marker) in (event.get("code") or ""):
+            assert ui.do(ui.steering.kill("n0"))
+
+    run = asyncio.run(steer_run(marker_root(marker), corpus, tmp_path, react, approve="auto", step="cell"))
+    assert run.result.answer is None and run.result.stopped_by == "killed"
+    asked: list[str] = []
+
+    def script(messages, model):
+        asked.append(f"{question_of(messages)} turn {turn_of(messages)}")
+        return "FINAL(live)"
+
+    code, result, out, _ = resume(tmp_path / "session.jsonl", tmp_path, capsys, script, *args, *UNSANDBOXED)
+    assert code == 0 and result["answer"] == "live", result
+    assert not marker.exists(), "the cell the user killed the run at ran"
+    assert asked == live
+    events = load(out).events
+    first = next(e for e in events if e.kind == ev.NODE_FINISHED and e.node == "n0")
+    if args[0] == "--ask":
+        recorded = next(e for e in run.session if e.kind == ev.NODE_FINISHED and e.node == "n0")
+        ended = [(e.get("status"), e.get("stopped_by"), e.get("error")) for e in (first, recorded)]
+        assert ended[0] == ended[1] and ended[0][:2] == ("killed", "killed")
+        assert next(e for e in events if e.kind == ev.RUN_FINISHED).get("outcomes")[0]["stopped_by"] == "killed"
+
+
+def without_decisions(session: Path, tmp_path: Path) -> Path:
+    """A copy of ``session`` without its step_decided lines: the recorded replies as they were, nothing else."""
+    bare = tmp_path / "no-decisions.jsonl"
+    bare.write_text("".join(line for line in session.read_text().splitlines(keepends=True)
+                            if '"kind": "step_decided"' not in line))
+    return bare
 
 
 # ---- B: a question that was stopped ends the same way when replayed whole ------------------------
