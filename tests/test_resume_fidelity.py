@@ -17,6 +17,7 @@ from rlm_tui.cli import main
 from rlm_tui.core import events as ev
 from rlm_tui.core.session import load
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, question_of, turn_of
+from rlm_tui.sessions.resume import ANSWER_NOT_REACHED, NO_RECORDED_END
 from ask_sample import ask_all
 from steer_sample import FakeUI, steer_run
 
@@ -123,8 +124,8 @@ def test_without_the_recorded_decisions_the_skipped_cell_runs(stepped: tuple[Pat
     """The attack the recorded decisions stop: the same session without its ``step_decided`` lines runs the
     destructive cell the recorded reply still holds, and the model's code instead of the user's edit."""
     session, marker = stepped
-    code, result, _, _ = resume(without_decisions(session, tmp_path), tmp_path, capsys, no_live_turn_of_the_recording([]), "--ask", NEW,
-                                *UNSANDBOXED)
+    code, result, _, _ = resume(without_decisions(session, tmp_path), tmp_path, capsys,
+                                no_live_turn_of_the_recording([]), "--ask", NEW, *UNSANDBOXED)
     assert code == 0, result
     assert marker.read_text() == "the skipped cell ran" and result["answer"] == "original"
 
@@ -262,3 +263,31 @@ def test_a_question_that_timed_out_ends_the_same_way_without_asking_the_live_mod
     assert finished.get("outcomes")[0] == {"answer": None, "stopped_by": "timeout", "error": None}
     assert finished.get("outcomes")[-1]["answer"] == "live"
     assert [e.get("turn") for e in events if e.kind == ev.LM_STARTED and e.node == roots[0].node] == [1]
+
+
+@pytest.mark.parametrize("damage, question, error", [
+    ("cut", 0, NO_RECORDED_END), ("no answer", 1, ANSWER_NOT_REACHED)], ids=["no end recorded", "answer not reached"])
+def test_a_question_whose_recording_ends_otherwise_ends_with_an_error(
+        timed_out_first: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str, question: int,
+        error: str) -> None:
+    """Cut: the recording process was killed while question 1's turn-2 request was out (no end recorded).
+    No answer: question 2's recorded answer is not reached when replayed (its reply was changed)."""
+    lines = timed_out_first.read_text().splitlines(keepends=True)
+    if damage == "cut":
+        lines = lines[:next(i for i, line in enumerate(lines) if '"kind": "limit_reached"' in line)]
+    else:
+        lines = [line.replace('"text": "FINAL(7316)"', '"text": "still looking"') for line in lines]
+    source = tmp_path / "changed.jsonl"
+    source.write_text("".join(lines))
+    asked: list[str] = []
+
+    def script(messages, model):
+        asked.append(question_of(messages))
+        return "FINAL(live)"
+
+    code, result, out, _ = resume(source, tmp_path, capsys, script, "--ask", THIRD)
+    assert code == 0 and result["answer"] == "live", result
+    assert asked == [THIRD]
+    roots = [e for e in load(out).events if e.kind == ev.NODE_FINISHED and e.parent is None]
+    assert (roots[question].get("status"), roots[question].get("stopped_by"), roots[question].get("error")) == (
+        "failed", "error", error)
