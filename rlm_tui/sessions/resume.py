@@ -9,7 +9,9 @@ recorded turns replay, sub-calls whose prompt was recorded get their recorded
 replies too (``llm_query`` by model and prompt, child RLM turns by their
 question and turn), so nothing is paid twice; ``--live-subcalls`` asks the
 live model for them instead. The user's own recorded cells run again too, each
-in its place among the model's cells (``recorded_cells.py``). The new run is
+in its place among the model's cells (``recorded_cells.py``), and the user's
+step decisions on cells apply again (``RecordedReplies.step``): the replay
+reproduces what the user decided, not the model's raw replies. The new run is
 recorded to a new session file whose ``run_started`` names its origin
 (``resumed_from``).
 
@@ -17,6 +19,8 @@ recorded to a new session file whose ``run_started`` names its origin
 (each a question of the new session, in the one kernel that lives on), then
 QUESTION up to TURN; the session ends with QUESTION's answer. With ``--ask``
 every recorded question is replayed whole, then the new question runs live.
+A question replayed whole never goes live: it ends where its recording ends,
+as it was recorded to end (``RecordingEnded``).
 """
 
 from __future__ import annotations
