@@ -28,7 +28,9 @@ question 1's.
 
 The cells you ran yourself run again too, in their place among the model's
 cells, so the model's later cells find what yours defined. One that fails again
-is recorded with its error and the run goes on, as when you ran it.
+is recorded with its error and the run goes on, as when you ran it. Your step
+decisions replay too: a cell you skipped at its step gate is skipped again (the
+recorded reply still holds its code) and one you edited runs as you edited it.
 
 Settings (models, API base, limits) are the recorded ones unless given here.
 API keys are never recorded: give --api-key or the provider's variable. A
@@ -38,7 +40,9 @@ With --ask instead of --at, the session goes on with a new question: every
 recorded question is replayed whole (its code runs again with the recorded
 model and sub-call replies, so the REPL holds what it built), then QUESTION is
 asked of the live model, which is told the earlier questions and answers and
-the REPL's variables. --json prints the new question's answer.
+the REPL's variables. --json prints the new question's answer. A question
+replayed whole never goes live: one that was stopped (a timeout, a kill, an
+error) ends where its recording ends, the same way.
 
 examples:
   rlm-tui resume run.jsonl --at 3 --headless

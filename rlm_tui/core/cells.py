@@ -3,6 +3,7 @@ and a kernel's revival when it dies or ignores an interrupt."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from . import prompts
 from .backends import Kernel, KernelBackend, KernelDied, expression_value, kernel_source
 from .safe_text import strip_ansi
 from .config import Limits
-from .control import SKIPPED_OUTPUT, CellRefused, Steering, edited_cell_note
+from .control import SKIPPED_OUTPUT, CellRefused, Decision, Killed, Steering, edited_cell_note
 from .errors import SetupError
 from .redaction import redact
 from .rlm_node import Rlm
@@ -36,12 +37,17 @@ class Before:
 #: in their recorded order.
 RecordedCells = Callable[[Before], list[str]]
 
+#: rlm-tui resume: (node, cell number, code) -> the user's recorded decision at that cell's step gate (skip,
+#: edit with the code that ran, kill) while recorded replies replay, or None: the gate works as usual.
+#: May raise ``RecordingEnded`` (a question replayed whole whose root was killed at this gate ends here).
+RecordedSteps = Callable[[str, int, str], Decision | None]
+
 
 class Cells:
     def __init__(self, backend: KernelBackend, emit: Callable[..., Any], steering: Steering, limits: Limits,
                  secret: str, secrets: list[str], run_dir: Path, input_path: Path,
                  recorded: RecordedCells | None = None,
-                 answered: Callable[[Rlm, str], None] | None = None) -> None:
+                 answered: Callable[[Rlm, str], None] | None = None, steps: RecordedSteps | None = None) -> None:
         self.backend = backend
         self.emit = emit
         self.steering = steering
@@ -56,6 +62,9 @@ class Cells:
         #: Called when a cell of the user's (run now or replayed by resume) sets the answer: the engine ends
         #: the running question with it, as answered by the user.
         self.answered = answered
+        #: The user's recorded step decisions, applied again where they were made (a cell the user skipped,
+        #: perhaps because it was destructive, must not run just because the recorded reply still holds it).
+        self.steps = steps
 
     async def prepare_kernel(self, kernel: Kernel) -> None:
         """Install the RLM helpers (kernels/bootstrap.py) and connect the kernel to the bridge."""
@@ -91,7 +100,13 @@ class Cells:
         await self.replay_user(rlm, Before(rlm.cells + 1))
         rlm.cells += 1
         cell = rlm.cells
-        step = await self.steering.cell_gate(rlm.node, rlm.parent, cell, code)
+        step = self.steps(rlm.node, cell, code) if self.steps is not None else None
+        if step is not None:
+            self.steering.replayed_step(rlm.node, rlm.parent, cell, code, step)
+            if step.action == "kill":
+                raise Killed(rlm.node)
+        else:
+            step = await self.steering.cell_gate(rlm.node, rlm.parent, cell, code)
         if step.action == "skip":
             return SKIPPED_OUTPUT, {}
         await self.replay_user(rlm, Before(rlm.cells + 1, waiting=True))  # one run while this cell waited
@@ -122,6 +137,8 @@ class Cells:
             await rlm.ready_kernel()
         for code in due:
             await self._run_user(rlm, code)
+        if due:  # one that answered the question cancelled this task: the cancel lands here, before the
+            await asyncio.sleep(0)  # question goes on (its recording may end at the next model call)
 
     async def _run_user(self, rlm: Rlm, code: str) -> None:
         async with rlm.busy:

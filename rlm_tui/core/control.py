@@ -451,6 +451,16 @@ class Steering:
             raise Killed(node)
         return decision
 
+    def replayed_step(self, node: str, parent: str | None, cell: int, code: str, decision: Decision) -> None:
+        """rlm-tui resume: the user's recorded decision at a cell's step gate, applied again without asking
+        (it was the user's answer to this very cell). Recorded as that gate was, the decision marked
+        ``replayed``, so the new session shows the cell skipped or edited as the recorded one does."""
+        gate = Gate(f"{node}/cell{cell}", "cell", node, parent, cell=cell, code=code)
+        self._emit_(ev.STEP_WAITING, node, parent, gate=gate.id, what="cell", cell=cell, code=code,
+                    waiting=self.waiting + 1)
+        self._emit_(ev.STEP_DECIDED, node, parent, **self._step_data(gate, decision, 0.0), replayed=True,
+                    waiting=self.waiting)
+
     # ---- internals (the engine's loop) ------------------------------------------------------
 
     def _emit_(self, kind: str, node: str | None, parent: str | None = None, **data: Any) -> None:
@@ -493,15 +503,20 @@ class Steering:
         if gate.kind == "spawn":
             self._spawn_decided(gate, decision, waited)
         else:
-            data: dict[str, Any] = {"gate": gate.id, "what": gate.kind, "decision": decision.action,
-                                    "by": decision.by, "at": now_iso(), "waited_s": round(waited, 3)}
-            if gate.kind == "cell":
-                data["code"] = decision.code if decision.action == "edit" else gate.code
-                if decision.action == "edit":
-                    data["original_code"] = gate.code
-            if decision.reason:
-                data["reason"] = decision.reason
-            self._emit_(ev.STEP_DECIDED, gate.node, gate.parent, **data, waiting=self.waiting)
+            self._emit_(ev.STEP_DECIDED, gate.node, gate.parent, **self._step_data(gate, decision, waited),
+                        waiting=self.waiting)
+
+    def _step_data(self, gate: Gate, decision: Decision, waited: float) -> dict[str, Any]:
+        """A step decision's fields for ``step_decided``."""
+        data: dict[str, Any] = {"gate": gate.id, "what": gate.kind, "decision": decision.action,
+                                "by": decision.by, "at": now_iso(), "waited_s": round(waited, 3)}
+        if gate.kind == "cell":
+            data["code"] = decision.code if decision.action == "edit" else gate.code
+            if decision.action == "edit":
+                data["original_code"] = gate.code
+        if decision.reason:
+            data["reason"] = decision.reason
+        return data
 
     def _spawn_decided(self, gate: Gate, decision: Decision, waited: float) -> None:
         data: dict[str, Any] = {"decision": decision.action, "by": decision.by, "at": now_iso(),

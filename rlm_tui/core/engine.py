@@ -28,13 +28,13 @@ from . import pricing, prompts, shape
 from .backends import KernelBackend, KernelDied, KernelPool, make_backend, refusal, url_token
 from .bridge import Bridge
 from .budget import Budget
-from .cells import Cells, RecordedCells
+from .cells import Cells, RecordedCells, RecordedSteps
 from .compaction import Compaction
 from .config import Settings
 from .control import CellRefused, Killed, Steering
 from .errors import SetupError
 from .lm import LMClient, LMError, LMFatalError, litellm_module
-from .model_calls import ModelCalls, Recorded
+from .model_calls import ModelCalls, Recorded, RecordingEnded
 from .recorder import Recorder, SessionUnusable
 from .redaction import known_secrets, redact
 from .rlm_node import Rlm, context_preview
@@ -125,6 +125,8 @@ class Engine:
         self.run_info: dict[str, Any] = {}
         #: rlm-tui resume: the user's recorded cells, run again in their place among the model's (cells.py)
         self.recorded_cells: RecordedCells | None = None
+        #: rlm-tui resume: the user's recorded step decisions on cells, applied again while the recording replays
+        self.recorded_steps: RecordedSteps | None = None
 
     @property
     def recorded(self) -> Recorded | None:
@@ -195,7 +197,7 @@ class Engine:
         self.steering.bind(self.emit)
         self.steering.on_user_cell(self.run_user_cell)
         self.cells = Cells(self.backend, self.emit, self.steering, self.limits, self.bridge.secret, self.secrets,
-                           self._tmp, self.path, self.recorded_cells, self._answered_by_user)
+                           self._tmp, self.path, self.recorded_cells, self._answered_by_user, self.recorded_steps)
         self.turns = TurnLoop(self.calls, self.cells, self.steering, self.budget, self.limits, self.emit,
                               Compaction(self.emit, self.settings.context_window, self.settings.max_reply_tokens))
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)
@@ -325,6 +327,8 @@ class Engine:
                 self.budget.stopped_by = self.budget.stopped_by or "interrupted"
                 self._root_task.cancel()
                 await asyncio.gather(self._root_task, return_exceptions=True)
+        except RecordingEnded as end:  # rlm-tui resume: a question replayed whole ended as recorded
+            error = end.question_error
         except QUESTION_FAILURES as exc:  # the question failed; the session goes on (run() decides)
             error = str(exc)
             if isinstance(exc, KernelDied):
@@ -386,6 +390,7 @@ class Engine:
         """The loop of one RLM; returns its answer (None when stopped without one)."""
         assert self.pool is not None and self.cells is not None and self.turns is not None
         status, answer, error, failure = "failed", None, "", "error"
+        recorded: RecordingEnded | None = None  # rlm-tui resume: the question ends as its recording does
         self.emit(ev.NODE_STARTED, rlm.node, rlm.parent, node_kind="root" if rlm.parent is None else "rlm",
                   depth=rlm.depth, model=rlm.model, prompt=rlm.question, label=one_line(rlm.question),
                   context=context_preview(rlm.spec))
@@ -422,6 +427,10 @@ class Engine:
         except Killed:
             status, error = "killed", "killed by user"
             return None
+        except RecordingEnded as end:
+            recorded, status, error = end, end.status, end.error
+            self._ended_as_recorded(rlm, end)
+            raise
         except (LMError, KernelDied, RuntimeError) as exc:
             error = str(exc)
             failure = "kernel_deaths" if isinstance(exc, KernelDied) else "error"
@@ -436,7 +445,7 @@ class Engine:
                 await asyncio.shield(self._stop_question(rlm))
             ended: dict[str, Any] = {}
             if rlm.parent is None and status != "done":  # why the question has no answer, for the session file
-                ended["stopped_by"] = self._stopped_by(rlm, status, failure)
+                ended["stopped_by"] = recorded.stopped_by if recorded else self._stopped_by(rlm, status, failure)
                 if status == "limit" and not error:
                     error = f"{ended['stopped_by']}: {self.budget.details.get(ended['stopped_by'], '')}"
             self.emit(ev.NODE_FINISHED, rlm.node, rlm.parent, status=status,
@@ -445,6 +454,15 @@ class Engine:
                 kernel, rlm.kernel = rlm.kernel, None  # gone for user cells and attach from here on
                 self.subcalls.owners.pop(kernel.id, None)
                 await asyncio.shield(self.pool.release(kernel))
+
+    def _ended_as_recorded(self, rlm: Rlm, end: RecordingEnded) -> None:
+        """The session's state after a question replayed whole stopped as recorded: a limit is reached again
+        (``limit_reached`` on its root), a kill or the kernel's deaths is what stopped it; an error is the
+        question's own (``_question`` takes it)."""
+        if end.status == "limit":
+            self.budget.limit(end.stopped_by, end.error.removeprefix(f"{end.stopped_by}: "), rlm.node)
+        elif end.status == "killed" or end.stopped_by == "kernel_deaths":
+            self.budget.stopped_by = self.budget.stopped_by or end.stopped_by
 
     def _stopped_by(self, rlm: Rlm, status: str, failure: str) -> str:
         """What ended a question without an answer: a limit's name, ``killed``, ``kernel_deaths`` or ``error``."""

@@ -132,7 +132,8 @@ STEP_WAITING = _kind("step_waiting", "step mode: a turn or cell waits for the us
 STEP_DECIDED = _kind("step_decided", "a waiting step was decided",
                      _f("gate", TEXT), _f("what", TEXT), _f("decision", TEXT, "`run`, `edit`, `skip`, `kill`"),
                      _f("by", TEXT), _opt("at", TEXT, "ISO time"), _opt("waited_s", NUMBER), _opt("code", TEXT),
-                     _opt("original_code", TEXT), _opt("reason", TEXT), _opt("waiting", INT))
+                     _opt("original_code", TEXT), _opt("reason", TEXT), _opt("waiting", INT),
+                     _opt("replayed", BOOL, "resume"))
 STEERING = _kind("steering", "the user steered the run",
                  _f("action", TEXT, "`pause`, `resume`, `step`, `policy`, `always`, `kill`, `interrupt`"),
                  _f("by", TEXT), _opt("at", TEXT, "ISO time"), _opt("mode", TEXT), _opt("policy", TEXT),

@@ -15,8 +15,27 @@ from .lm import LMClient, LMResult, LMWindowError
 REFITS = 3  # a request refused as over the window is compacted and sent again at most this often
 CHUNK_INTERVAL = 0.05  # seconds: streamed text is coalesced into events at most this often
 
-#: (node, parent, model, turn, messages) -> the recorded reply, or None to ask the live model.
+#: (node, parent, model, turn, messages) -> the recorded reply, or None to ask the live model; raises
+#: ``RecordingEnded`` where a question replayed whole stops because its recording stops.
 Recorded = Callable[[str, str | None, str, int | None, list[dict[str, str]]], LMResult | None]
+
+
+class RecordingEnded(Exception):
+    """rlm-tui resume: a recorded question replayed whole has no more recorded turns, so it ends here the
+    way it ended when recorded (a timeout, a kill, an error...) instead of asking the live model to go on
+    with an old question: that would spend money and change the kernel before the question that is meant
+    to run live. ``status`` and ``stopped_by`` are its root's recorded ``node_finished`` fields."""
+
+    def __init__(self, status: str, stopped_by: str, error: str) -> None:
+        super().__init__(error)
+        self.status = status  # limit | killed | failed
+        self.stopped_by = stopped_by  # timeout, max_iterations, killed, kernel_deaths, error...
+        self.error = error
+
+    @property
+    def question_error(self) -> str | None:
+        """The question's own error, as the engine records a failed question (a limit or a kill has none)."""
+        return self.error if self.status == "failed" else None
 
 
 class ModelCalls:
@@ -35,6 +54,8 @@ class ModelCalls:
         """One model call. ``refit(error)``, when given, may shorten ``messages`` in place after the server
         refused them as over its window (True: send them again at once, as the same call)."""
         await self.steering.checkpoint(node)
+        # Asked before the call is recorded as started: a recording that ends here ends its question now.
+        recorded = self.recorded(node, parent, model, turn, messages) if self.recorded is not None else None
         self.emit(ev.LM_STARTED, node, parent, turn=turn, model=model, messages=added)
         buffer: list[str] = []
         last = time.perf_counter()
@@ -55,7 +76,6 @@ class ModelCalls:
             buffer.clear()
             self.emit(ev.LM_RETRY, node, parent, attempt=attempt, error=error, wait_s=round(wait, 2))
 
-        recorded = self.recorded(node, parent, model, turn, messages) if self.recorded is not None else None
         if recorded is not None:
             if stream:
                 on_text(recorded.text)

@@ -9,7 +9,9 @@ recorded turns replay, sub-calls whose prompt was recorded get their recorded
 replies too (``llm_query`` by model and prompt, child RLM turns by their
 question and turn), so nothing is paid twice; ``--live-subcalls`` asks the
 live model for them instead. The user's own recorded cells run again too, each
-in its place among the model's cells (``recorded_cells.py``). The new run is
+in its place among the model's cells (``recorded_cells.py``), and the user's
+step decisions on cells apply again (``RecordedReplies.step``): the replay
+reproduces what the user decided, not the model's raw replies. The new run is
 recorded to a new session file whose ``run_started`` names its origin
 (``resumed_from``).
 
@@ -17,6 +19,8 @@ recorded to a new session file whose ``run_started`` names its origin
 (each a question of the new session, in the one kernel that lives on), then
 QUESTION up to TURN; the session ends with QUESTION's answer. With ``--ask``
 every recorded question is replayed whole, then the new question runs live.
+A question replayed whole never goes live: it ends where its recording ends,
+as it was recorded to end (``RecordingEnded``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from typing import Any, Callable, Iterable
 
 from ..core import events as ev
 from ..core.config import Limits, Settings
+from ..core.control import Decision
 from ..core.lm import LMResult
+from ..core.model_calls import RecordingEnded
 from ..core.safe_text import as_text
 from .index import SessionIndex
 from .recorded_cells import RecordedUserCells
@@ -39,13 +45,30 @@ class ResumeError(Exception):
     """The session cannot be resumed as asked (a usage error: exit code 2)."""
 
 
+#: A question whose recording has no end (the recorded process was killed mid-question) ends with this error.
+NO_RECORDED_END = "the recording of this question stops here without saying how it ended"
+#: A question whose replay asks for a turn past its recorded answer (its replayed code ran differently).
+ANSWER_NOT_REACHED = "replaying its recorded turns did not reach the recorded answer"
+
+
+@dataclass(frozen=True)
+class RecordedStep:
+    """The user's decision at a model cell's step gate, as recorded."""
+
+    decision: Decision  # skip, edit (``code``: what ran instead), kill
+    code: str  # the code that waited at the gate: the decision applies to that code only
+
+
 @dataclass
 class RecordedReplies:
     """Recorded model replies, consumed in order until the live model takes over.
 
     Called by the engine as ``recorded(node, parent, model, turn, messages)``
     before each model call; returns an LMResult (no tokens, no cost: nothing was
-    spent) or None for "ask the live model".
+    spent) or None for "ask the live model". A question replayed whole (one
+    before ``question``) never goes live: where its recorded turns end it ends,
+    as it was recorded to end (``RecordingEnded``). ``step`` hands the engine the
+    user's recorded step decisions on cells while the recording replays.
     """
 
     at: int  # the first root turn the live model writes (in question ``question``)
@@ -53,11 +76,15 @@ class RecordedReplies:
     question: int = 0  # the question (0-based) where the live model takes over at turn ``at``
     rlm: dict[tuple[str, int], deque[str]] = field(default_factory=dict)  # (first user message, turn) -> replies
     llm: dict[tuple[str, str], deque[str]] = field(default_factory=dict)  # (model, prompt) -> replies
+    ends: list[RecordingEnded] = field(default_factory=list)  # per recorded question: how it ended, if stopped
+    #: (question 0-based, cell) for a root, (first user message, cell) for a child RLM -> its recorded steps
+    steps: dict[tuple[int | str, int], deque[RecordedStep]] = field(default_factory=dict)
     subcalls: bool = True  # replay recorded sub-call replies too
     live: bool = False  # the live model has taken over
     used: int = 0  # recorded replies handed out
 
     _ordinal: dict[str, int] = field(default_factory=dict)  # root node (of this run) -> its question, 0-based
+    _child: dict[str, str] = field(default_factory=dict)  # child RLM served recorded turns -> first user message
 
     def __post_init__(self) -> None:
         self.live = self.live or (self.at <= 1 and self.question == 0)
@@ -75,6 +102,7 @@ class RecordedReplies:
         first_user: dict[str, str] = {}  # rlm node -> its first user message
         turns: dict[str, int | None] = {}  # node -> turn of its current model call
         question: dict[str, int] = {}  # root node -> its question, 0-based
+        gates: dict[str, tuple[int, str]] = {}  # a cell's step gate -> (cell, code that waited)
         for event in events:
             node = event.node or ""
             if event.kind == ev.NODE_STARTED:
@@ -83,6 +111,18 @@ class RecordedReplies:
                 if kinds[node] == "root" and node not in question:
                     question[node] = len(replies.roots)
                     replies.roots.append({})
+                    replies.ends.append(RecordingEnded("failed", "error", NO_RECORDED_END))
+            elif event.kind == ev.NODE_FINISHED and node in question:
+                replies.ends[question[node]] = _ended(event)
+            elif event.kind == ev.STEP_WAITING and event.get("what") == "cell":
+                if isinstance(event.get("cell"), int) and isinstance(event.get("code"), str):
+                    gates[as_text(event.get("gate"))] = (event.get("cell"), event.get("code"))
+            elif event.kind == ev.STEP_DECIDED and as_text(event.get("gate")) in gates:
+                cell, code = gates.pop(as_text(event.get("gate")))
+                owner: int | str | None = question.get(node, first_user.get(node) if kinds.get(node) == "rlm" else None)
+                decision = _decision(event)
+                if owner is not None and decision is not None:
+                    replies.steps.setdefault((owner, cell), deque()).append(RecordedStep(decision, code))
             elif event.kind == ev.LM_STARTED:
                 turns[node] = event.get("turn")
                 if node not in first_user:
@@ -113,6 +153,8 @@ class RecordedReplies:
         if parent is None:  # a question's root
             ordinal = self._ordinal.setdefault(node, len(self._ordinal))
             replies = self.roots[ordinal] if ordinal < len(self.roots) else {}
+            if ordinal < self.question and (turn is None or turn not in replies):
+                raise self.ended(ordinal)  # replayed whole: it ends where its recording ends, as recorded
             if (turn is None or turn not in replies or ordinal > self.question
                     or (ordinal == self.question and turn >= self.at)):
                 self.live = True
@@ -124,11 +166,56 @@ class RecordedReplies:
             else:  # a child RLM's turn
                 user = next((m.get("content", "") for m in messages if m.get("role") == "user"), "")
                 queue = self.rlm.get((user, turn))
+                if queue:
+                    self._child[node] = user
             text = queue.popleft() if queue else None
         if text is None:
             return None
         self.used += 1
         return LMResult(text, 0, 0, 0.0, True, 0.0)
+
+    def ended(self, question: int) -> RecordingEnded:
+        """How recorded question ``question`` (0-based) ended, as a new exception to raise."""
+        end = self.ends[question]
+        return RecordingEnded(end.status, end.stopped_by, end.error)
+
+    def step(self, node: str, cell: int, code: str) -> Decision | None:
+        """The user's recorded decision at the step gate of ``node``'s cell ``cell`` (``code``), while the
+        recording replays; None once live, for a node the recording did not serve, or for other code than
+        the decision was made on. A root cell is found by its question and number (the user's own cells run
+        again in place, so numbers line up), a child RLM's by its first user message and number, as its
+        turns are. A kill ends a question replayed whole as recorded (``RecordingEnded``); in the question
+        that goes live it is a skip (that cell never ran, and the live model writes what follows)."""
+        if self.live:
+            return None
+        owner: int | str | None = self._ordinal.get(node, self._child.get(node))
+        queue = self.steps.get((owner, cell)) if owner is not None else None
+        if not queue or queue[0].code != code:
+            return None
+        decision = queue.popleft().decision
+        if decision.action == "kill" and isinstance(owner, int):
+            if owner < self.question:
+                raise self.ended(owner)
+            return Decision("skip", by=decision.by, reason="killed at its step gate when recorded")
+        return decision
+
+
+def _ended(finished: ev.Event) -> RecordingEnded:
+    """How a recorded question ended, from its root's ``node_finished`` (an answer its replay did not reach
+    ends it as an error too: the live model is not asked to go on with it)."""
+    status, error = as_text(finished.get("status")), as_text(finished.get("error"))
+    if status in ("limit", "killed", "failed"):
+        return RecordingEnded(status, as_text(finished.get("stopped_by")) or "error", error)
+    return RecordingEnded("failed", "error", ANSWER_NOT_REACHED)
+
+
+def _decision(decided: ev.Event) -> Decision | None:
+    """A recorded cell step decision that changes what runs (skip, edit, kill); None for ``run``."""
+    action, code = decided.get("decision"), decided.get("code")
+    if action not in ("skip", "edit", "kill") or (action == "edit" and not isinstance(code, str)):
+        return None
+    return Decision(action, by=as_text(decided.get("by")) or "user", code=code if action == "edit" else None,
+                    reason=as_text(decided.get("reason")))
 
 
 def _messages(value: Any) -> list[dict[str, Any]]:
@@ -154,6 +241,7 @@ class ResumePlan:
         """Hook the recorded replies and user cells, the origin and any further questions into an Engine
         before it runs."""
         engine.recorded = self.replies
+        engine.recorded_steps = self.replies.step
         engine.run_info = dict(self.run_info)
         cells = self.user_cells
         engine.recorded_cells = lambda before: cells.due(len(engine.asked), before)  # the question running
