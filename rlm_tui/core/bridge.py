@@ -112,9 +112,12 @@ class Bridge:
         nothing costs no memory and no task for long; a hello nested deep is just refused.
         """
         try:
-            line = await asyncio.wait_for(reader.readline(), timeout=HELLO_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel (the bridge closing)
+            # that comes as the line arrives, and the handler would then wait on a live kernel for good.
+            async with asyncio.timeout(HELLO_TIMEOUT_S):
+                line = await reader.readline()
             hello = json.loads(line)
-        except (asyncio.TimeoutError, ValueError, RecursionError, asyncio.LimitOverrunError):
+        except (TimeoutError, ValueError, RecursionError, asyncio.LimitOverrunError):
             return None
         if not isinstance(hello, dict):
             return None

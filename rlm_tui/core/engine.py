@@ -311,8 +311,11 @@ class Engine:
         error: str | None = None
         interrupted = False
         try:
-            answer = await asyncio.wait_for(asyncio.shield(self._root_task), self.limits.timeout)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a stop (Ctrl+C, a signal, the app
+            # quitting) that comes in the step the root answers, and the session would go on.
+            async with asyncio.timeout(self.limits.timeout):
+                answer = await asyncio.shield(self._root_task)
+        except TimeoutError:
             root.stop = ("timeout", f"the question took longer than {self.limits.timeout:g} s")
             self.budget.limit("timeout", root.stop[1], root.node)  # on the question it stopped
             self._root_task.cancel()
