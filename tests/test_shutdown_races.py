@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fed_root, fence
+from conftest import ROOT, fed_root, fence
 from rlm_tui.core import events as ev
 from rlm_tui.core.bridge import Bridge
 from rlm_tui.core.config import Limits, Settings
@@ -71,3 +71,14 @@ async def test_a_stop_as_the_root_answers_still_interrupts_the_run(corpus: Path,
             await run[0]
     last = load(session).events[-1]
     assert last.kind == ev.RUN_FINISHED and last.get("stopped_by") == "interrupted"
+
+
+def test_the_package_never_uses_wait_for() -> None:
+    """Every timed wait is ``async with asyncio.timeout(...)``: a wait_for left anywhere (a model stream,
+    a remote kernel's messages) could drop a stop the same way. Six were swept after the two above."""
+    import ast
+
+    found = [f"{path.relative_to(ROOT)}:{node.lineno}" for path in sorted((ROOT / "rlm_tui").rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Attribute) and node.attr == "wait_for"]
+    assert found == []

@@ -141,8 +141,9 @@ async def _read_stream(resp: Any, on_text: Callable[[str], None],
     begun = False  # before the first line, the wait is the model thinking: only the request timeout applies
     while True:
         try:
-            raw = await asyncio.wait_for(resp.content.readline(), idle if begun else None)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(idle if begun else None):
+                raw = await resp.content.readline()
+        except TimeoutError:
             raise ProviderError(RETRY, f"the stream stalled: nothing for {idle:g} s") from None
         if not raw:
             break

@@ -197,10 +197,11 @@ class LMClient:
         chunks = stream.__aiter__()
         while True:
             try:  # the first chunk may take the model's thinking time; later ones must keep coming
-                chunk = await asyncio.wait_for(chunks.__anext__(), self.idle if parts or usage else None)
+                async with asyncio.timeout(self.idle if parts or usage else None):
+                    chunk = await chunks.__anext__()
             except StopAsyncIteration:
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ProviderError(lm_errors.RETRY, f"the stream stalled: nothing for {self.idle:g} s") from None
             if getattr(chunk, "usage", None):
                 usage = chunk.usage

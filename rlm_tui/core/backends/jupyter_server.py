@@ -112,8 +112,9 @@ class RemoteKernel(Kernel):
                 ask_again = time.monotonic() + NUDGE_S
                 while not (answered and heard) and (left := ask_again - time.monotonic()) > 0:
                     try:
-                        msg = await asyncio.wait_for(self._iopub.get(), left)
-                    except asyncio.TimeoutError:
+                        async with asyncio.timeout(left):
+                            msg = await self._iopub.get()
+                    except TimeoutError:
                         msg = {}
                     if msg is None:
                         raise KernelDied(f"kernel {self.remote_id} on {self.api.url} did not answer")
@@ -221,8 +222,9 @@ class RemoteKernel(Kernel):
         status, error = "ok", ""
         while True:
             try:
-                msg = await asyncio.wait_for(self._iopub.get(), 0.25)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(0.25):
+                    msg = await self._iopub.get()
+            except TimeoutError:
                 elapsed = time.perf_counter() - started
                 if reply.done():  # the shell says the cell is over; its idle is due on iopub
                     replied_at = elapsed if replied_at is None else replied_at
@@ -258,8 +260,9 @@ class RemoteKernel(Kernel):
         if status in ("interrupted", "timeout"):
             self._cancel_calls()  # "cancel on interrupt": the kernel may not get to say so itself
         try:
-            shell = await asyncio.wait_for(reply, 10)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(10):
+                shell = await reply
+        except TimeoutError:
             shell = {}
         if status == "ok" and shell.get("status") == "error":  # the error's iopub message was lost too
             status, error = error_status(shell.get("ename", "")), shell.get("ename", "Error")
@@ -313,8 +316,9 @@ class RemoteKernel(Kernel):
             if ready_to_answer():
                 break
             try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
+            except TimeoutError:
                 break
         ready = [self._done[rid] for rid in want if rid in self._done]
         self._rest = json.dumps(ready, ensure_ascii=True)
