@@ -13,7 +13,6 @@ from rich.console import Group, RenderableType
 from rich.padding import Padding
 from rich.panel import Panel
 from rich.rule import Rule
-from rich.syntax import Syntax
 from rich.text import Text
 from rich.theme import Theme as RichTheme
 from textual.color import Color
@@ -101,6 +100,7 @@ def split_fences(text: str) -> list[tuple[str, str | None]]:
 def reply(text: str, palette: Palette) -> RenderableType:
     """A model reply: Markdown prose with syntax-highlighted code blocks."""
     from rich.markdown import Markdown  # here: markdown-it costs ~30 ms, off the path to the first frame
+    from rich.syntax import Syntax  # here too: pygments costs ~10 ms, and the first frame shows no code
 
     pieces: list[RenderableType] = []
     for chunk, lang in split_fences(text):
@@ -161,6 +161,8 @@ def cell_line(data: dict, palette: Palette) -> Text:
 
 def user_cell(data: dict, palette: Palette) -> RenderableType:
     """A cell you ran: its code is in no model reply, so it is shown here, under a rule in the accent colour."""
+    from rich.syntax import Syntax  # here: pygments is off the path to the first frame
+
     rule = Rule(Text(" your cell ", style=f"bold {palette.accent}"), style=palette.accent, align="left")
     code = Syntax(data.get("code", "").rstrip("\n"), "python", theme=palette.code_theme,
                   background_color=palette.code_bg, word_wrap=True, padding=(0, 1))

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.syntax import Syntax
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
@@ -100,6 +99,8 @@ class ApprovalPanel(VerticalScroll, can_focus=False):
         if question.kind == "turn":
             return Text("The root model is called next. s lets it go; c runs freely again.", style=palette.muted)
         if question.kind == "cell":
+            from rich.syntax import Syntax  # here: pygments is off the path to the first frame
+
             return Syntax(str(data.get("code", "")).rstrip("\n"), "python", theme=palette.code_theme,
                           background_color=palette.code_bg, word_wrap=True)
         parts: list[RenderableType] = [Text.assemble(("model ", palette.muted), (data.get("model", ""), "bold"))]
