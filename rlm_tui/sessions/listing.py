@@ -43,7 +43,12 @@ class SessionSummary:
                 "question": self.question, "model": self.model, "answer": self.answer, "outcome": self.outcome,
                 "tokens": self.tokens, "cost_usd": self.cost_usd, "bytes": self.size,
                 "resumed_from": self.resumed_from, "questions": self.questions or [self.question],
-                "outcomes": self.outcomes or [self.answer if self.outcome == "answered" else self.outcome]}
+                "outcomes": self.outcomes or [self.result]}
+
+    @property
+    def result(self) -> str:
+        """How the session ended, in one cell of the table: its answer, or how it stopped."""
+        return self.answer if self.outcome == "answered" and self.answer is not None else self.outcome
 
 
 def summarize(path: Path) -> SessionSummary:
@@ -185,9 +190,7 @@ def format_table(sessions: list[SessionSummary]) -> str:
     rows = [("#", "date", "question", "model", "answer / how it stopped", "tokens", "cost", "file")]
     for number, s in enumerate(sessions, 1):
         when = _aware(s.created).astimezone().strftime("%Y-%m-%d %H:%M") if s.created else "?"
-        result = s.answer if s.outcome == "answered" and s.answer is not None else s.outcome
-        if s.outcomes:  # several questions: each row says how its own question ended
-            result = s.outcomes[0]
+        result = s.outcomes[0] if s.outcomes else s.result  # several questions: each row says how its own ended
         tokens = f"{s.tokens:,}" if s.tokens is not None else "-"
         cost = f"${s.cost_usd:.4f}" if s.cost_usd is not None else "-"
         question = _short(s.question, 40) + (safe(f" (resumed {s.resumed_from})") if s.resumed_from else "")
