@@ -13,6 +13,8 @@ when a request does not fit a slot.
 from __future__ import annotations
 
 import json
+import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -119,6 +121,7 @@ class ScriptedServer:
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
+            self._httpd.hang_up()
             self._httpd = None
 
     def __enter__(self) -> "ScriptedServer":
@@ -146,6 +149,37 @@ class _Server(ThreadingHTTPServer):
     # socketserver's default listen backlog is 5: a burst of 32 new connections
     # (a batch's first wave) overflowed it and the dropped SYNs were resent 1 s later.
     request_queue_size = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def hang_up(self) -> None:
+        """End every kept-alive connection, so no handler thread outlives the server waiting for a request
+        that a client's pool, closed much later, would end with a reset."""
+        with self._open_lock:
+            open_now = list(self._open)
+        for request in open_now:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the client closed it first
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (reset, broken pipe) is not the server's error; anything else is printed."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
