@@ -17,7 +17,8 @@ from rlm_tui.cli import main
 from rlm_tui.core import events as ev
 from rlm_tui.core.session import load
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, question_of, turn_of
-from rlm_tui.sessions.resume import ANSWER_NOT_REACHED, NO_RECORDED_END
+from rlm_tui.core.engine import Engine
+from rlm_tui.sessions.resume import ANSWER_NOT_REACHED, NO_RECORDED_END, plan
 from ask_sample import ask_all
 from steer_sample import FakeUI, steer_run
 
@@ -114,7 +115,9 @@ def test_resume_skips_the_cell_the_user_skipped_and_runs_the_edited_code(
     assert decided["n0/cell1"].get("decision") == "skip" and decided["n0/cell1"].get("replayed") is True
     assert decided["n0/cell3"].get("decision") == "edit" and "original" in decided["n0/cell3"].get("original_code")
     waited = [e.get("gate") for e in events if e.kind == ev.STEP_WAITING]
-    assert waited == ["n0/cell1", "n0/cell3"]  # recorded as the gates were; headless, nobody was asked
+    replayed = ["n0/turn1", "n0/cell1", "n0/turn2", "n0/cell3"] + (["n0/turn3"] if "--ask" in args else [])
+    assert waited == replayed  # recorded as the gates were (turn 3 of --at 3 is live: no gate headless)
+    assert all(decided[gate].get("replayed") is True for gate in replayed)  # nobody was asked
     turn_2 = next(e for e in events if e.kind == ev.LM_STARTED and e.node == "n0" and e.get("turn") == 2)
     assert "did not run: the user skipped it" in turn_2.get("messages")[-1]["content"]  # told as when recorded
 
@@ -195,12 +198,88 @@ def test_a_kill_at_a_cells_step_gate_is_not_run_again(corpus: Path, tmp_path: Pa
         assert next(e for e in events if e.kind == ev.RUN_FINISHED).get("outcomes")[0]["stopped_by"] == "killed"
 
 
-def without_decisions(session: Path, tmp_path: Path) -> Path:
-    """A copy of ``session`` without its step_decided lines: the recorded replies as they were, nothing else."""
+def test_in_step_mode_only_the_live_turn_waits(stepped: tuple[Path, Path], tmp_path: Path) -> None:
+    """A run recorded in step mode resumes in step mode (as the app does): the replayed turns and cells take
+    their recorded decisions without waiting, and the first gate the user is asked at is the live turn's."""
+    session, marker = stepped
+    taken: list[str] = []
+
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.STEP_WAITING and ui.do(ui.steering.step(event.get("gate"))):
+            taken.append(event.get("gate"))
+
+    ui = FakeUI(react)
+    with ScriptedServer(lambda messages, model: "FINAL_VAR(value)") as server:
+        resumed = plan(session, 3, overrides={"model": "openai/live", "api_base": server.url, "api_key": KEY,
+                                              "sandbox": "off", "session_path": tmp_path / "resumed.jsonl"})
+        assert resumed.settings.step == "all"
+        engine = Engine(resumed.settings, resumed.question, resumed.path, sink=ui)
+        resumed.prepare(engine)
+        ui.steering = engine.steering
+        ui.start()
+        try:
+            result = asyncio.run(engine.run())
+        finally:
+            ui.stop()
+    assert not ui.errors, ui.errors
+    assert result.answer == "edited" and not marker.exists()
+    assert taken == ["n0/turn3"], "a replayed step waited for the user again"
+
+
+def without_decisions(session: Path, tmp_path: Path, kind: str = "step_decided") -> Path:
+    """A copy of ``session`` without its ``kind`` lines: the recorded replies as they were, nothing else."""
     bare = tmp_path / "no-decisions.jsonl"
     bare.write_text("".join(line for line in session.read_text().splitlines(keepends=True)
-                            if '"kind": "step_decided"' not in line))
+                            if f'"kind": "{kind}"' not in line))
     return bare
+
+
+# ---- C: the user's decisions on sub-calls -----------------------------------------------------------
+
+
+SECRET, EDITED = "send the secret plan", "summarise, as edited"
+
+
+def test_a_sub_call_the_user_denied_is_denied_again_and_an_edited_one_runs_as_edited(
+        corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Recorded with --approve ask: the user denied one llm_query and edited another's prompt. Replayed, the
+    denied prompt is not sent (headless resume approves by policy, and nothing recorded answers it: the
+    live model would be paid for it) and the edited one gets its recorded reply. Without the recorded
+    decisions (the attack) both go to the live model."""
+    def script(messages, model):
+        if not is_rlm_call(messages):
+            return f"reply to {messages[-1]['content']}"
+        if turn_of(messages) == 1:
+            return fence(f"print(llm_query({SECRET!r}))\nprint(llm_query('summarise'))")
+        return "FINAL(done)"
+
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.SPAWN_REQUESTED:
+            gate, prompt = event.node, event.get("prompt")
+            assert ui.do(ui.steering.deny(gate, "no secrets") if prompt == SECRET
+                         else ui.steering.edit(gate, prompt=EDITED))
+
+    run = asyncio.run(steer_run(script, corpus, tmp_path, react, approve="ask"))
+    assert run.result.answer == "done" and f"reply to {EDITED}" in run.cell_text()
+    session = tmp_path / "session.jsonl"
+    for source in (session, without_decisions(session, tmp_path, "spawn_decided")):
+        asked: list[str] = []
+
+        def live(messages, model):
+            asked.append(messages[-1]["content"] if not is_rlm_call(messages) else question_of(messages))
+            return "live reply" if not is_rlm_call(messages) else "FINAL(live)"
+
+        code, result, out, _ = resume(source, tmp_path, capsys, live, "--ask", NEW, *UNSANDBOXED)
+        assert code == 0 and result["answer"] == "live", result
+        if source is session:
+            assert asked == [NEW], "a sub-call the user decided on went to the live model"
+            events = load(out).events
+            output = "".join(e.get("text", "") for e in events if e.kind == ev.CELL_OUTPUT)
+            assert "denied by user: no secrets" in output and f"reply to {EDITED}" in output
+            decided = [(e.get("decision"), e.get("replayed")) for e in events if e.kind == ev.SPAWN_DECIDED]
+            assert decided == [("deny", True), ("edit", True)]
+        else:
+            assert sorted(asked) == sorted([SECRET, "summarise", NEW])  # the attack: both sent live
 
 
 # ---- B: a question that was stopped ends the same way when replayed whole ------------------------

@@ -28,9 +28,11 @@ question 1's.
 
 The cells you ran yourself run again too, in their place among the model's
 cells, so the model's later cells find what yours defined. One that fails again
-is recorded with its error and the run goes on, as when you ran it. Your step
+is recorded with its error and the run goes on, as when you ran it. Your
 decisions replay too: a cell you skipped at its step gate is skipped again (the
-recorded reply still holds its code) and one you edited runs as you edited it.
+recorded reply still holds its code), one you edited runs as you edited it, a
+sub-call you denied is denied again and one you edited runs as edited; steps
+you took are not asked again.
 
 Settings (models, API base, limits) are the recorded ones unless given here.
 API keys are never recorded: give --api-key or the provider's variable. A

@@ -14,7 +14,7 @@ from . import prompts
 from .backends import Kernel, KernelBackend, KernelDied, expression_value, kernel_source
 from .safe_text import strip_ansi
 from .config import Limits
-from .control import SKIPPED_OUTPUT, CellRefused, Decision, Killed, Steering, edited_cell_note
+from .control import SKIPPED_OUTPUT, CellRefused, Steering, edited_cell_note
 from .errors import SetupError
 from .redaction import redact
 from .rlm_node import Rlm
@@ -37,17 +37,11 @@ class Before:
 #: in their recorded order.
 RecordedCells = Callable[[Before], list[str]]
 
-#: rlm-tui resume: (node, cell number, code) -> the user's recorded decision at that cell's step gate (skip,
-#: edit with the code that ran, kill) while recorded replies replay, or None: the gate works as usual.
-#: May raise ``RecordingEnded`` (a question replayed whole whose root was killed at this gate ends here).
-RecordedSteps = Callable[[str, int, str], Decision | None]
-
-
 class Cells:
     def __init__(self, backend: KernelBackend, emit: Callable[..., Any], steering: Steering, limits: Limits,
                  secret: str, secrets: list[str], run_dir: Path, input_path: Path,
                  recorded: RecordedCells | None = None,
-                 answered: Callable[[Rlm, str], None] | None = None, steps: RecordedSteps | None = None) -> None:
+                 answered: Callable[[Rlm, str], None] | None = None) -> None:
         self.backend = backend
         self.emit = emit
         self.steering = steering
@@ -62,9 +56,6 @@ class Cells:
         #: Called when a cell of the user's (run now or replayed by resume) sets the answer: the engine ends
         #: the running question with it, as answered by the user.
         self.answered = answered
-        #: The user's recorded step decisions, applied again where they were made (a cell the user skipped,
-        #: perhaps because it was destructive, must not run just because the recorded reply still holds it).
-        self.steps = steps
 
     async def prepare_kernel(self, kernel: Kernel) -> None:
         """Install the RLM helpers (kernels/bootstrap.py) and connect the kernel to the bridge."""
@@ -100,13 +91,7 @@ class Cells:
         await self.replay_user(rlm, Before(rlm.cells + 1))
         rlm.cells += 1
         cell = rlm.cells
-        step = self.steps(rlm.node, cell, code) if self.steps is not None else None
-        if step is not None:
-            self.steering.replayed_step(rlm.node, rlm.parent, cell, code, step)
-            if step.action == "kill":
-                raise Killed(rlm.node)
-        else:
-            step = await self.steering.cell_gate(rlm.node, rlm.parent, cell, code)
+        step = await self.steering.cell_gate(rlm.node, rlm.parent, cell, code)
         if step.action == "skip":
             return SKIPPED_OUTPUT, {}
         await self.replay_user(rlm, Before(rlm.cells + 1, waiting=True))  # one run while this cell waited

@@ -140,6 +140,13 @@ class Gate:
                 "code": self.code, "turn": self.turn, "cell": self.cell}
 
 
+#: rlm-tui resume: the user's recorded decision at this gate, applied again without asking while the recording
+#: replays (a sub-call the user denied is denied again, a cell they skipped is skipped, a step they took is taken),
+#: or None: the gate works as usual. May raise ``RecordingEnded`` (a question replayed whole whose root was
+#: killed at this gate ends here).
+RecordedDecisions = Callable[[Gate], Decision | None]
+
+
 @dataclass
 class _Live:
     """A running node: its task, its parent, and (an RLM in a cell) its kernel."""
@@ -177,6 +184,7 @@ class Steering:
         self._closed = False
         self._ids = itertools.count(1)
         self._user_cell: Callable[[str], Awaitable[Any]] | None = None
+        self.recorded: RecordedDecisions | None = None
 
     # ---- state anyone may read --------------------------------------------------------------
 
@@ -410,7 +418,7 @@ class Steering:
                          context: Any = None, prompts: list[str] | None = None, force: bool = False) -> Decision:
         """Ask (or apply the policy) before a sub-call runs. ``prompts``: a batch, decided as one."""
         rule = "ask" if force else self.rules.get(kind, "ask")
-        if rule == "auto":
+        if rule == "auto" and self.recorded is None:
             return APPROVED
         batch = prompts is not None
         gate = Gate(node, "spawn", node, parent, item_kind=kind, batch=batch, prompt=prompt, model=model,
@@ -425,6 +433,13 @@ class Steering:
             fields["label"] = one_line(prompt)
         if context is not None:
             fields["context"] = context
+        replayed = self.recorded(gate) if self.recorded is not None else None
+        if replayed is not None:
+            self._emit_(ev.SPAWN_REQUESTED, node, parent, **fields, waiting=self.waiting + 1)
+            self._spawn_decided(gate, replayed, 0.0, replayed=True)
+            return replayed
+        if rule == "auto":
+            return APPROVED
         if rule == "deny":
             self._emit_(ev.SPAWN_REQUESTED, node, parent, **fields, waiting=self.waiting)
             decision = Decision("deny", by="policy", reason="--approve deny")
@@ -434,32 +449,43 @@ class Steering:
 
     async def step_gate(self, node: str, parent: str | None, turn: int) -> None:
         """In turn-step mode: wait before the root's model call for ``turn``."""
-        if not self.step_turns:
+        if not self.step_turns and self.recorded is None:
             return
         gate = Gate(f"{node}/turn{turn}", "turn", node, parent, turn=turn)
-        decision = await self._ask(gate, ev.STEP_WAITING, {"what": "turn", "turn": turn})
+        fields = {"what": "turn", "turn": turn}
+        decision = self._replayed_step(gate, fields)
+        if decision is None:
+            if not self.step_turns:
+                return
+            decision = await self._ask(gate, ev.STEP_WAITING, fields)
         if decision.action == "kill":
             raise Killed(node)
 
     async def cell_gate(self, node: str, parent: str | None, cell: int, code: str) -> Decision:
         """In cell-step mode: wait before a cell runs; the decision may carry edited code, or skip."""
-        if not self.step_cells:
+        if not self.step_cells and self.recorded is None:
             return RUN
         gate = Gate(f"{node}/cell{cell}", "cell", node, parent, cell=cell, code=code)
-        decision = await self._ask(gate, ev.STEP_WAITING, {"what": "cell", "cell": cell, "code": code})
+        fields = {"what": "cell", "cell": cell, "code": code}
+        decision = self._replayed_step(gate, fields)
+        if decision is None:
+            if not self.step_cells:
+                return RUN
+            decision = await self._ask(gate, ev.STEP_WAITING, fields)
         if decision.action == "kill":
             raise Killed(node)
         return decision
 
-    def replayed_step(self, node: str, parent: str | None, cell: int, code: str, decision: Decision) -> None:
-        """rlm-tui resume: the user's recorded decision at a cell's step gate, applied again without asking
-        (it was the user's answer to this very cell). Recorded as that gate was, the decision marked
+    def _replayed_step(self, gate: Gate, fields: dict[str, Any]) -> Decision | None:
+        """rlm-tui resume: the user's recorded decision at this step gate, applied again without asking (it
+        was the user's answer to this very turn or cell). Recorded as that gate was, the decision marked
         ``replayed``, so the new session shows the cell skipped or edited as the recorded one does."""
-        gate = Gate(f"{node}/cell{cell}", "cell", node, parent, cell=cell, code=code)
-        self._emit_(ev.STEP_WAITING, node, parent, gate=gate.id, what="cell", cell=cell, code=code,
-                    waiting=self.waiting + 1)
-        self._emit_(ev.STEP_DECIDED, node, parent, **self._step_data(gate, decision, 0.0), replayed=True,
-                    waiting=self.waiting)
+        decision = self.recorded(gate) if self.recorded is not None else None
+        if decision is not None:
+            self._emit_(ev.STEP_WAITING, gate.node, gate.parent, gate=gate.id, **fields, waiting=self.waiting + 1)
+            self._emit_(ev.STEP_DECIDED, gate.node, gate.parent, **self._step_data(gate, decision, 0.0),
+                        replayed=True, waiting=self.waiting)
+        return decision
 
     # ---- internals (the engine's loop) ------------------------------------------------------
 
@@ -518,7 +544,7 @@ class Steering:
             data["reason"] = decision.reason
         return data
 
-    def _spawn_decided(self, gate: Gate, decision: Decision, waited: float) -> None:
+    def _spawn_decided(self, gate: Gate, decision: Decision, waited: float, replayed: bool = False) -> None:
         data: dict[str, Any] = {"decision": decision.action, "by": decision.by, "at": now_iso(),
                                 "waited_s": round(waited, 3),
                                 "prompt": decision.prompt if decision.prompt is not None else gate.prompt,
@@ -533,6 +559,8 @@ class Steering:
             data["prompt"] = decision.prompts[0] if decision.prompts else gate.prompt
         if decision.reason:
             data["reason"] = decision.reason
+        if replayed:
+            data["replayed"] = True
         self._emit_(ev.SPAWN_DECIDED, gate.node, gate.parent, **data, waiting=self.waiting)
         if not decision.runs:
             self._emit_(ev.NODE_FINISHED, gate.node, gate.parent,

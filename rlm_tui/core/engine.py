@@ -28,10 +28,10 @@ from . import pricing, prompts, shape
 from .backends import KernelBackend, KernelDied, KernelPool, make_backend, refusal, url_token
 from .bridge import Bridge
 from .budget import Budget
-from .cells import Cells, RecordedCells, RecordedSteps
+from .cells import Cells, RecordedCells
 from .compaction import Compaction
 from .config import Settings
-from .control import CellRefused, Killed, Steering
+from .control import CellRefused, Killed, RecordedDecisions, Steering
 from .errors import SetupError
 from .lm import LMClient, LMError, LMFatalError, litellm_module
 from .model_calls import ModelCalls, Recorded, RecordingEnded
@@ -125,8 +125,9 @@ class Engine:
         self.run_info: dict[str, Any] = {}
         #: rlm-tui resume: the user's recorded cells, run again in their place among the model's (cells.py)
         self.recorded_cells: RecordedCells | None = None
-        #: rlm-tui resume: the user's recorded step decisions on cells, applied again while the recording replays
-        self.recorded_steps: RecordedSteps | None = None
+        #: rlm-tui resume: the user's recorded decisions at gates (steps, sub-calls), applied again while the
+        #: recording replays
+        self.recorded_decisions: RecordedDecisions | None = None
 
     @property
     def recorded(self) -> Recorded | None:
@@ -195,9 +196,10 @@ class Engine:
         if self.backend.warning:
             self.emit(ev.WARNING, message=self.backend.warning)
         self.steering.bind(self.emit)
+        self.steering.recorded = self.recorded_decisions
         self.steering.on_user_cell(self.run_user_cell)
         self.cells = Cells(self.backend, self.emit, self.steering, self.limits, self.bridge.secret, self.secrets,
-                           self._tmp, self.path, self.recorded_cells, self._answered_by_user, self.recorded_steps)
+                           self._tmp, self.path, self.recorded_cells, self._answered_by_user)
         self.turns = TurnLoop(self.calls, self.cells, self.steering, self.budget, self.limits, self.emit,
                               Compaction(self.emit, self.settings.context_window, self.settings.max_reply_tokens))
         warm = 0 if self.limits.max_depth <= 1 else min(self.limits.concurrency, 2)

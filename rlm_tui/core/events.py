@@ -125,7 +125,8 @@ SPAWN_DECIDED = _kind("spawn_decided", "a waiting sub-call was decided",
                       _f("decision", TEXT, "`approve`, `edit`, `deny`, `open`, `kill`"), _f("by", TEXT),
                       _opt("at", TEXT, "ISO time"), _opt("waited_s", NUMBER), _opt("prompt", TEXT), _opt("model", TEXT),
                       _opt("original_prompt", TEXT), _opt("original_model", TEXT), _opt("prompts", LIST),
-                      _opt("original_prompts", LIST), _opt("reason", TEXT), _opt("waiting", INT))
+                      _opt("original_prompts", LIST), _opt("reason", TEXT), _opt("waiting", INT),
+                      _opt("replayed", BOOL, "resume"))
 STEP_WAITING = _kind("step_waiting", "step mode: a turn or cell waits for the user",
                      _f("gate", TEXT), _f("what", TEXT, "`turn`, `cell`"), _opt("turn", INT), _opt("cell", INT),
                      _opt("code", TEXT), _opt("waiting", INT))

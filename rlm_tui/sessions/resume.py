@@ -10,8 +10,8 @@ replies too (``llm_query`` by model and prompt, child RLM turns by their
 question and turn), so nothing is paid twice; ``--live-subcalls`` asks the
 live model for them instead. The user's own recorded cells run again too, each
 in its place among the model's cells (``recorded_cells.py``), and the user's
-step decisions on cells apply again (``RecordedReplies.step``): the replay
-reproduces what the user decided, not the model's raw replies. The new run is
+decisions at gates apply again without asking (``recorded_decisions.py``): the
+replay reproduces what the user decided, not the model's raw replies. The new run is
 recorded to a new session file whose ``run_started`` names its origin
 (``resumed_from``).
 
@@ -33,12 +33,16 @@ from typing import Any, Callable, Iterable
 
 from ..core import events as ev
 from ..core.config import Limits, Settings
-from ..core.control import Decision
+from ..core.control import Decision, Gate
 from ..core.lm import LMResult
 from ..core.model_calls import RecordingEnded
 from ..core.safe_text import as_text
 from .index import SessionIndex
 from .recorded_cells import RecordedUserCells
+from .recorded_decisions import RecordedDecisions
+
+#: The events that carry the user's decisions at gates.
+_DECISION_KINDS = frozenset({ev.STEP_WAITING, ev.STEP_DECIDED, ev.SPAWN_REQUESTED, ev.SPAWN_DECIDED})
 
 
 class ResumeError(Exception):
@@ -51,14 +55,6 @@ NO_RECORDED_END = "the recording of this question stops here without saying how 
 ANSWER_NOT_REACHED = "replaying its recorded turns did not reach the recorded answer"
 
 
-@dataclass(frozen=True)
-class RecordedStep:
-    """The user's decision at a model cell's step gate, as recorded."""
-
-    decision: Decision  # skip, edit (``code``: what ran instead), kill
-    code: str  # the code that waited at the gate: the decision applies to that code only
-
-
 @dataclass
 class RecordedReplies:
     """Recorded model replies, consumed in order until the live model takes over.
@@ -67,8 +63,8 @@ class RecordedReplies:
     before each model call; returns an LMResult (no tokens, no cost: nothing was
     spent) or None for "ask the live model". A question replayed whole (one
     before ``question``) never goes live: where its recorded turns end it ends,
-    as it was recorded to end (``RecordingEnded``). ``step`` hands the engine the
-    user's recorded step decisions on cells while the recording replays.
+    as it was recorded to end (``RecordingEnded``). ``decision`` hands the engine the
+    user's recorded decisions at gates (steps, sub-calls) while the recording replays.
     """
 
     at: int  # the first root turn the live model writes (in question ``question``)
@@ -77,8 +73,7 @@ class RecordedReplies:
     rlm: dict[tuple[str, int], deque[str]] = field(default_factory=dict)  # (first user message, turn) -> replies
     llm: dict[tuple[str, str], deque[str]] = field(default_factory=dict)  # (model, prompt) -> replies
     ends: list[RecordingEnded] = field(default_factory=list)  # per recorded question: how it ended, if stopped
-    #: (question 0-based, cell) for a root, (first user message, cell) for a child RLM -> its recorded steps
-    steps: dict[tuple[int | str, int], deque[RecordedStep]] = field(default_factory=dict)
+    decisions: RecordedDecisions = field(default_factory=RecordedDecisions)  # the user's, at gates
     subcalls: bool = True  # replay recorded sub-call replies too
     live: bool = False  # the live model has taken over
     used: int = 0  # recorded replies handed out
@@ -102,7 +97,6 @@ class RecordedReplies:
         first_user: dict[str, str] = {}  # rlm node -> its first user message
         turns: dict[str, int | None] = {}  # node -> turn of its current model call
         question: dict[str, int] = {}  # root node -> its question, 0-based
-        gates: dict[str, tuple[int, str]] = {}  # a cell's step gate -> (cell, code that waited)
         for event in events:
             node = event.node or ""
             if event.kind == ev.NODE_STARTED:
@@ -114,15 +108,9 @@ class RecordedReplies:
                     replies.ends.append(RecordingEnded("failed", "error", NO_RECORDED_END))
             elif event.kind == ev.NODE_FINISHED and node in question:
                 replies.ends[question[node]] = _ended(event)
-            elif event.kind == ev.STEP_WAITING and event.get("what") == "cell":
-                if isinstance(event.get("cell"), int) and isinstance(event.get("code"), str):
-                    gates[as_text(event.get("gate"))] = (event.get("cell"), event.get("code"))
-            elif event.kind == ev.STEP_DECIDED and as_text(event.get("gate")) in gates:
-                cell, code = gates.pop(as_text(event.get("gate")))
-                owner: int | str | None = question.get(node, first_user.get(node) if kinds.get(node) == "rlm" else None)
-                decision = _decision(event)
-                if owner is not None and decision is not None:
-                    replies.steps.setdefault((owner, cell), deque()).append(RecordedStep(decision, code))
+            elif event.kind in _DECISION_KINDS:
+                replies.decisions.read(event, question.get(node, first_user.get(node)
+                                                           if kinds.get(node) == "rlm" else None))
             elif event.kind == ev.LM_STARTED:
                 turns[node] = event.get("turn")
                 if node not in first_user:
@@ -179,25 +167,33 @@ class RecordedReplies:
         end = self.ends[question]
         return RecordingEnded(end.status, end.stopped_by, end.error)
 
-    def step(self, node: str, cell: int, code: str) -> Decision | None:
-        """The user's recorded decision at the step gate of ``node``'s cell ``cell`` (``code``), while the
-        recording replays; None once live, for a node the recording did not serve, or for other code than
-        the decision was made on. A root cell is found by its question and number (the user's own cells run
-        again in place, so numbers line up), a child RLM's by its first user message and number, as its
-        turns are. A kill ends a question replayed whole as recorded (``RecordingEnded``); in the question
-        that goes live it is a skip (that cell never ran, and the live model writes what follows)."""
+    def decision(self, gate: Gate) -> Decision | None:
+        """The user's recorded decision at ``gate`` while the recording replays (``RecordedDecisions``); None
+        once live, at a turn the live model writes, or where nothing was recorded. A root's steps are found by
+        its question and number (the user's own cells run again in place, so numbers line up), a child RLM's
+        by its first user message, as its turns are. A kill ends a question replayed whole as recorded
+        (``RecordingEnded``); in the question that goes live a killed cell is skipped (it never ran, and the
+        live model writes what follows)."""
         if self.live:
             return None
-        owner: int | str | None = self._ordinal.get(node, self._child.get(node))
-        queue = self.steps.get((owner, cell)) if owner is not None else None
-        if not queue or queue[0].code != code:
-            return None
-        decision = queue.popleft().decision
-        if decision.action == "kill" and isinstance(owner, int):
-            if owner < self.question:
-                raise self.ended(owner)
+        if gate.kind == "spawn":
+            return self.decisions.spawn(gate)
+        owner: int | str | None
+        if gate.parent is None:  # asked before the root's first model call: its ordinal is given here
+            owner = self._ordinal.setdefault(gate.node, len(self._ordinal))
+            if gate.kind == "turn" and (owner > self.question or (owner == self.question
+                                                                 and (gate.turn or 0) >= self.at)):
+                return None  # the live model writes this turn: its gate works as usual
+        else:
+            owner = self._child.get(gate.node)
+        decision = self.decisions.step(owner, gate) if owner is not None else None
+        if decision is None or decision.action != "kill" or not isinstance(owner, int):
+            return decision
+        if owner < self.question:
+            raise self.ended(owner)
+        if gate.kind == "cell":
             return Decision("skip", by=decision.by, reason="killed at its step gate when recorded")
-        return decision
+        return None
 
 
 def _ended(finished: ev.Event) -> RecordingEnded:
@@ -207,15 +203,6 @@ def _ended(finished: ev.Event) -> RecordingEnded:
     if status in ("limit", "killed", "failed"):
         return RecordingEnded(status, as_text(finished.get("stopped_by")) or "error", error)
     return RecordingEnded("failed", "error", ANSWER_NOT_REACHED)
-
-
-def _decision(decided: ev.Event) -> Decision | None:
-    """A recorded cell step decision that changes what runs (skip, edit, kill); None for ``run``."""
-    action, code = decided.get("decision"), decided.get("code")
-    if action not in ("skip", "edit", "kill") or (action == "edit" and not isinstance(code, str)):
-        return None
-    return Decision(action, by=as_text(decided.get("by")) or "user", code=code if action == "edit" else None,
-                    reason=as_text(decided.get("reason")))
 
 
 def _messages(value: Any) -> list[dict[str, Any]]:
@@ -241,7 +228,7 @@ class ResumePlan:
         """Hook the recorded replies and user cells, the origin and any further questions into an Engine
         before it runs."""
         engine.recorded = self.replies
-        engine.recorded_steps = self.replies.step
+        engine.recorded_decisions = self.replies.decision
         engine.run_info = dict(self.run_info)
         cells = self.user_cells
         engine.recorded_cells = lambda before: cells.due(len(engine.asked), before)  # the question running
