@@ -164,6 +164,38 @@ def test_a_child_rlms_skipped_cell_is_skipped_again(corpus: Path, tmp_path: Path
     assert marker.read_text() == "the skipped cell ran"  # without the recorded decision it runs
 
 
+def test_a_child_rlm_the_user_killed_ends_killed_again_without_asking_the_live_model(
+        corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The user killed a child RLM while its first cell ran: replayed, the child's recorded turns run out
+    there, and it ends as recorded (its caller's code gets the same error) instead of the live model writing
+    its turn 2 (before: it did, and the child went on to answer)."""
+    def script(messages, model):
+        if question_of(messages).startswith("child task"):
+            return fence("import time; time.sleep(2)") if turn_of(messages) == 1 else "FINAL(child went on)"
+        return fence("print('child said', rlm_query('child task'))") if turn_of(messages) == 1 else "FINAL(done)"
+
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.CELL_STARTED and event.parent == "n0" and "killed" not in ui.seen:
+            ui.seen["killed"] = ui.do(ui.steering.kill(event.node))
+
+    run = asyncio.run(steer_run(script, corpus, tmp_path, react, approve="auto", max_depth=2))
+    assert run.result.answer == "done" and "child said Error: killed by user" in run.cell_text("n0")
+    asked: list[str] = []
+
+    def live(messages, model):
+        asked.append(f"{question_of(messages)} turn {turn_of(messages)}")
+        return "FINAL(child went on)" if question_of(messages).startswith("child task") else "FINAL(live)"
+
+    code, result, out, _ = resume(tmp_path / "session.jsonl", tmp_path, capsys, live, "--ask", NEW)
+    assert code == 0 and result["answer"] == "live", result
+    assert asked == [f"{NEW} turn 1"], "the live model was asked to go on with the child the user killed"
+    events = load(out).events
+    child = next(e for e in events if e.kind == ev.NODE_FINISHED and e.parent == "n0")
+    assert (child.get("status"), child.get("error")) == ("killed", "killed by user")
+    output = "".join(e.get("text", "") for e in events if e.kind == ev.CELL_OUTPUT and e.node == "n0")
+    assert "child said Error: killed by user" in output
+
+
 @pytest.mark.parametrize("args, live", [(["--ask", NEW], [f"{NEW} turn 1"]), (["--at", "2"], [f"{QUESTION} turn 2"])],
                          ids=["ask", "at"])
 def test_a_kill_at_a_cells_step_gate_is_not_run_again(corpus: Path, tmp_path: Path,

@@ -434,6 +434,8 @@ class Engine:
             return None
         except RecordingEnded as end:
             recorded, status, error = end, end.status, end.error
+            if rlm.parent is not None:  # a child RLM replayed: its caller's code gets what it got when recorded
+                return f"Error: {error}"
             self._ended_as_recorded(rlm, end)
             raise
         except (LMError, KernelDied, RuntimeError) as exc:

@@ -24,7 +24,8 @@ class RecordingEnded(Exception):
     """rlm-tui resume: a recorded question replayed whole has no more recorded turns, so it ends here the
     way it ended when recorded (a timeout, a kill, an error...) instead of asking the live model to go on
     with an old question: that would spend money and change the kernel before the question that is meant
-    to run live. ``status`` and ``stopped_by`` are its root's recorded ``node_finished`` fields."""
+    to run live. ``status`` and ``stopped_by`` are its root's recorded ``node_finished`` fields. A child RLM
+    replayed while the recording replays ends the same way (its caller gets the recorded error)."""
 
     def __init__(self, status: str, stopped_by: str, error: str) -> None:
         super().__init__(error)

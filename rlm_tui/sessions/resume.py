@@ -73,6 +73,8 @@ class RecordedReplies:
     rlm: dict[tuple[str, int], deque[str]] = field(default_factory=dict)  # (first user message, turn) -> replies
     llm: dict[tuple[str, str], deque[str]] = field(default_factory=dict)  # (model, prompt) -> replies
     ends: list[RecordingEnded] = field(default_factory=list)  # per recorded question: how it ended, if stopped
+    #: first user message -> how the child RLMs asked it ended, in the order they started
+    child_ends: dict[str, deque[RecordingEnded]] = field(default_factory=dict)
     decisions: RecordedDecisions = field(default_factory=RecordedDecisions)  # the user's, at gates
     subcalls: bool = True  # replay recorded sub-call replies too
     live: bool = False  # the live model has taken over
@@ -80,6 +82,7 @@ class RecordedReplies:
 
     _ordinal: dict[str, int] = field(default_factory=dict)  # root node (of this run) -> its question, 0-based
     _child: dict[str, str] = field(default_factory=dict)  # child RLM served recorded turns -> first user message
+    _child_end: dict[str, RecordingEnded] = field(default_factory=dict)  # recorded child RLM -> how it ended
 
     def __post_init__(self) -> None:
         self.live = self.live or (self.at <= 1 and self.question == 0)
@@ -97,6 +100,8 @@ class RecordedReplies:
         first_user: dict[str, str] = {}  # rlm node -> its first user message
         turns: dict[str, int | None] = {}  # node -> turn of its current model call
         question: dict[str, int] = {}  # root node -> its question, 0-based
+        children: dict[str, list[str]] = {}  # first user message -> child RLM nodes, in the order they started
+        child_end: dict[str, RecordingEnded] = {}  # child RLM node -> how it ended
         for event in events:
             node = event.node or ""
             if event.kind == ev.NODE_STARTED:
@@ -108,6 +113,8 @@ class RecordedReplies:
                     replies.ends.append(RecordingEnded("failed", "error", NO_RECORDED_END))
             elif event.kind == ev.NODE_FINISHED and node in question:
                 replies.ends[question[node]] = _ended(event)
+            elif event.kind == ev.NODE_FINISHED and kinds.get(node) == "rlm":
+                child_end[node] = _ended(event)
             elif event.kind in _DECISION_KINDS:
                 replies.decisions.read(event, question.get(node, first_user.get(node)
                                                            if kinds.get(node) == "rlm" else None))
@@ -118,6 +125,8 @@ class RecordedReplies:
                                  if m.get("role") == "user"), None)
                     if user is not None:
                         first_user[node] = user
+                        if kinds.get(node) == "rlm":
+                            children.setdefault(user, []).append(node)
             elif event.kind == ev.LM_FINISHED:
                 text, turn, kind = event.get("text", ""), turns.get(node), kinds.get(node)
                 if kind == "root" and turn is not None and node in question:
@@ -126,6 +135,8 @@ class RecordedReplies:
                     replies.rlm.setdefault((first_user[node], turn), deque()).append(text)
                 elif kind == "llm":
                     replies.llm.setdefault((event.get("model", ""), prompts.get(node, "")), deque()).append(text)
+        no_end = RecordingEnded("failed", "error", NO_RECORDED_END)
+        replies.child_ends = {user: deque(child_end.get(n, no_end) for n in nodes) for user, nodes in children.items()}
         return replies
 
     @property
@@ -153,9 +164,14 @@ class RecordedReplies:
                 queue = self.llm.get((model, messages[-1].get("content", "") if messages else ""))
             else:  # a child RLM's turn
                 user = next((m.get("content", "") for m in messages if m.get("role") == "user"), "")
+                if node not in self._child_end and self.child_ends.get(user):
+                    self._child_end[node] = self.child_ends[user].popleft()
                 queue = self.rlm.get((user, turn))
                 if queue:
                     self._child[node] = user
+                elif node in self._child_end:  # a recorded child replayed: it ends as recorded, as a question does
+                    end = self._child_end[node]
+                    raise RecordingEnded(end.status, end.stopped_by, end.error)
             text = queue.popleft() if queue else None
         if text is None:
             return None
