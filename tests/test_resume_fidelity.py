@@ -16,6 +16,8 @@ from conftest import fence
 from rlm_tui.cli import main
 from rlm_tui.core import events as ev
 from rlm_tui.core.session import load
+from rlm_tui.model.run import RunModel
+from rlm_tui.ui.render import Palette, spawn
 from rlm_tui.scripted import ScriptedServer, is_rlm_call, question_of, turn_of
 from rlm_tui.core.engine import Engine
 from rlm_tui.sessions.resume import ANSWER_NOT_REACHED, NO_RECORDED_END, plan
@@ -270,6 +272,7 @@ def without_decisions(session: Path, tmp_path: Path, kind: str = "step_decided")
 
 
 SECRET, EDITED = "send the secret plan", "summarise, as edited"
+PLAIN = Palette(True, "monokai", *["white"] * 9)  # the transcript's lines as text
 
 
 def test_a_sub_call_the_user_denied_is_denied_again_and_an_edited_one_runs_as_edited(
@@ -310,6 +313,12 @@ def test_a_sub_call_the_user_denied_is_denied_again_and_an_edited_one_runs_as_ed
             assert "denied by user: no secrets" in output and f"reply to {EDITED}" in output
             decided = [(e.get("decision"), e.get("replayed")) for e in events if e.kind == ev.SPAWN_DECIDED]
             assert decided == [("deny", True), ("edit", True)]
+            model = RunModel()
+            model.extend(events)
+            lines = [spawn(b, PLAIN).plain for b in model.transcripts.blocks("n0")
+                     if b.kind == "spawn" and b.data["phase"] == "decided"]
+            assert lines == ["  ⊘ denied by user (as recorded): no secrets",
+                             "  ✓ edited and approved by user (as recorded)"]
         else:
             assert sorted(asked) == sorted([SECRET, "summarise", NEW])  # the attack: both sent live
 

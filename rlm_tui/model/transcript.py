@@ -219,7 +219,7 @@ class Transcripts:
             if not self._deferred(node):
                 self._header(node)
             self._spawn_line(node, "decided", decision=event.get("decision", ""), by=event.get("by", ""),
-                             reason=event.get("reason", ""))
+                             reason=event.get("reason", ""), replayed=bool(event.get("replayed")))
 
     def _spawn_line(self, node: CallNode, phase: str, first: bool = False, **extra: Any) -> None:
         """A line in the parent's transcript when a child waits, is decided, starts or ends."""

@@ -194,8 +194,9 @@ def spawn(block: Block, palette: Palette) -> Text:
         runs = decision in ("approve", "edit", "open")
         words = DECISION_WORDS.get(decision, decision)
         reason = f": {data['reason']}" if data.get("reason") else ""
+        recorded = " (as recorded)" if data.get("replayed") else ""  # rlm-tui resume: not asked again
         return Text.assemble(("  ✓ " if runs else "  ⊘ ", palette.success if runs else palette.error),
-                             (f"{words} by {data.get('by', '?')}{reason}", palette.muted))
+                             (f"{words} by {data.get('by', '?')}{recorded}{reason}", palette.muted))
     if phase == "started":
         return Text.assemble(("↳ ", palette.primary), (f"{tag} ", "bold"), (block.text, palette.foreground))
     status = data.get("status", "done")
