@@ -323,6 +323,49 @@ def test_a_sub_call_the_user_denied_is_denied_again_and_an_edited_one_runs_as_ed
             assert sorted(asked) == sorted([SECRET, "summarise", NEW])  # the attack: both sent live
 
 
+
+@pytest.mark.parametrize("lost", [False, True], ids=["as recorded", "a prompt's decision lost"])
+def test_a_batch_the_user_opened_is_decided_prompt_by_prompt_again(
+        corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], lost: bool) -> None:
+    """Recorded: the user opened a batch and denied one of its prompts. Replayed headless, each prompt gets
+    its recorded decision without anyone asked; a prompt whose decision is not in the file (damaged) is
+    decided by the policy, as if the batch had not been opened (before: it waited for a user who is not
+    there, until --timeout stopped the question)."""
+    def script(messages, model):
+        if not is_rlm_call(messages):
+            return f"reply to {messages[-1]['content']}"
+        if turn_of(messages) == 1:
+            return fence("print(llm_query_batched(['keep this', 'drop this']))")
+        return "FINAL(done)"
+
+    def react(ui: FakeUI, event: ev.Event) -> None:
+        if event.kind == ev.SPAWN_REQUESTED:
+            gate = event.node
+            if event.get("node_kind") == "batch":
+                assert ui.do(ui.steering.open_batch(gate))
+            else:
+                assert ui.do(ui.steering.deny(gate) if event.get("prompt") == "drop this" else ui.steering.approve(gate))
+
+    run = asyncio.run(steer_run(script, corpus, tmp_path, react, approve="ask"))
+    assert run.result.answer == "done" and "Error: denied by user" in run.cell_text()
+    session = tmp_path / "session.jsonl"
+    if lost:  # the denial of 'drop this' is not in the file
+        lines = session.read_text().splitlines(keepends=True)
+        gone = next(i for i, line in enumerate(lines) if '"kind": "spawn_decided"' in line and '"deny"' in line)
+        session.write_text("".join(lines[:gone] + lines[gone + 1:]))
+    asked: list[str] = []
+
+    def live(messages, model):
+        asked.append(messages[-1]["content"] if not is_rlm_call(messages) else question_of(messages))
+        return "live reply" if not is_rlm_call(messages) else "FINAL(live)"
+
+    code, result, out, _ = resume(session, tmp_path, capsys, live, "--ask", NEW, "--timeout", "60", *UNSANDBOXED)
+    assert code == 0 and result["answer"] == "live", result
+    assert asked == (["drop this", NEW] if lost else [NEW])  # lost: the policy (auto) lets it go to the live model
+    decided = [(e.get("decision"), e.get("replayed")) for e in load(out).events if e.kind == ev.SPAWN_DECIDED]
+    assert decided == [("open", True), ("approve", True)] + ([] if lost else [("deny", True)])
+
+
 # ---- B: a question that was stopped ends the same way when replayed whole ------------------------
 
 

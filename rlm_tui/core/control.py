@@ -93,6 +93,7 @@ class Decision:
     prompts: list[str] | None = None
     code: str | None = None
     reason: str = ""
+    replayed: bool = False  # rlm-tui resume: the user's recorded decision, applied again without asking
 
     @property
     def runs(self) -> bool:
@@ -436,7 +437,7 @@ class Steering:
         replayed = self.recorded(gate) if self.recorded is not None else None
         if replayed is not None:
             self._emit_(ev.SPAWN_REQUESTED, node, parent, **fields, waiting=self.waiting + 1)
-            self._spawn_decided(gate, replayed, 0.0, replayed=True)
+            self._spawn_decided(gate, replayed, 0.0)
             return replayed
         if rule == "auto":
             return APPROVED
@@ -484,7 +485,7 @@ class Steering:
         if decision is not None:
             self._emit_(ev.STEP_WAITING, gate.node, gate.parent, gate=gate.id, **fields, waiting=self.waiting + 1)
             self._emit_(ev.STEP_DECIDED, gate.node, gate.parent, **self._step_data(gate, decision, 0.0),
-                        replayed=True, waiting=self.waiting)
+                        waiting=self.waiting)
         return decision
 
     # ---- internals (the engine's loop) ------------------------------------------------------
@@ -542,9 +543,11 @@ class Steering:
                 data["original_code"] = gate.code
         if decision.reason:
             data["reason"] = decision.reason
+        if decision.replayed:
+            data["replayed"] = True
         return data
 
-    def _spawn_decided(self, gate: Gate, decision: Decision, waited: float, replayed: bool = False) -> None:
+    def _spawn_decided(self, gate: Gate, decision: Decision, waited: float) -> None:
         data: dict[str, Any] = {"decision": decision.action, "by": decision.by, "at": now_iso(),
                                 "waited_s": round(waited, 3),
                                 "prompt": decision.prompt if decision.prompt is not None else gate.prompt,
@@ -559,7 +562,7 @@ class Steering:
             data["prompt"] = decision.prompts[0] if decision.prompts else gate.prompt
         if decision.reason:
             data["reason"] = decision.reason
-        if replayed:
+        if decision.replayed:
             data["replayed"] = True
         self._emit_(ev.SPAWN_DECIDED, gate.node, gate.parent, **data, waiting=self.waiting)
         if not decision.runs:

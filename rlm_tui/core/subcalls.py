@@ -168,8 +168,9 @@ class SubCalls:
             decided: list[Decision | None] = [APPROVED] * n  # approved with the batch
             if decision.action == "open":  # the user decides prompt by prompt
                 nodes[:granted] = [self.new_id() for _ in range(granted)]
+                ask = not decision.replayed  # replayed by resume: each as recorded, or else by the policy
                 decided[:granted] = await asyncio.gather(*(
-                    self.steering.spawn_gate(nodes[i], node, kind, prompts_[i], model, depth, force=True,
+                    self.steering.spawn_gate(nodes[i], node, kind, prompts_[i], model, depth, force=ask,
                                              context=previews[i] if previews else None)
                     for i in range(granted)))
             order = iter(range(granted))

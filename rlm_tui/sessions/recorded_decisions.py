@@ -106,7 +106,8 @@ def _step_decision(decided: ev.Event) -> Decision | None:
     if (decided.get("by") != "user" or action not in ("run", "skip", "edit", "kill")
             or (action == "edit" and not isinstance(code, str))):
         return None
-    return Decision(action, by="user", code=code if action == "edit" else None, reason=as_text(decided.get("reason")))
+    return Decision(action, by="user", code=code if action == "edit" else None, reason=as_text(decided.get("reason")),
+                    replayed=True)
 
 
 def _spawn_decision(decided: ev.Event) -> Decision | None:
@@ -119,7 +120,7 @@ def _spawn_decision(decided: ev.Event) -> Decision | None:
     if edited_prompts is not None and (not isinstance(edited_prompts, list)
                                        or not all(isinstance(p, str) for p in edited_prompts)):
         return None
-    return Decision(action, by="user", reason=as_text(decided.get("reason")),
+    return Decision(action, by="user", reason=as_text(decided.get("reason")), replayed=True,
                     prompt=prompt if decided.get("original_prompt") is not None and isinstance(prompt, str) else None,
                     model=model if decided.get("original_model") is not None and isinstance(model, str) else None,
                     prompts=list(edited_prompts) if edited_prompts is not None else None)

@@ -208,7 +208,7 @@ class RecordedReplies:
         if owner < self.question:
             raise self.ended(owner)
         if gate.kind == "cell":
-            return Decision("skip", by=decision.by, reason="killed at its step gate when recorded")
+            return Decision("skip", by=decision.by, reason="killed at its step gate when recorded", replayed=True)
         return None
 
 
