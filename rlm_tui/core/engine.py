@@ -31,7 +31,7 @@ from .budget import Budget
 from .cells import Cells, RecordedCells
 from .compaction import Compaction
 from .config import Settings
-from .control import CellRefused, Killed, RecordedDecisions, Steering
+from .control import KILLED_RESULT, CellRefused, Killed, RecordedDecisions, Steering
 from .errors import SetupError
 from .lm import LMClient, LMError, LMFatalError, litellm_module
 from .model_calls import ModelCalls, Recorded, RecordingEnded
@@ -435,6 +435,8 @@ class Engine:
         except RecordingEnded as end:
             recorded, status, error = end, end.status, end.error
             if rlm.parent is not None:  # a child RLM replayed: its caller's code gets what it got when recorded
+                if status == "killed":  # recorded as cancelled (no error) or as Killed: the caller got this
+                    error = KILLED_RESULT.removeprefix("Error: ")
                 return f"Error: {error}"
             self._ended_as_recorded(rlm, end)
             raise
