@@ -10,6 +10,7 @@ code is one new module and one line in ``backends/__init__.py``.
 from __future__ import annotations
 
 import ast
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,61 @@ def take_iopub(kind: str, content: dict[str, Any], emit: "OutputHook", status: s
     elif kind == "status" and content.get("execution_state") == "idle":
         return status, error, True
     return status, error, False
+
+
+class HeldInterrupt:
+    """An interrupt asked for while a cell is sent but its code is not yet running, kept until it is.
+
+    ipykernel ignores SIGINT between requests, so an interrupt that reaches the kernel before it takes the
+    request is lost and the cell runs to its end (seen: Esc pressed as a cell appeared, and the cell's 60 s
+    sleep went on); one that lands in ipykernel's own steps just before the user's code ("KeyboardInterrupt
+    caught in kernel") ends the request with no reply. The request is taken when its ``execute_input``
+    comes; the user's code runs ``BEGUN_S`` later. An interrupt held ``HOLD_S`` without that (a kernel that
+    never says so) goes out anyway.
+    """
+
+    BEGUN_S = 0.2
+    HOLD_S = 3.0
+
+    def __init__(self) -> None:
+        self._cell = False  # a cell is in flight
+        self._begun_at: float | None = None  # when its execute_input came
+        self._held_at: float | None = None
+        self.went_out = False  # an interrupt reached the kernel while this cell was in flight
+
+    def sent(self) -> None:
+        """A cell was sent to the kernel."""
+        self._cell, self._begun_at, self._held_at, self.went_out = True, None, None, False
+
+    def hold(self) -> bool:
+        """An interrupt is asked for: True to send it now, False when it waits for the cell's code to run."""
+        if self._cell and not self._running():
+            self._held_at = self._held_at or time.perf_counter()
+            return False
+        self.went_out = self.went_out or self._cell
+        return True
+
+    def due(self, kind: str | None) -> bool:
+        """The cell's next iopub message ``kind`` (None: a quiet poll): True to send the held interrupt now."""
+        if kind == "execute_input" and self._begun_at is None:
+            self._begun_at = time.perf_counter()
+        if self._held_at is None or (not self._running() and time.perf_counter() - self._held_at < self.HOLD_S):
+            return False
+        self._held_at, self.went_out = None, True
+        return True
+
+    def ended(self) -> None:
+        """The cell is over: an interrupt from now on goes out at once."""
+        self._cell, self._begun_at, self._held_at = False, None, None
+
+    def _running(self) -> bool:
+        return self._begun_at is not None and time.perf_counter() - self._begun_at >= self.BEGUN_S
+
+
+def interrupted_without_reply(status: str, reply: dict[str, Any], held: HeldInterrupt) -> str:
+    """A cell's status when its request ended with no reply: an interrupt that landed in the kernel's own
+    steps ends the request so, and the cell did not run to its end."""
+    return "interrupted" if status == "ok" and not reply and held.went_out else status
 
 
 def expression_value(result: dict) -> str:
@@ -95,7 +151,8 @@ class Kernel(ABC):
 
     @abstractmethod
     async def interrupt(self) -> None:
-        """Stop the running cell (KeyboardInterrupt in the kernel)."""
+        """Stop the running cell (KeyboardInterrupt in the kernel); one sent but not yet begun is stopped
+        as it begins (``HeldInterrupt``)."""
 
     @abstractmethod
     async def restart(self) -> None:

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..bridge import Handler, Refused
-from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout, error_status, take_iopub
+from .base import (ExecResult, HeldInterrupt, Kernel, KernelBackend, KernelDied, OutputHook, Timeout, error_status,
+                   interrupted_without_reply, take_iopub)
 from .jupyter_api import Channels, JupyterApi, ServerError, split_url
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class RemoteKernel(Kernel):
         self._shipped = 0
         self._total = 0
         self._last_progress = 0.0
+        self._held = HeldInterrupt()
 
     # ---- life ---------------------------------------------------------------------------
 
@@ -139,8 +141,19 @@ class RemoteKernel(Kernel):
         return record is not None and record.get("execution_state") != "dead"
 
     async def interrupt(self) -> None:
+        if self._held.hold():
+            await self._interrupt_now()
+
+    async def _interrupt_now(self) -> None:
         assert self.remote_id is not None
         await self.api.interrupt(self.remote_id)
+
+    async def _send_held(self) -> None:
+        """The interrupt held until the cell began (``HeldInterrupt``); a kernel gone meanwhile: the loop finds out."""
+        try:
+            await self._interrupt_now()
+        except ServerError:
+            pass
 
     async def restart(self) -> None:
         """A fresh kernel process under the same id; the namespace is empty after.
@@ -215,6 +228,15 @@ class RemoteKernel(Kernel):
         msg_id = self._ws.send("shell", "execute_request", {
             "code": code, "silent": False, "store_history": False, "allow_stdin": True,
             "user_expressions": user_expressions or {}, "stop_on_error": True})
+        self._held.sent()
+        try:
+            return await self._follow(msg_id, started, on_output, timeout, interrupt_grace)
+        finally:
+            self._held.ended()
+
+    async def _follow(self, msg_id: str, started: float, on_output: OutputHook | None, timeout: Timeout,
+                      interrupt_grace: float) -> ExecResult:
+        """The sent cell's output and end (``execute``)."""
         reply = self._expect(msg_id)
         emit = on_output or (lambda stream, text: None)
         interrupted_at: float | None = None
@@ -225,6 +247,8 @@ class RemoteKernel(Kernel):
                 async with asyncio.timeout(0.25):
                     msg = await self._iopub.get()
             except TimeoutError:
+                if self._held.due(None):
+                    await self._send_held()
                 elapsed = time.perf_counter() - started
                 if reply.done():  # the shell says the cell is over; its idle is due on iopub
                     replied_at = elapsed if replied_at is None else replied_at
@@ -234,7 +258,7 @@ class RemoteKernel(Kernel):
                 if limit is not None and interrupted_at is None and elapsed > limit:
                     interrupted_at, status = elapsed, "timeout"
                     try:
-                        await self.interrupt()
+                        await self._interrupt_now()
                     except ServerError:  # the server refuses to interrupt a kernel that died meanwhile
                         self._cancel_calls()
                         return ExecResult("died", time.perf_counter() - started, error="the kernel died")
@@ -254,6 +278,8 @@ class RemoteKernel(Kernel):
                 return ExecResult("died", time.perf_counter() - started, error="the kernel died")
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
+            if self._held.due(kind):
+                await self._send_held()
             status, error, idle = take_iopub(kind, content, emit, status, error)
             if idle:
                 break
@@ -264,6 +290,7 @@ class RemoteKernel(Kernel):
                 shell = await reply
         except TimeoutError:
             shell = {}
+        status = interrupted_without_reply(status, shell, self._held)
         if status == "ok" and shell.get("status") == "error":  # the error's iopub message was lost too
             status, error = error_status(shell.get("ename", "")), shell.get("ename", "Error")
         return ExecResult(status, time.perf_counter() - started, shell.get("user_expressions", {}) or {}, error)

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from jupyter_client import AsyncKernelManager
 
 from ..redaction import kernel_env
-from .base import ExecResult, Kernel, KernelBackend, KernelDied, OutputHook, Timeout, take_iopub
+from .base import (ExecResult, HeldInterrupt, Kernel, KernelBackend, KernelDied, OutputHook, Timeout,
+                   interrupted_without_reply, take_iopub)
 
 if TYPE_CHECKING:
     from ..bridge import Bridge
@@ -36,6 +37,7 @@ class JupyterKernel(Kernel):
         self.km = km or AsyncKernelManager(kernel_name="python3")
         self.kc: Any = None
         self._log: Any = None
+        self._held = HeldInterrupt()
 
     async def start(self) -> None:
         self._log = open(self.log_path, "ab")
@@ -71,6 +73,16 @@ class JupyterKernel(Kernel):
         started = time.perf_counter()
         msg_id = self.kc.execute(code, store_history=False, allow_stdin=False,
                                  user_expressions=user_expressions or {})
+        self._held.sent()
+        try:
+            return await self._follow(msg_id, started, on_output, timeout, interrupt_grace)
+        finally:
+            self._held.ended()
+
+    async def _follow(self, msg_id: str, started: float, on_output: OutputHook | None, timeout: Timeout,
+                      interrupt_grace: float) -> ExecResult:
+        """The sent cell's output and end (``execute``)."""
+        assert self.kc is not None
         emit = on_output or (lambda stream, text: None)
         interrupted_at: float | None = None
         status = "ok"
@@ -79,6 +91,8 @@ class JupyterKernel(Kernel):
             try:
                 msg = await self.kc.get_iopub_msg(timeout=0.25)
             except (queue.Empty, asyncio.TimeoutError):
+                if self._held.due(None):
+                    await self.km.interrupt_kernel()
                 if not await self.km.is_alive():
                     return ExecResult("died", time.perf_counter() - started, error="the kernel died")
                 elapsed = time.perf_counter() - started
@@ -97,10 +111,13 @@ class JupyterKernel(Kernel):
                 continue
             kind = msg["msg_type"]
             content = msg["content"]
+            if self._held.due(kind):
+                await self.km.interrupt_kernel()
             status, error, idle = take_iopub(kind, content, emit, status, error)
             if idle:
                 break
         reply = await self._shell_reply(msg_id)
+        status = interrupted_without_reply(status, reply, self._held)
         return ExecResult(status, time.perf_counter() - started, reply.get("user_expressions", {}) or {}, error)
 
     async def _shell_reply(self, msg_id: str) -> dict:
@@ -114,7 +131,8 @@ class JupyterKernel(Kernel):
                 return msg["content"]
 
     async def interrupt(self) -> None:
-        await self.km.interrupt_kernel()
+        if self._held.hold():
+            await self.km.interrupt_kernel()
 
     async def restart(self) -> None:
         await self.km.restart_kernel(now=True)
