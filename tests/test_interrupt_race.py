@@ -88,17 +88,17 @@ def test_a_held_interrupt_waits_for_the_cells_code_and_a_silent_kernel_only_so_l
     no cell is in flight or its code runs; a request that ended with no reply after one is interrupted."""
     held = Quick()
     assert held.hold() and not held.went_out  # between cells: at once (nothing to wait for)
-    held.sent()
-    assert not held.hold() and not held.due("status") and not held.due("execute_input")
-    assert not held.due(None)  # the request is taken; IPython's own steps come before the code
-    time.sleep(0.06)
-    assert held.due(None) and held.went_out and not held.due(None)  # sent once
-    assert held.hold()  # the code runs: at once
-    assert interrupted_without_reply("ok", {}, held) == "interrupted"
-    assert interrupted_without_reply("ok", {"status": "ok"}, held) == "ok"
-    held.sent()  # a kernel that never announces the request
-    assert not held.hold() and not held.due(None)
-    time.sleep(0.21)
-    assert held.due(None)
-    held.sent()
-    assert interrupted_without_reply("ok", {}, held) == "ok"  # no interrupt: a lost reply says nothing more
+    with held.cell():
+        assert not held.hold() and not held.due("status") and not held.due("execute_input")
+        assert not held.due(None)  # the request is taken; IPython's own steps come before the code
+        time.sleep(0.06)
+        assert held.due(None) and held.went_out and not held.due(None)  # sent once
+        assert held.hold()  # the code runs: at once
+        assert interrupted_without_reply("ok", {}, held) == "interrupted"
+        assert interrupted_without_reply("ok", {"status": "ok"}, held) == "ok"
+    with held.cell():  # a kernel that never announces the request
+        assert not held.hold() and not held.due(None)
+        time.sleep(0.21)
+        assert held.due(None)
+    with held.cell():
+        assert interrupted_without_reply("ok", {}, held) == "ok"  # no interrupt: a lost reply says nothing more

@@ -10,11 +10,12 @@ code is one new module and one line in ``backends/__init__.py``.
 from __future__ import annotations
 
 import ast
+import contextlib
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..safe_text import strip_ansi
 
@@ -71,9 +72,14 @@ class HeldInterrupt:
         self._held_at: float | None = None
         self.went_out = False  # an interrupt reached the kernel while this cell was in flight
 
-    def sent(self) -> None:
-        """A cell was sent to the kernel."""
+    @contextlib.contextmanager
+    def cell(self) -> Iterator[None]:
+        """A cell sent to the kernel, until it is over: after it, an interrupt goes out at once."""
         self._cell, self._begun_at, self._held_at, self.went_out = True, None, None, False
+        try:
+            yield
+        finally:
+            self._cell, self._begun_at, self._held_at = False, None, None
 
     def hold(self) -> bool:
         """An interrupt is asked for: True to send it now, False when it waits for the cell's code to run."""
@@ -91,10 +97,6 @@ class HeldInterrupt:
             return False
         self._held_at, self.went_out = None, True
         return True
-
-    def ended(self) -> None:
-        """The cell is over: an interrupt from now on goes out at once."""
-        self._cell, self._begun_at, self._held_at = False, None, None
 
     def _running(self) -> bool:
         return self._begun_at is not None and time.perf_counter() - self._begun_at >= self.BEGUN_S

@@ -228,11 +228,8 @@ class RemoteKernel(Kernel):
         msg_id = self._ws.send("shell", "execute_request", {
             "code": code, "silent": False, "store_history": False, "allow_stdin": True,
             "user_expressions": user_expressions or {}, "stop_on_error": True})
-        self._held.sent()
-        try:
+        with self._held.cell():
             return await self._follow(msg_id, started, on_output, timeout, interrupt_grace)
-        finally:
-            self._held.ended()
 
     async def _follow(self, msg_id: str, started: float, on_output: OutputHook | None, timeout: Timeout,
                       interrupt_grace: float) -> ExecResult:

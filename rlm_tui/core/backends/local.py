@@ -73,11 +73,8 @@ class JupyterKernel(Kernel):
         started = time.perf_counter()
         msg_id = self.kc.execute(code, store_history=False, allow_stdin=False,
                                  user_expressions=user_expressions or {})
-        self._held.sent()
-        try:
+        with self._held.cell():
             return await self._follow(msg_id, started, on_output, timeout, interrupt_grace)
-        finally:
-            self._held.ended()
 
     async def _follow(self, msg_id: str, started: float, on_output: OutputHook | None, timeout: Timeout,
                       interrupt_grace: float) -> ExecResult:
