@@ -97,18 +97,24 @@ def split_fences(text: str) -> list[tuple[str, str | None]]:
     return [(chunk, lang) for chunk, lang in parts if chunk.strip() or lang is not None]
 
 
+def code(text: str, palette: Palette, lang: str = "python", padding: int | tuple[int, int] = 0) -> RenderableType:
+    """Syntax-highlighted code in the theme's code style (a reply's code block, a cell waiting at its step)."""
+    from rich.syntax import Syntax  # here: pygments costs ~10 ms, and the first frame shows no code
+
+    return Syntax(text, lang, theme=palette.code_theme, background_color=palette.code_bg, word_wrap=True,
+                  padding=padding)
+
+
 def reply(text: str, palette: Palette) -> RenderableType:
     """A model reply: Markdown prose with syntax-highlighted code blocks."""
     from rich.markdown import Markdown  # here: markdown-it costs ~30 ms, off the path to the first frame
-    from rich.syntax import Syntax  # here too: pygments costs ~10 ms, and the first frame shows no code
 
     pieces: list[RenderableType] = []
     for chunk, lang in split_fences(text):
         if lang is None:
             pieces.append(Markdown(chunk.strip("\n"), code_theme=palette.code_theme))
         else:
-            pieces.append(Syntax(chunk, _CODE_LANGS.get(lang, lang), theme=palette.code_theme,
-                                 background_color=palette.code_bg, word_wrap=True, padding=(0, 1)))
+            pieces.append(code(chunk, palette, _CODE_LANGS.get(lang, lang), padding=(0, 1)))
     return Group(*pieces)
 
 
@@ -161,12 +167,9 @@ def cell_line(data: dict, palette: Palette) -> Text:
 
 def user_cell(data: dict, palette: Palette) -> RenderableType:
     """A cell you ran: its code is in no model reply, so it is shown here, under a rule in the accent colour."""
-    from rich.syntax import Syntax  # here: pygments is off the path to the first frame
-
     rule = Rule(Text(" your cell ", style=f"bold {palette.accent}"), style=palette.accent, align="left")
-    code = Syntax(data.get("code", "").rstrip("\n"), "python", theme=palette.code_theme,
-                  background_color=palette.code_bg, word_wrap=True, padding=(0, 1))
-    return Group(Padding(rule, (1, 0, 0, 0)), code, cell_line(data, palette))
+    return Group(Padding(rule, (1, 0, 0, 0)), code(data.get("code", "").rstrip("\n"), palette, padding=(0, 1)),
+                 cell_line(data, palette))
 
 
 def output(block: Block, palette: Palette) -> RenderableType:

@@ -17,7 +17,7 @@ from textual.widgets import Static
 
 from ...model.tree import CallTree
 from .. import fmt
-from ..render import Palette
+from ..render import Palette, code
 from ..steering import Question, Questions
 
 #: Characters of a prompt shown; the rest is summarised (the edit modal has it all).
@@ -99,10 +99,7 @@ class ApprovalPanel(VerticalScroll, can_focus=False):
         if question.kind == "turn":
             return Text("The root model is called next. s lets it go; c runs freely again.", style=palette.muted)
         if question.kind == "cell":
-            from rich.syntax import Syntax  # here: pygments is off the path to the first frame
-
-            return Syntax(str(data.get("code", "")).rstrip("\n"), "python", theme=palette.code_theme,
-                          background_color=palette.code_bg, word_wrap=True)
+            return code(str(data.get("code", "")).rstrip("\n"), palette)
         parts: list[RenderableType] = [Text.assemble(("model ", palette.muted), (data.get("model", ""), "bold"))]
         if question.is_batch:
             prompts = data.get("prompts") or []
