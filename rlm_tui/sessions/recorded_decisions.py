@@ -41,6 +41,9 @@ class RecordedDecisions:
     """The user's decisions read from a session's events (``step_waiting``/``step_decided``,
     ``spawn_requested``/``spawn_decided``), handed out once each."""
 
+    #: The events ``read`` takes.
+    KINDS = frozenset({ev.STEP_WAITING, ev.STEP_DECIDED, ev.SPAWN_REQUESTED, ev.SPAWN_DECIDED})
+
     steps: dict[StepKey, deque[RecordedStep]] = field(default_factory=dict)
     spawns: dict[SpawnKey, deque[Decision]] = field(default_factory=dict)
     _step_gates: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # gate -> (what, number, code)

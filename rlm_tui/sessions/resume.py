@@ -41,9 +41,6 @@ from .index import SessionIndex
 from .recorded_cells import RecordedUserCells
 from .recorded_decisions import RecordedDecisions
 
-#: The events that carry the user's decisions at gates.
-_DECISION_KINDS = frozenset({ev.STEP_WAITING, ev.STEP_DECIDED, ev.SPAWN_REQUESTED, ev.SPAWN_DECIDED})
-
 
 class ResumeError(Exception):
     """The session cannot be resumed as asked (a usage error: exit code 2)."""
@@ -115,7 +112,7 @@ class RecordedReplies:
                 replies.ends[question[node]] = _ended(event)
             elif event.kind == ev.NODE_FINISHED and kinds.get(node) == "rlm":
                 child_end[node] = _ended(event)
-            elif event.kind in _DECISION_KINDS:
+            elif event.kind in RecordedDecisions.KINDS:
                 replies.decisions.read(event, question.get(node, first_user.get(node)
                                                            if kinds.get(node) == "rlm" else None))
             elif event.kind == ev.LM_STARTED:
